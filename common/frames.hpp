@@ -3,6 +3,7 @@
 #pragma once
 
 #include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include <cstdint>
 #include <optional>

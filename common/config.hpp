@@ -1,0 +1,96 @@
+// Settings shared by all binaries: the service table (upstreams, timeouts, retries, auth) resolved
+// from built-in defaults, a YAML config file, environment variables and --set flags.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace courier {
+
+// A start-up error: the message names the offending setting. main() prints it and exits 2.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+struct UpstreamUrl {
+  std::string host;
+  std::uint16_t port = 80;
+  std::string base_path;  // "" or "/prefix" without a trailing slash
+  std::string text;       // as configured, for logs
+};
+
+// Parses "http://host[:port][/base]". Throws ConfigError naming `setting` when invalid.
+UpstreamUrl parse_upstream_url(const std::string& setting, const std::string& value);
+
+enum class AuthMode {
+  kForward,  // pass the client's Authorization header through (default)
+  kBearer,   // replace it with "Authorization: Bearer <secret>"
+  kApiKey,   // send the secret in header `auth_header` (default X-API-Key)
+};
+
+struct ServiceConfig {
+  std::string name;  // e.g. "rule-engine"
+  UpstreamUrl upstream;
+  std::chrono::milliseconds timeout{10'000};  // per attempt and default request deadline
+  int max_attempts = 3;                       // PROXY_MAX_RETRIES: attempts in all
+  std::chrono::milliseconds retry_min_wait{1'000};
+  std::chrono::milliseconds retry_max_wait{10'000};
+  AuthMode auth_mode = AuthMode::kForward;
+  std::string auth_header = "X-API-Key";
+  std::string auth_secret;  // never logged
+  std::size_t max_queue = 1024;           // broker: waiting requests before 503 OVERLOADED
+  std::uint32_t worker_concurrency = 256;  // worker: requests one worker runs at once
+  std::size_t max_connections = 256;       // worker: pooled upstream connections
+  int circuit_failure_threshold = 5;       // consecutive failures that open the circuit
+  std::chrono::milliseconds circuit_cooldown{5'000};
+  double retry_budget_ratio = 0.2;  // retries in flight at most this share of active requests
+  int retry_budget_min = 3;         // ... but always allow this many
+};
+
+// "rule-engine" -> "RULE_ENGINE": the prefix of per-service env vars and error codes.
+std::string service_env_prefix(const std::string& service);
+
+using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
+EnvLookup process_env();
+
+struct Settings {
+  std::map<std::string, ServiceConfig> services;
+  const ServiceConfig* find(const std::string& name) const;
+};
+
+// The layered sources. `overrides` are KEY=VALUE pairs from --set flags (e.g.
+// "services.ai-gm.timeout=90"); they win over env, which wins over the file. A per-service value
+// wins over a default at any layer. Throws ConfigError on any invalid value.
+struct ConfigSources {
+  std::string file_path;  // optional YAML file
+  std::vector<std::string> overrides;
+  EnvLookup env = process_env();
+};
+Settings load_settings(const ConfigSources& sources);
+
+// Scalar lookup for a component's own options ("gateway.listen" etc.) with the same layering:
+// --set > env var `env_name` > file > nothing.
+class ConfigFile {
+ public:
+  explicit ConfigFile(const ConfigSources& sources);
+  std::optional<std::string> get(const std::string& key, const std::string& env_name) const;
+
+ private:
+  std::map<std::string, std::string> file_;
+  std::map<std::string, std::string> overrides_;
+  EnvLookup env_;
+};
+
+// Value parsers used by both: they throw ConfigError naming `setting`.
+std::chrono::milliseconds parse_seconds(const std::string& setting, const std::string& value);
+long long parse_int(const std::string& setting, const std::string& value, long long min,
+                    long long max);
+
+}  // namespace courier

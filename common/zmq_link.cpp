@@ -1,0 +1,120 @@
+#include "common/zmq_link.hpp"
+
+#include <spdlog/spdlog.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <system_error>
+
+namespace courier {
+
+ZmqLink::ZmqLink(zmq::context_t& context, Options options, Handlers handlers)
+    : context_(context),
+      options_(std::move(options)),
+      handlers_(std::move(handlers)),
+      socket_(context_, zmq::socket_type::dealer) {
+  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  socket_.set(zmq::sockopt::sndhwm, options_.high_water_mark);
+  socket_.set(zmq::sockopt::rcvhwm, options_.high_water_mark);
+  // Queue only to a live connection: with no broker, a send fails at once and the caller answers
+  // 503 instead of the request waiting in a pipe to be delivered long after its deadline.
+  socket_.set(zmq::sockopt::immediate, 1);
+  socket_.set(zmq::sockopt::linger, static_cast<int>(options_.linger.count()));
+  socket_.set(zmq::sockopt::reconnect_ivl, 100);
+  socket_.set(zmq::sockopt::reconnect_ivl_max, 2'000);
+  socket_.connect(options_.endpoint);
+}
+
+ZmqLink::~ZmqLink() {
+  stop();
+  if (wake_fd_ >= 0) ::close(wake_fd_);
+}
+
+void ZmqLink::start() { thread_ = std::thread([this] { run(); }); }
+
+void ZmqLink::stop() {
+  if (stopping_.exchange(true)) {
+    if (thread_.joinable()) thread_.join();
+    return;
+  }
+  const std::uint64_t one = 1;
+  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  if (thread_.joinable()) thread_.join();
+}
+
+void ZmqLink::post(protocol::Frames frames) {
+  bool was_empty = false;
+  {
+    std::lock_guard lock(mutex_);
+    was_empty = queue_.empty();
+    queue_.push_back(std::move(frames));
+  }
+  // One wake-up per batch: the link thread swaps the whole queue out at once.
+  if (was_empty) {
+    const std::uint64_t one = 1;
+    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
+  }
+}
+
+bool ZmqLink::send_now(protocol::Frames& frames) {
+  bool sent = false;
+  try {
+    sent = zmq::send_multipart(socket_, frames, zmq::send_flags::dontwait).has_value();
+  } catch (const zmq::error_t& e) {
+    spdlog::warn("broker link: send failed: {}", e.what());
+  }
+  if (!sent) {
+    unsent_.fetch_add(1, std::memory_order_relaxed);
+    if (handlers_.on_unsent) handlers_.on_unsent(frames);
+  }
+  return sent;
+}
+
+void ZmqLink::drain_queue() {
+  {
+    std::lock_guard lock(mutex_);
+    sending_.swap(queue_);
+  }
+  for (auto& frames : sending_) send_now(frames);
+  sending_.clear();
+}
+
+void ZmqLink::run() {
+  auto next_tick = Clock::now() + options_.tick;
+  protocol::Frames frames;
+  while (!stopping_.load(std::memory_order_acquire)) {
+    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
+                               {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+    try {
+      zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      if (e.num() == ETERM) break;
+      throw;
+    }
+    if (items[1].revents & ZMQ_POLLIN) {
+      std::uint64_t n;
+      [[maybe_unused]] auto r = ::read(wake_fd_, &n, sizeof n);
+    }
+    drain_queue();
+    // Bounded batches keep sends and ticks flowing under a flood of incoming messages.
+    for (int i = 0; i < 1024; ++i) {
+      frames.clear();
+      const auto got = zmq::recv_multipart(socket_, std::back_inserter(frames),
+                                           zmq::recv_flags::dontwait);
+      if (!got) break;
+      handlers_.on_message(frames);
+    }
+    if (const auto now = Clock::now(); now >= next_tick) {
+      if (handlers_.on_tick) handlers_.on_tick(now);
+      next_tick = now + options_.tick;
+    }
+  }
+  drain_queue();
+  socket_.close();
+}
+
+}  // namespace courier

@@ -1,0 +1,120 @@
+// Loopback networking helpers for tests: free ports, bounded polling, and a synchronous HTTP/1.1
+// client (one-shot, keep-alive and raw-bytes forms) whose every operation ends by a deadline.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <system_error>
+#include <utility>
+#include <vector>
+
+namespace courier::testing {
+
+using namespace std::chrono_literals;
+
+// Ordered, duplicates allowed: tests check what was actually on the wire.
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+inline constexpr std::chrono::milliseconds kDefaultClientTimeout{5'000};
+
+// Case-insensitive lookup of the first header named `name`.
+std::optional<std::string> find_header(const HeaderList& headers, std::string_view name);
+
+// Why a test client call produced no (complete) response.
+enum class ClientError {
+  kTimeout = 1,     // the deadline passed first
+  kClosed,          // the peer closed (or reset) before a complete response
+  kConnectFailed,   // nothing accepted the connection
+  kProtocol,        // the bytes received are not a valid HTTP/1.1 response
+  kNotConnected,    // send/receive on a connection that is closed
+};
+const std::error_category& client_error_category();
+std::error_code make_error_code(ClientError e);
+
+// Binds 127.0.0.1:0, reads the port and closes. Another process may take it before you bind it;
+// prefer servers that bind port 0 themselves (TestUpstream does) when the binary allows it.
+std::uint16_t free_tcp_port();
+
+// Calls `condition` every `poll_interval` until it returns true (-> true) or `timeout` passes
+// (-> false; the condition is checked one last time at the deadline).
+bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
+                std::chrono::milliseconds poll_interval = 10ms);
+
+struct HttpResult {
+  std::error_code error;  // empty when a complete response was read
+  unsigned status = 0;
+  HeaderList headers;
+  std::string body;
+  bool keep_alive = false;  // the response allows reusing the connection
+  bool chunked = false;     // the response used Transfer-Encoding: chunked
+
+  bool ok() const { return !error; }
+  std::optional<std::string> header(std::string_view name) const {
+    return find_header(headers, name);
+  }
+};
+
+struct RawResult {
+  std::string data;          // every byte received (including any left over from receive())
+  bool peer_closed = false;  // the peer closed or reset the connection
+  std::error_code error;     // ClientError::kTimeout when the deadline ended the read
+};
+
+// One HTTP/1.1 connection to 127.0.0.1:port driven synchronously from the test thread. It owns a
+// private io_context, so it needs no thread and never blocks past the timeout of each call. After
+// a timeout the socket is closed (Beast closes timed-out streams): reconnect to continue.
+class TestHttpConnection {
+ public:
+  TestHttpConnection();
+  ~TestHttpConnection();
+  TestHttpConnection(const TestHttpConnection&) = delete;
+  TestHttpConnection& operator=(const TestHttpConnection&) = delete;
+
+  std::error_code connect(std::uint16_t port, std::chrono::milliseconds timeout = kDefaultClientTimeout);
+
+  // Adds Host (unless given) and Content-Length for a non-empty body (unless Content-Length or
+  // Transfer-Encoding is given, so tests can send deliberately odd framing).
+  std::error_code send(std::string_view method, std::string_view target,
+                       const HeaderList& headers = {}, std::string_view body = {},
+                       std::chrono::milliseconds timeout = kDefaultClientTimeout);
+  std::error_code send_raw(std::string_view bytes,
+                           std::chrono::milliseconds timeout = kDefaultClientTimeout);
+
+  // Reads the next response; knows from send() which responses answer HEAD (no body).
+  HttpResult receive(std::chrono::milliseconds timeout = kDefaultClientTimeout);
+
+  HttpResult request(std::string_view method, std::string_view target,
+                     const HeaderList& headers = {}, std::string_view body = {},
+                     std::chrono::milliseconds timeout = kDefaultClientTimeout);
+
+  // Reads until the peer closes or the timeout passes.
+  RawResult read_until_close(std::chrono::milliseconds timeout = kDefaultClientTimeout);
+
+  bool is_open() const;
+  void close();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// One request on a fresh connection; `timeout` bounds the whole exchange.
+HttpResult http_request(std::uint16_t port, std::string_view method, std::string_view target,
+                        const HeaderList& headers = {}, std::string_view body = {},
+                        std::chrono::milliseconds timeout = kDefaultClientTimeout);
+
+// Connects, writes `bytes` verbatim and reads until the peer closes or `timeout` passes: for
+// malformed requests, where only the raw answer (or the lack of one) matters.
+RawResult raw_exchange(std::uint16_t port, std::string_view bytes,
+                       std::chrono::milliseconds timeout = kDefaultClientTimeout);
+
+}  // namespace courier::testing
+
+template <>
+struct std::is_error_code_enum<courier::testing::ClientError> : std::true_type {};
