@@ -1,0 +1,54 @@
+// The broker process: two ROUTER sockets (gateways in front, workers behind) polled by one thread
+// that feeds the Dispatcher. SIGTERM/SIGINT arrive through a signalfd in the same poll set.
+#pragma once
+
+#include <zmq.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <string>
+
+#include "broker/dispatcher.hpp"
+
+namespace courier::broker {
+
+struct BrokerOptions {
+  std::string frontend = "tcp://127.0.0.1:5555";  // gateways connect here
+  std::string backend = "tcp://127.0.0.1:5556";   // workers connect here
+  std::chrono::milliseconds drain_timeout{5'000};  // on SIGTERM: wait this long for replies
+  DispatcherOptions dispatcher;
+};
+
+class Broker : private Outbox {
+ public:
+  explicit Broker(BrokerOptions options);
+  ~Broker() override;
+
+  // Endpoints actually bound (a "*" port resolved), for tests and logs.
+  std::string frontend_endpoint() const;
+  std::string backend_endpoint() const;
+
+  // Runs until stop() or a termination signal (if handle_signals). Returns 0 on a clean exit.
+  int run(bool handle_signals);
+  void stop() { stop_.store(true); }
+
+ private:
+  bool to_gateway(protocol::Frames& frames) override;
+  bool to_worker(protocol::Frames& frames) override;
+  bool send(zmq::socket_t& socket, protocol::Frames& frames);
+  void receive(zmq::socket_t& socket, bool from_gateway);
+
+  BrokerOptions options_;
+  zmq::context_t context_{1};
+  zmq::socket_t frontend_;
+  zmq::socket_t backend_;
+  Dispatcher dispatcher_;
+  std::atomic<bool> stop_{false};
+  protocol::Frames frames_;
+};
+
+// Blocks SIGTERM and SIGINT in the calling thread (call before creating any thread or ZeroMQ
+// context, so every thread inherits the mask) and returns a signalfd that reports them.
+int block_termination_signals();
+
+}  // namespace courier::broker

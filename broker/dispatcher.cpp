@@ -1,0 +1,558 @@
+#include "broker/dispatcher.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
+#include "common/envelope.hpp"
+#include "common/errors.hpp"
+#include "common/ids.hpp"
+
+namespace courier::broker {
+
+using protocol::Command;
+using protocol::Frames;
+
+struct Dispatcher::Worker {
+  Identity id;
+  std::string service;
+  std::string name;  // the worker's self-reported id, for operators
+  std::uint32_t capacity = 0;
+  std::uint32_t in_flight = 0;
+  bool draining = false;
+  Clock::time_point expiry;
+  std::uint64_t completed = 0;
+};
+
+struct Dispatcher::Service {
+  std::string name;
+  std::vector<Worker*> workers;
+  std::deque<std::string> queue;  // request keys, oldest first; stale keys are skipped
+  std::size_t max_queue = 0;
+  Clock::time_point no_workers_since;
+  Counters counters;  // the per-service subset that applies
+};
+
+struct Dispatcher::Request {
+  protocol::CorrelationId id{};
+  Identity gateway;
+  std::string service;
+  std::uint64_t deadline_ms = 0;
+  Clock::time_point deadline;
+  std::uint8_t flags = 0;
+  zmq::message_t envelope;  // shares the received buffer (refcounted), kept for requeue
+  Worker* worker = nullptr;  // null while queued
+  Clock::time_point enqueued;
+  int dispatches = 0;
+};
+
+namespace {
+
+std::string key_of(const protocol::CorrelationId& id) {
+  return std::string(reinterpret_cast<const char*>(id.data()), id.size());
+}
+
+zmq::message_t identity_frame(const Identity& id) { return zmq::message_t(id.data(), id.size()); }
+
+Clock::time_point steady_deadline(std::uint64_t deadline_ms, const Now& now) {
+  const auto left = static_cast<std::int64_t>(deadline_ms) - static_cast<std::int64_t>(now.wall_ms);
+  return now.steady + std::chrono::milliseconds(left);
+}
+
+}  // namespace
+
+Now Now::current() {
+  return {Clock::now(), static_cast<std::uint64_t>(
+                            std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch())
+                                .count())};
+}
+
+Dispatcher::Dispatcher(DispatcherOptions options, Outbox& outbox)
+    : options_(std::move(options)), outbox_(outbox), requests_(std::make_unique<RequestMap>()) {}
+
+Dispatcher::~Dispatcher() = default;
+
+std::size_t Dispatcher::in_flight() const {
+  std::size_t n = 0;
+  for (const auto& [key, r] : *requests_) n += r.worker != nullptr;
+  return n;
+}
+
+Dispatcher::Service& Dispatcher::service(const std::string& name, const Now& now) {
+  auto& slot = services_[name];
+  if (!slot) {
+    slot = std::make_unique<Service>();
+    slot->name = name;
+    const auto it = options_.max_queue.find(name);
+    slot->max_queue = it == options_.max_queue.end() ? options_.default_max_queue : it->second;
+    slot->no_workers_since = now.steady;
+  }
+  return *slot;
+}
+
+void Dispatcher::touch_gateway(const Identity& gateway, const Now& now) {
+  gateways_[gateway] = now.steady + options_.heartbeat_interval * options_.liveness;
+}
+
+bool Dispatcher::gateway_known(const Identity& gateway) const {
+  return gateways_.find(gateway) != gateways_.end();
+}
+
+void Dispatcher::send_control(bool to_worker, const Identity& peer, Command command) {
+  Frames frames;
+  frames.push_back(identity_frame(peer));
+  protocol::add_header(frames, command);
+  if (command == Command::kHeartbeat) frames.emplace_back(options_.broker_id);
+  const bool ok = to_worker ? outbox_.to_worker(frames) : outbox_.to_gateway(frames);
+  if (!ok) ++counters_.unroutable;
+}
+
+void Dispatcher::reply_error(const Identity& gateway, const protocol::CorrelationId& id, int kind,
+                             const std::string& service, const std::string& detail,
+                             const char* retry_after) {
+  auto reply = make_error_reply(static_cast<ErrorKind>(kind), service, detail, id);
+  if (retry_after) reply.headers.push_back({"Retry-After", retry_after});
+  reply.worker_id = options_.broker_id;
+  Frames frames;
+  frames.push_back(identity_frame(gateway));
+  protocol::add_reply(frames, id, encode(reply));
+  if (!outbox_.to_gateway(frames)) ++counters_.unroutable;
+}
+
+void Dispatcher::on_gateway_message(Frames& frames, const Now& now) {
+  Command command{};
+  if (frames.size() < 3 || protocol::parse_command(frames, 1, command)) {
+    ++counters_.malformed;
+    return;
+  }
+  const Identity gateway(protocol::view(frames[0]));
+  switch (command) {
+    case Command::kRequest:
+      touch_gateway(gateway, now);
+      handle_request(gateway, frames, now);
+      return;
+    case Command::kHeartbeat:
+      if (frames.size() != 3 && frames.size() != 4) break;
+      // A gateway we did not know (new, or we restarted) learns at once that we are here.
+      if (!gateway_known(gateway)) {
+        touch_gateway(gateway, now);
+        send_control(false, gateway, Command::kHeartbeat);
+      }
+      touch_gateway(gateway, now);
+      return;
+    case Command::kStats: {
+      protocol::CorrelationId id{};
+      if (protocol::parse_stats(frames, 1, id)) break;
+      touch_gateway(gateway, now);
+      Frames out;
+      out.push_back(identity_frame(gateway));
+      protocol::add_header(out, Command::kStats);
+      out.push_back(protocol::id_frame(id));
+      out.emplace_back(stats(now).dump());
+      if (!outbox_.to_gateway(out)) ++counters_.unroutable;
+      return;
+    }
+    case Command::kDisconnect:
+      gateways_.erase(gateway);
+      return;
+    default:
+      break;
+  }
+  ++counters_.malformed;
+}
+
+void Dispatcher::handle_request(const Identity& gateway, Frames& frames, const Now& now) {
+  protocol::RequestHeader header;
+  if (protocol::parse_request(frames, 1, header)) {
+    ++counters_.malformed;
+    return;
+  }
+  const std::string service_name(header.service);
+  if (shutting_down_) {
+    reply_error(gateway, header.id, static_cast<int>(ErrorKind::kBrokerUnavailable), service_name,
+                "broker shutting down");
+    return;
+  }
+  auto key = key_of(header.id);
+  if (requests_->count(key)) {
+    // Answering would give the original request's client a second reply.
+    ++counters_.duplicate_requests;
+    return;
+  }
+  ++counters_.requests;
+  Service& svc = service(service_name, now);
+  const auto deadline = steady_deadline(header.deadline_ms, now);
+  if (deadline <= now.steady) {
+    ++counters_.expired;
+    ++svc.counters.expired;
+    reply_error(gateway, header.id, static_cast<int>(ErrorKind::kTimeout), service_name,
+                "deadline passed before dispatch");
+    return;
+  }
+  if (svc.queue.size() >= svc.max_queue) {
+    // Only when nothing can take it at once: a full queue with free capacity cannot happen.
+    ++counters_.rejected_overloaded;
+    ++svc.counters.rejected_overloaded;
+    reply_error(gateway, header.id, static_cast<int>(ErrorKind::kOverloaded), service_name,
+                "queue full (" + std::to_string(svc.max_queue) + " waiting)", "1");
+    return;
+  }
+  Request request;
+  request.id = header.id;
+  request.gateway = gateway;
+  request.service = service_name;
+  request.deadline_ms = header.deadline_ms;
+  request.deadline = deadline;
+  request.flags = header.flags;
+  request.envelope = std::move(frames[1 + protocol::kEnvelopeIndex]);
+  request.enqueued = now.steady;
+  requests_->emplace(key, std::move(request));
+  svc.queue.push_back(std::move(key));
+  dispatch(svc, now);
+}
+
+bool Dispatcher::send_to_worker(Worker& worker, Request& request, const Now& now) {
+  protocol::RequestHeader header;
+  header.service = request.service;
+  header.id = request.id;
+  header.deadline_ms = request.deadline_ms;
+  header.flags = request.flags;
+  Frames frames;
+  frames.reserve(8);
+  frames.push_back(identity_frame(worker.id));
+  zmq::message_t envelope;
+  envelope.copy(request.envelope);  // shares the buffer: no byte is copied for large envelopes
+  protocol::add_request(frames, header, std::move(envelope));
+  if (!outbox_.to_worker(frames)) {
+    ++counters_.unroutable;
+    return false;
+  }
+  request.worker = &worker;
+  ++request.dispatches;
+  ++worker.in_flight;
+  ++counters_.dispatched;
+  return true;
+}
+
+void Dispatcher::dispatch(Service& svc, const Now& now) {
+  while (!svc.queue.empty()) {
+    Worker* best = nullptr;
+    for (Worker* w : svc.workers) {
+      if (w->draining || w->in_flight >= w->capacity) continue;
+      // Least loaded by share of capacity: a small worker is not flooded beside a big one.
+      if (!best || std::uint64_t{w->in_flight} * best->capacity <
+                       std::uint64_t{best->in_flight} * w->capacity) {
+        best = w;
+      }
+    }
+    if (!best) return;
+    const auto it = requests_->find(svc.queue.front());
+    svc.queue.pop_front();
+    if (it == requests_->end() || it->second.worker) continue;  // stale key
+    Request& request = it->second;
+    if (request.deadline <= now.steady) {
+      ++counters_.expired;
+      ++svc.counters.expired;
+      reply_error(request.gateway, request.id, static_cast<int>(ErrorKind::kTimeout), svc.name,
+                  "deadline passed while queued");
+      requests_->erase(it);
+      continue;
+    }
+    if (!send_to_worker(*best, request, now)) {
+      // Never delivered, so always safe to hand to another worker.
+      svc.queue.push_front(it->first);
+      remove_worker(best->id, "unreachable", now);
+      continue;
+    }
+    ++svc.counters.dispatched;
+  }
+}
+
+void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
+  Command command{};
+  if (frames.size() < 3 || protocol::parse_command(frames, 1, command)) {
+    ++counters_.malformed;
+    return;
+  }
+  const Identity id(protocol::view(frames[0]));
+  if (command == Command::kReady) {
+    protocol::ReadyHeader ready;
+    if (protocol::parse_ready(frames, 1, ready)) {
+      ++counters_.malformed;
+      return;
+    }
+    handle_ready(id, ready, now);
+    return;
+  }
+  const auto it = workers_.find(id);
+  if (it == workers_.end()) {
+    if (command == Command::kReply) ++counters_.late_replies;
+    // Unknown (we restarted, or declared it dead): ask it to register again.
+    if (command != Command::kDisconnect) send_control(true, id, Command::kDisconnect);
+    return;
+  }
+  Worker& worker = *it->second;
+  worker.expiry = now.steady + options_.heartbeat_interval * options_.liveness;
+  switch (command) {
+    case Command::kReply:
+      handle_reply(worker, frames, now);
+      return;
+    case Command::kHeartbeat:
+      return;
+    case Command::kDrain:
+      if (!worker.draining) spdlog::info("worker {} ({}) draining", worker.name, worker.service);
+      worker.draining = true;
+      return;
+    case Command::kDisconnect:
+      remove_worker(id, "disconnected", now);
+      return;
+    default:
+      ++counters_.malformed;
+  }
+}
+
+void Dispatcher::handle_ready(const Identity& id, const protocol::ReadyHeader& ready,
+                              const Now& now) {
+  const std::string service_name(ready.service);
+  if (auto it = workers_.find(id); it != workers_.end()) {
+    if (it->second->service == service_name) {
+      it->second->capacity = ready.capacity;  // a new credit
+      it->second->draining = false;
+      it->second->expiry = now.steady + options_.heartbeat_interval * options_.liveness;
+      dispatch(service(service_name, now), now);
+      return;
+    }
+    remove_worker(id, "re-registered for another service", now);
+  }
+  auto worker = std::make_unique<Worker>();
+  worker->id = id;
+  worker->service = service_name;
+  worker->name = std::string(ready.worker_id);
+  worker->capacity = ready.capacity;
+  worker->expiry = now.steady + options_.heartbeat_interval * options_.liveness;
+  Service& svc = service(service_name, now);
+  svc.workers.push_back(worker.get());
+  spdlog::info("worker {} registered for {} (capacity {})", worker->name, service_name,
+               worker->capacity);
+  workers_.emplace(id, std::move(worker));
+  send_control(true, id, Command::kHeartbeat);  // tells the worker at once that we know it
+  dispatch(svc, now);
+}
+
+void Dispatcher::handle_reply(Worker& worker, Frames& frames, const Now& now) {
+  protocol::CorrelationId id{};
+  if (protocol::parse_reply(frames, 1, id)) {
+    ++counters_.malformed;
+    return;
+  }
+  const auto it = requests_->find(key_of(id));
+  if (it == requests_->end() || it->second.worker != &worker) {
+    // A duplicate, or a worker we gave up on answering after its request went elsewhere.
+    ++counters_.late_replies;
+    return;
+  }
+  const Identity gateway = it->second.gateway;
+  requests_->erase(it);
+  --worker.in_flight;
+  ++worker.completed;
+  Service& svc = service(worker.service, now);
+  if (gateway_known(gateway)) {
+    frames[0] = identity_frame(gateway);
+    if (outbox_.to_gateway(frames)) {
+      ++counters_.replies;
+      ++svc.counters.replies;
+    } else {
+      ++counters_.unroutable;
+    }
+  } else {
+    ++counters_.gateway_gone_drops;
+  }
+  dispatch(svc, now);
+}
+
+void Dispatcher::remove_worker(const Identity& id, const char* why, const Now& now) {
+  const auto it = workers_.find(id);
+  if (it == workers_.end()) return;
+  Worker* worker = it->second.get();
+  Service& svc = service(worker->service, now);
+  std::erase(svc.workers, worker);
+  ++counters_.workers_lost;
+  bool any_live = false;
+  for (Worker* w : svc.workers) any_live |= !w->draining;
+  if (!any_live) svc.no_workers_since = now.steady;
+  // What the worker held: requeue where a second attempt is safe, else tell the client.
+  std::vector<std::string> requeue;
+  std::size_t lost = 0;
+  for (auto r = requests_->begin(); r != requests_->end();) {
+    Request& request = r->second;
+    if (request.worker != worker) {
+      ++r;
+      continue;
+    }
+    request.worker = nullptr;
+    const bool safe = request.flags & protocol::kFlagRetrySafe;
+    if (safe && request.dispatches < options_.max_dispatches && request.deadline > now.steady) {
+      requeue.push_back(r->first);
+      ++r;
+    } else {
+      ++lost;
+      ++counters_.worker_lost_replies;
+      ++svc.counters.worker_lost_replies;
+      reply_error(request.gateway, request.id, static_cast<int>(ErrorKind::kWorkerLost),
+                  request.service, std::string("worker ") + worker->name + " " + why);
+      r = requests_->erase(r);
+    }
+  }
+  // Oldest first, ahead of newer requests: they have waited longest.
+  for (auto k = requeue.rbegin(); k != requeue.rend(); ++k) svc.queue.push_front(*k);
+  counters_.requeued += requeue.size();
+  svc.counters.requeued += requeue.size();
+  spdlog::warn("worker {} ({}) removed: {}; {} requests requeued, {} answered WORKER_LOST",
+               worker->name, worker->service, why, requeue.size(), lost);
+  workers_.erase(it);
+}
+
+void Dispatcher::on_tick(const Now& now) {
+  if (now.steady >= next_heartbeat_) {
+    for (const auto& [id, w] : workers_) send_control(true, id, Command::kHeartbeat);
+    for (const auto& [id, expiry] : gateways_) send_control(false, id, Command::kHeartbeat);
+    next_heartbeat_ = now.steady + options_.heartbeat_interval;
+  }
+  std::vector<Identity> dead;
+  for (const auto& [id, w] : workers_) {
+    if (w->expiry <= now.steady) dead.push_back(id);
+  }
+  for (const auto& id : dead) remove_worker(id, "missed heartbeats", now);
+
+  std::vector<Identity> gone;
+  for (const auto& [id, expiry] : gateways_) {
+    if (expiry <= now.steady) gone.push_back(id);
+  }
+  for (const auto& id : gone) {
+    gateways_.erase(id);
+    spdlog::warn("gateway lost (missed heartbeats); its queued requests are dropped");
+  }
+
+  for (auto r = requests_->begin(); r != requests_->end();) {
+    Request& request = r->second;
+    Service& svc = service(request.service, now);
+    if (!request.worker) {
+      if (!gateway_known(request.gateway)) {
+        ++counters_.gateway_gone_drops;
+        r = requests_->erase(r);
+        continue;
+      }
+      if (request.deadline <= now.steady) {
+        ++counters_.expired;
+        ++svc.counters.expired;
+        reply_error(request.gateway, request.id, static_cast<int>(ErrorKind::kTimeout),
+                    request.service, "deadline passed while queued");
+        r = requests_->erase(r);
+        continue;
+      }
+      bool any_live = false;
+      for (Worker* w : svc.workers) any_live |= !w->draining;
+      const auto waiting_since = std::max(request.enqueued, svc.no_workers_since);
+      if (!any_live && now.steady - waiting_since >= options_.no_worker_grace) {
+        ++counters_.rejected_no_workers;
+        ++svc.counters.rejected_no_workers;
+        reply_error(request.gateway, request.id, static_cast<int>(ErrorKind::kUnavailable),
+                    request.service, "no workers");
+        r = requests_->erase(r);
+        continue;
+      }
+    } else if (request.deadline + options_.orphan_grace <= now.steady) {
+      // The worker never answered: free its slot rather than leak it.
+      ++counters_.orphans;
+      --request.worker->in_flight;
+      r = requests_->erase(r);
+      continue;
+    }
+    ++r;
+  }
+  // Drop stale keys so queue depth stays truthful, then hand out what freed up.
+  for (auto& [name, svc] : services_) {
+    std::erase_if(svc->queue, [&](const std::string& key) {
+      const auto it = requests_->find(key);
+      return it == requests_->end() || it->second.worker != nullptr;
+    });
+    dispatch(*svc, now);
+  }
+}
+
+void Dispatcher::begin_shutdown(const Now& now) {
+  shutting_down_ = true;
+  for (auto r = requests_->begin(); r != requests_->end();) {
+    if (r->second.worker) {
+      ++r;
+      continue;
+    }
+    reply_error(r->second.gateway, r->second.id, static_cast<int>(ErrorKind::kBrokerUnavailable),
+                r->second.service, "broker shutting down");
+    r = requests_->erase(r);
+  }
+  for (auto& [name, svc] : services_) svc->queue.clear();
+}
+
+nlohmann::json Dispatcher::stats(const Now& now) const {
+  using nlohmann::json;
+  const auto counters_json = [](const Counters& c) {
+    return json{{"requests", c.requests},
+                {"dispatched", c.dispatched},
+                {"replies", c.replies},
+                {"requeued", c.requeued},
+                {"worker_lost", c.worker_lost_replies},
+                {"expired", c.expired},
+                {"rejected_overloaded", c.rejected_overloaded},
+                {"rejected_no_workers", c.rejected_no_workers},
+                {"malformed", c.malformed},
+                {"late_replies", c.late_replies},
+                {"duplicate_requests", c.duplicate_requests},
+                {"unroutable", c.unroutable},
+                {"gateway_gone_drops", c.gateway_gone_drops},
+                {"orphans", c.orphans},
+                {"workers_lost", c.workers_lost}};
+  };
+  json services = json::object();
+  for (const auto& [name, svc] : services_) {
+    json workers = json::array();
+    std::uint64_t capacity = 0, in_flight = 0, live = 0;
+    for (const Worker* w : svc->workers) {
+      workers.push_back({{"id", w->name},
+                         {"capacity", w->capacity},
+                         {"in_flight", w->in_flight},
+                         {"draining", w->draining},
+                         {"completed", w->completed}});
+      if (!w->draining) {
+        capacity += w->capacity;
+        ++live;
+      }
+      in_flight += w->in_flight;
+    }
+    std::size_t depth = 0;
+    for (const auto& key : svc->queue) {
+      const auto it = requests_->find(key);
+      depth += it != requests_->end() && !it->second.worker;
+    }
+    json c = counters_json(svc->counters);
+    for (const char* k : {"requests", "malformed", "late_replies", "duplicate_requests",
+                          "unroutable", "gateway_gone_drops", "orphans", "workers_lost"}) {
+      c.erase(k);
+    }
+    services[name] = {{"workers", live},
+                      {"capacity", capacity},
+                      {"in_flight", in_flight},
+                      {"queue_depth", depth},
+                      {"max_queue", svc->max_queue},
+                      {"worker_list", std::move(workers)},
+                      {"counters", std::move(c)}};
+  }
+  return json{{"broker_id", options_.broker_id},
+              {"gateways", gateways_.size()},
+              {"services", std::move(services)},
+              {"counters", counters_json(counters_)}};
+}
+
+}  // namespace courier::broker
