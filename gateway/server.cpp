@@ -1,0 +1,375 @@
+#include "gateway/server.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <nlohmann/json.hpp>
+
+#include "common/errors.hpp"
+#include "common/frames.hpp"
+#include "common/http_headers.hpp"
+#include "gateway/request_mapper.hpp"
+
+namespace courier::gateway {
+
+using Clock = std::chrono::steady_clock;
+
+struct Server::Exchange {
+  HttpRequest request;
+  HttpResponse response;
+  std::string client;
+  std::string service;
+  std::string request_id;
+  std::uint32_t attempts = 0;
+  Clock::time_point start;
+};
+
+namespace {
+
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+void log_exception(std::exception_ptr e, const char* what) {
+  if (!e) return;
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& ex) {
+    spdlog::error("{}: unexpected exception: {}", what, ex.what());
+  }
+}
+
+HttpResponse json_response(unsigned status, std::string body, const HttpRequest& req) {
+  HttpResponse res{static_cast<http::status>(status), req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(req.keep_alive());
+  res.body() = std::move(body);
+  res.prepare_payload();
+  return res;
+}
+
+// Maps a read error to the error reply it deserves, or nullopt when the connection just ends.
+std::optional<std::pair<ErrorKind, std::string>> read_error_reply(const beast::error_code& ec) {
+  if (ec == http::error::header_limit) return std::pair{ErrorKind::kHeadersTooLarge, ec.message()};
+  if (ec == http::error::body_limit) return std::pair{ErrorKind::kPayloadTooLarge, ec.message()};
+  if (ec.category() == http::make_error_code(http::error::bad_target).category() &&
+      ec != http::error::end_of_stream && ec != http::error::partial_message) {
+    return std::pair{ErrorKind::kBadRequest, ec.message()};
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
+    : options_(std::move(options)),
+      settings_(std::move(settings)),
+      broker_(broker),
+      ids_(IdGenerator::random_prefix()),
+      acceptor_(io_) {}
+
+Server::~Server() {
+  if (!threads_.empty()) stop(std::chrono::milliseconds(0));
+}
+
+std::uint16_t Server::start() {
+  const tcp::endpoint endpoint(asio::ip::make_address(options_.listen_address),
+                               options_.listen_port);
+  acceptor_.open(endpoint.protocol());
+  acceptor_.set_option(asio::socket_base::reuse_address(true));
+  acceptor_.bind(endpoint);
+  acceptor_.listen(asio::socket_base::max_listen_connections);
+  const auto port = acceptor_.local_endpoint().port();
+  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) { log_exception(e, "accept"); });
+  int n = options_.threads > 0 ? options_.threads
+                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  for (int i = 0; i < n; ++i) threads_.emplace_back([this] { io_.run(); });
+  spdlog::info("gateway listening on {}:{} with {} threads", options_.listen_address, port, n);
+  return port;
+}
+
+void Server::stop(std::chrono::milliseconds grace) {
+  stopping_.store(true);
+  asio::post(io_, [this] {
+    beast::error_code ec;
+    acceptor_.close(ec);
+  });
+  const auto until = Clock::now() + grace;
+  while (counters_.in_flight.load() > 0 && Clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  io_.stop();
+  wait();
+}
+
+void Server::wait() {
+  for (auto& t : threads_) {
+    if (t.joinable()) t.join();
+  }
+  threads_.clear();
+}
+
+asio::awaitable<void> Server::accept_loop() {
+  for (;;) {
+    beast::error_code ec;
+    auto socket =
+        co_await acceptor_.async_accept(asio::make_strand(io_), asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (ec == asio::error::operation_aborted || stopping_.load()) co_return;
+      // EMFILE and friends: keep serving the connections we have.
+      spdlog::warn("accept failed: {}", ec.message());
+      asio::steady_timer pause(io_, std::chrono::milliseconds(50));
+      co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      continue;
+    }
+    if (static_cast<std::size_t>(counters_.connections.load()) >= options_.max_connections) {
+      counters_.rejected_connections.fetch_add(1);
+      socket.close(ec);
+      continue;
+    }
+    socket.set_option(tcp::no_delay(true), ec);
+    auto executor = socket.get_executor();
+    asio::co_spawn(executor, session(std::move(socket)),
+                   [](std::exception_ptr e) { log_exception(e, "session"); });
+  }
+}
+
+asio::awaitable<void> Server::session(tcp::socket socket) {
+  counters_.connections.fetch_add(1);
+  struct Release {
+    std::atomic<std::int64_t>& n;
+    ~Release() { n.fetch_sub(1); }
+  } release{counters_.connections};
+
+  beast::error_code ec;
+  std::string client;
+  if (auto ep = socket.remote_endpoint(ec); !ec) client = ep.address().to_string();
+  beast::tcp_stream stream(std::move(socket));
+  beast::flat_buffer buffer;
+  bool first = true;
+  for (;;) {
+    // Between requests the client may idle; once a request starts it must arrive promptly.
+    if (!first && buffer.size() == 0) {
+      stream.expires_after(options_.idle_timeout);
+      const auto n = co_await stream.async_read_some(buffer.prepare(4096),
+                                                     asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+      buffer.commit(n);
+    }
+    first = false;
+    http::request_parser<http::string_body> parser;
+    parser.header_limit(static_cast<std::uint32_t>(options_.max_header));
+    parser.body_limit(options_.max_body);
+    stream.expires_after(options_.header_timeout);
+    co_await http::async_read_header(stream, buffer, parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    Exchange ex;
+    ex.client = client;
+    ex.start = Clock::now();
+    if (!ec && parser.get()[http::field::expect].size() > 0) {
+      if (iequals(parser.get()[http::field::expect], "100-continue")) {
+        http::response<http::empty_body> cont{http::status::continue_, 11};
+        stream.expires_after(options_.body_timeout);
+        co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+      } else {
+        HttpRequest head(parser.get().base());
+        ex.response = error_response(static_cast<int>(ErrorKind::kBadRequest), "",
+                                     "unsupported Expect header", &head, "");
+        ex.response.set(http::field::connection, "close");
+        ex.response.keep_alive(false);
+        stream.expires_after(options_.body_timeout);
+        co_await http::async_write(stream, ex.response, asio::redirect_error(asio::use_awaitable, ec));
+        break;
+      }
+    }
+    if (!ec) {
+      stream.expires_after(options_.body_timeout);
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec) {
+      const auto reply = read_error_reply(ec);
+      if (!reply) break;  // closed, timed out, or reset: nobody to answer
+      counters_.bad_requests.fetch_add(1);
+      ex.response = error_response(static_cast<int>(reply->first), "", reply->second, nullptr, "");
+      ex.response.keep_alive(false);
+      stream.expires_after(options_.body_timeout);
+      co_await http::async_write(stream, ex.response, asio::redirect_error(asio::use_awaitable, ec));
+      spdlog::info("access client={} status={} error=\"{}\"", client, ex.response.result_int(),
+                   reply->second);
+      break;
+    }
+    ex.request = parser.release();
+    counters_.in_flight.fetch_add(1);
+    co_await handle(ex);
+    counters_.in_flight.fetch_sub(1);
+    if (stopping_.load()) ex.response.keep_alive(false);
+    const bool keep_alive = ex.response.keep_alive();
+    stream.expires_after(options_.body_timeout);
+    co_await http::async_write(stream, ex.response, asio::redirect_error(asio::use_awaitable, ec));
+    const auto ms = std::chrono::duration<double, std::milli>(Clock::now() - ex.start).count();
+    spdlog::info(
+        "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
+        "request_id={} bytes={}",
+        client, std::string(ex.request.method_string()), std::string(ex.request.target()),
+        ex.service.empty() ? "-" : ex.service, ex.response.result_int(), ex.attempts, ms,
+        ex.request_id.empty() ? "-" : ex.request_id, ex.response.body().size());
+    if (ec || !keep_alive) break;
+  }
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<void> Server::handle(Exchange& ex) {
+  counters_.requests.fetch_add(1);
+  const auto target = ex.request.target();
+  if (ex.request.method() == http::verb::get || ex.request.method() == http::verb::head) {
+    if (target == "/healthz" || target == "/readyz" || target == "/services") {
+      local_endpoint(ex);
+      co_return;
+    }
+  }
+  co_await forward(ex);
+}
+
+void Server::local_endpoint(Exchange& ex) {
+  const auto target = ex.request.target();
+  if (target == "/healthz") {
+    ex.response = json_response(200, R"({"status":"ok"})", ex.request);
+    return;
+  }
+  nlohmann::json stats;
+  if (const auto text = broker_.stats_json(); !text.empty()) {
+    stats = nlohmann::json::parse(text, nullptr, false);
+  }
+  if (target == "/readyz") {
+    std::vector<std::string> missing;
+    for (const auto& [name, svc] : settings_.services) {
+      const auto* s = stats.is_object() && stats.contains("services") ? &stats["services"] : nullptr;
+      const bool has = s && s->contains(name) && (*s)[name].value("workers", 0) > 0;
+      if (!has) missing.push_back(name);
+    }
+    nlohmann::json body;
+    if (!broker_.connected()) {
+      body = {{"status", "not ready"}, {"reason", "broker not connected"}};
+    } else if (!missing.empty()) {
+      body = {{"status", "not ready"}, {"reason", "no workers"}, {"services", missing}};
+    } else {
+      body = {{"status", "ready"}};
+    }
+    ex.response = json_response(body["status"] == "ready" ? 200 : 503, body.dump(), ex.request);
+    return;
+  }
+  // /services: configured services joined with what the broker reports.
+  nlohmann::json out = nlohmann::json::object();
+  for (const auto& [name, svc] : settings_.services) {
+    nlohmann::json entry = {{"upstream", svc.upstream.text},
+                            {"timeout_s", svc.timeout.count() / 1000.0},
+                            {"max_attempts", svc.max_attempts}};
+    if (stats.is_object() && stats.contains("services") && stats["services"].contains(name)) {
+      entry.update(stats["services"][name]);
+    } else {
+      entry.update({{"workers", 0}, {"capacity", 0}, {"in_flight", 0}, {"queue_depth", 0}});
+    }
+    out[name] = std::move(entry);
+  }
+  nlohmann::json body = {{"broker_connected", broker_.connected()}, {"services", std::move(out)}};
+  if (stats.is_object()) {
+    body["broker"] = {{"id", stats.value("broker_id", "")},
+                      {"counters", stats.value("counters", nlohmann::json::object())}};
+  }
+  body["gateway"] = {{"requests", counters_.requests.load()},
+                     {"in_flight", counters_.in_flight.load()},
+                     {"connections", counters_.connections.load()},
+                     {"bad_requests", counters_.bad_requests.load()},
+                     {"timeouts", counters_.timeouts.load()},
+                     {"late_replies", broker_.late_replies()}};
+  ex.response = json_response(200, body.dump(2), ex.request);
+}
+
+asio::awaitable<void> Server::forward(Exchange& ex) {
+  const auto* req = &ex.request;
+  auto route_result = route(req->target());
+  const ServiceConfig* svc = route_result ? settings_.find(route_result->service) : nullptr;
+  if (!svc) {
+    ex.response = error_response(static_cast<int>(ErrorKind::kUnknownService), "",
+                                 "no service at " + std::string(req->target().substr(0, 200)), req,
+                                 "");
+    co_return;
+  }
+  ex.service = svc->name;
+  const auto given_id = (*req)["X-Request-ID"];
+  const auto id = ids_.next();
+  ex.request_id = valid_request_id(given_id) ? std::string(given_id) : to_hex(id);
+  const auto budget = request_budget(*svc, (*req)["X-Request-Timeout"]);
+  if (!budget) {
+    ex.response = error_response(static_cast<int>(ErrorKind::kBadRequest), svc->name,
+                                 "X-Request-Timeout must be a positive number of seconds", req,
+                                 ex.request_id);
+    co_return;
+  }
+
+  RequestEnvelope envelope;
+  envelope.id = id;
+  envelope.service = svc->name;
+  envelope.method = std::string(req->method_string());
+  envelope.target = std::move(route_result->target);
+  envelope.headers = forwarded_headers(*req, ex.client);
+  // The upstream sees the id we settled on, whatever the client sent.
+  std::erase_if(envelope.headers, [](const Header& h) { return iequals(h.name, "x-request-id"); });
+  envelope.body = std::move(ex.request.body());
+  envelope.deadline_ms = wall_ms() + static_cast<std::uint64_t>(budget->count());
+  envelope.request_id = ex.request_id;
+
+  protocol::RequestHeader header;
+  header.service = svc->name;
+  header.id = id;
+  header.deadline_ms = envelope.deadline_ms;
+  header.flags = is_retry_safe(envelope.method, envelope.headers) ? protocol::kFlagRetrySafe : 0;
+
+  struct Waiter {
+    explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
+    asio::steady_timer timer;
+    std::optional<BrokerResult> result;
+  };
+  const auto executor = co_await asio::this_coro::executor;
+  auto waiter = std::make_shared<Waiter>(executor);
+  waiter->timer.expires_after(*budget + options_.deadline_slack);
+  broker_.submit(header, encode(envelope), [waiter, executor](BrokerResult r) {
+    asio::post(executor, [waiter, r = std::move(r)]() mutable {
+      waiter->result = std::move(r);
+      waiter->timer.cancel();
+    });
+  });
+  envelope = {};  // the body now lives in the encoded frame
+
+  beast::error_code ec;
+  while (!waiter->result) {
+    co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    if (waiter->result) break;
+    if (ec == asio::error::operation_aborted) continue;
+    if (broker_.cancel(id)) {
+      counters_.timeouts.fetch_add(1);
+      ex.response = error_response(static_cast<int>(ErrorKind::kTimeout), svc->name,
+                                   "no reply within " + std::to_string(budget->count()) + " ms",
+                                   req, ex.request_id);
+      co_return;
+    }
+    // The reply is already on its way to this strand: wait for it.
+    waiter->timer.expires_after(std::chrono::seconds(5));
+  }
+
+  ReplyEnvelope reply;
+  if (waiter->result->local) {
+    reply = std::move(*waiter->result->local);
+  } else if (const auto dec =
+                 decode(protocol::view(waiter->result->envelope), reply)) {
+    ex.response = error_response(static_cast<int>(ErrorKind::kBadResponse), svc->name,
+                                 "invalid reply envelope: " + dec.message(), req, ex.request_id);
+    co_return;
+  }
+  ex.attempts = reply.attempts;
+  ex.response = to_http(std::move(reply), *req, ex.request_id);
+}
+
+}  // namespace courier::gateway

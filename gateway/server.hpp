@@ -1,0 +1,75 @@
+// The gateway's HTTP/1.1 server: one coroutine per connection that owns its stream, reads with
+// limits and timeouts, answers local endpoints, and forwards /{service}/... through the broker.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "common/asio.hpp"
+#include "common/config.hpp"
+#include "common/ids.hpp"
+#include "gateway/broker_client.hpp"
+
+namespace courier::gateway {
+
+struct ServerOptions {
+  std::string listen_address = "0.0.0.0";
+  std::uint16_t listen_port = 8080;
+  int threads = 0;  // 0: one per core
+  std::size_t max_body = 8u << 20;
+  std::size_t max_header = 16u << 10;
+  std::size_t max_connections = 10'000;
+  std::chrono::milliseconds header_timeout{10'000};  // to receive a complete request head
+  std::chrono::milliseconds body_timeout{30'000};    // to receive the body
+  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive connection with no request
+  // Extra wait past a request's deadline for the worker's own 504, which says more than ours.
+  std::chrono::milliseconds deadline_slack{250};
+};
+
+struct ServerCounters {
+  std::atomic<std::uint64_t> requests{0};
+  std::atomic<std::uint64_t> bad_requests{0};
+  std::atomic<std::uint64_t> timeouts{0};
+  std::atomic<std::int64_t> in_flight{0};
+  std::atomic<std::int64_t> connections{0};
+  std::atomic<std::uint64_t> rejected_connections{0};
+};
+
+class Server {
+ public:
+  Server(ServerOptions options, Settings settings, BrokerClient& broker);
+  ~Server();
+
+  // Binds and starts the worker threads; returns the bound port.
+  std::uint16_t start();
+  // Stops accepting, lets in-flight requests finish (up to `grace`), then stops the threads.
+  void stop(std::chrono::milliseconds grace);
+  void wait();
+
+  const ServerCounters& counters() const { return counters_; }
+
+ private:
+  asio::awaitable<void> accept_loop();
+  asio::awaitable<void> session(tcp::socket socket);
+  struct Exchange;
+  asio::awaitable<void> handle(Exchange& ex);
+  asio::awaitable<void> forward(Exchange& ex);
+  void local_endpoint(Exchange& ex);
+
+  ServerOptions options_;
+  Settings settings_;
+  BrokerClient& broker_;
+  IdGenerator ids_;
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
+  std::vector<std::thread> threads_;
+  ServerCounters counters_;
+  std::atomic<bool> stopping_{false};
+};
+
+}  // namespace courier::gateway
