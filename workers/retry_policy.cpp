@@ -1,11 +1,12 @@
 #include "workers/retry_policy.hpp"
 
+#include <strings.h>
+
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
 #include <cmath>
-#include <strings.h>
 
 namespace courier::workers {
 namespace {
@@ -116,7 +117,7 @@ milliseconds backoff_wait(const RetryPolicy& policy, int attempts_made, std::mt1
 }
 
 bool is_retry_safe(std::string_view method, const Headers& headers) {
-  static constexpr std::array<std::string_view, 6> kIdempotent = {"GET",     "HEAD",   "PUT",
+  static constexpr std::array<std::string_view, 6> kIdempotent = {"GET",    "HEAD",    "PUT",
                                                                   "DELETE", "OPTIONS", "TRACE"};
   // Methods are case-sensitive (RFC 9110 9.1): "get" is not GET.
   if (std::find(kIdempotent.begin(), kIdempotent.end(), method) != kIdempotent.end()) return true;

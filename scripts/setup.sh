@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages Courier needs (only those missing) and builds it.
+# Usage: scripts/setup.sh [--no-build] [extra cmake -D options...]. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Build tools and libraries (docs/development.md says why each is here).
+PACKAGES=(
+  g++ cmake ninja-build pkg-config ccache
+  cppzmq-dev libzmq3-dev libmsgpack-cxx-dev libboost-dev libspdlog-dev
+  nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
+  libgtest-dev libgmock-dev libbenchmark-dev
+  curl
+)
+PACKAGES+=(${COURIER_EXTRA_PACKAGES:-})
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+if ((${#missing[@]})); then
+  echo "setup: installing ${missing[*]}"
+  SUDO=()
+  if [[ $(id -u) -ne 0 ]]; then
+    command -v sudo >/dev/null || { echo "setup: need root or sudo to install: ${missing[*]}" >&2; exit 1; }
+    SUDO=(sudo)
+  fi
+  export DEBIAN_FRONTEND=noninteractive
+  "${SUDO[@]}" apt-get update -qq
+  "${SUDO[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+[[ "${1:-}" == "--no-build" ]] && exit 0
+
+BUILD_DIR=${COURIER_BUILD_DIR:-build}
+launcher=()
+command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${COURIER_BUILD_TYPE:-Release}" \
+  "${launcher[@]}" "$@" >/dev/null
+cmake --build "$BUILD_DIR" -j"$(nproc)"

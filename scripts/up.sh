@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Starts the local Courier topology: broker, gateway and workers per service, plus demo upstreams
+# for any of RULE_ENGINE_URL / AI_GM_URL left unset. Ctrl-C stops everything it started.
+#   WORKERS_PER_SERVICE=2  GATEWAY_PORT=8080  BROKER_PORT=5555 (and +1)  DEMO_PORT=8031 (and +1)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup.sh
+
+BIN=${COURIER_BUILD_DIR:-build}
+GATEWAY_PORT=${GATEWAY_PORT:-8080}
+BROKER_PORT=${BROKER_PORT:-5555}
+DEMO_PORT=${DEMO_PORT:-8031}
+WORKERS=${WORKERS_PER_SERVICE:-2}
+LOGS=run/logs
+mkdir -p "$LOGS"
+
+pids=()
+stop_all() {
+  trap - INT TERM EXIT
+  echo
+  echo "stopping ${#pids[@]} processes..."
+  # Reverse order: gateway first, upstreams last, so that draining workers can still finish.
+  for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  echo "stopped."
+}
+trap stop_all INT TERM EXIT
+
+start() {  # start NAME CMD...
+  local name=$1; shift
+  "$@" >"$LOGS/$name.log" 2>&1 &
+  pids+=($!)
+  echo "  $name (pid $!) -> $LOGS/$name.log"
+}
+
+echo "starting Courier:"
+if [[ -z "${RULE_ENGINE_URL:-}" ]]; then
+  start demo-rule-engine "$BIN/demo/courier-demo-upstream" --role rule-engine --listen "127.0.0.1:$DEMO_PORT"
+  export RULE_ENGINE_URL="http://127.0.0.1:$DEMO_PORT"
+fi
+if [[ -z "${AI_GM_URL:-}" ]]; then
+  start demo-ai-gm "$BIN/demo/courier-demo-upstream" --role ai-gm --listen "127.0.0.1:$((DEMO_PORT + 1))" --latency-dist uniform:200:800
+  export AI_GM_URL="http://127.0.0.1:$((DEMO_PORT + 1))"
+fi
+start broker "$BIN/broker/courier-broker" --frontend "tcp://127.0.0.1:$BROKER_PORT" --backend "tcp://127.0.0.1:$((BROKER_PORT + 1))"
+for service in rule-engine ai-gm; do
+  for ((n=1; n<=WORKERS; n++)); do
+    start "worker-$service-$n" "$BIN/workers/courier-worker" --service "$service" \
+      --broker "tcp://127.0.0.1:$((BROKER_PORT + 1))" --id "$service-$n"
+  done
+done
+start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GATEWAY_PORT" --broker "tcp://127.0.0.1:$BROKER_PORT"
+
+ready=""
+for _ in $(seq 1 100); do
+  if curl -fsS -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/readyz" 2>/dev/null; then ready=1; break; fi
+  for pid in "${pids[@]}"; do
+    kill -0 "$pid" 2>/dev/null || { echo "a process exited early; see $LOGS/" >&2; exit 1; }
+  done
+  sleep 0.1
+done
+[[ -n "$ready" ]] || { echo "not ready after 10 s; see $LOGS/" >&2; exit 1; }
+
+cat <<MSG
+
+Courier is up (Rule Engine: $RULE_ENGINE_URL, AI GM: $AI_GM_URL). Try:
+  curl http://127.0.0.1:$GATEWAY_PORT/rule-engine/health
+  curl -X POST http://127.0.0.1:$GATEWAY_PORT/ai-gm/api/v1/game/turn -d '{"action":"look"}'
+  curl http://127.0.0.1:$GATEWAY_PORT/services
+Press Ctrl-C to stop.
+MSG
+wait -n "${pids[@]}" || true
+echo "a process exited; see $LOGS/" >&2

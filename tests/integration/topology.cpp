@@ -1,0 +1,111 @@
+#include "tests/integration/topology.hpp"
+
+#include <cctype>
+
+namespace courier::testing {
+
+namespace {
+
+std::string env_prefix(const std::string& service) {
+  std::string out;
+  for (char c : service) out += c == '-' ? '_' : static_cast<char>(std::toupper(c));
+  return out;
+}
+
+}  // namespace
+
+Topology::Topology(TopologyOptions options)
+    : options_(std::move(options)),
+      frontend_port_(free_tcp_port()),
+      backend_port_(free_tcp_port()),
+      gateway_port_(free_tcp_port()) {
+  if (!options_.start) return;
+  start_broker();
+  for (const auto& [service, url] : options_.upstreams) {
+    for (int i = 0; i < options_.workers_per_service; ++i) start_worker(service);
+  }
+  start_gateway();
+}
+
+Topology::~Topology() {
+  // Gateway first so nothing new arrives, then workers, then the broker.
+  gateway_.reset();
+  workers_.clear();
+  broker_.reset();
+}
+
+std::string Topology::frontend() const {
+  return "tcp://127.0.0.1:" + std::to_string(frontend_port_);
+}
+std::string Topology::backend() const {
+  return "tcp://127.0.0.1:" + std::to_string(backend_port_);
+}
+
+EnvList Topology::environment() const {
+  EnvList env = {{"COURIER_LOG_LEVEL", "info"}, {"COURIER_HEARTBEAT", "0.1"}};
+  for (const auto& [service, url] : options_.upstreams) {
+    env.emplace_back(env_prefix(service) + "_URL", url);
+  }
+  // Services beyond the two built-in ones are declared through COURIER_SERVICES.
+  std::string services;
+  for (const auto& [service, url] : options_.upstreams) {
+    services += (services.empty() ? "" : ",") + service;
+  }
+  env.emplace_back("COURIER_SERVICES", services);
+  for (const auto& kv : options_.env) env.push_back(kv);
+  return env;
+}
+
+void Topology::start_broker() {
+  std::vector<std::string> args = {"--frontend", frontend(), "--backend", backend(), "--id",
+                                   "test-broker"};
+  args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
+  broker_ = std::make_unique<ChildProcess>(COURIER_BROKER_BIN, args, environment());
+}
+
+ChildProcess& Topology::start_worker(const std::string& service, std::vector<std::string> args) {
+  std::vector<std::string> all = {"--service", service, "--broker", backend(), "--id",
+                                  service + "-" + std::to_string(workers_.size() + 1)};
+  all.insert(all.end(), options_.worker_args.begin(), options_.worker_args.end());
+  all.insert(all.end(), args.begin(), args.end());
+  workers_.push_back(std::make_unique<ChildProcess>(COURIER_WORKER_BIN, all, environment()));
+  return *workers_.back();
+}
+
+void Topology::start_gateway() {
+  std::vector<std::string> args = {"--listen", "127.0.0.1:" + std::to_string(gateway_port_),
+                                   "--broker", frontend(), "--threads", "2"};
+  args.insert(args.end(), options_.gateway_args.begin(), options_.gateway_args.end());
+  gateway_ = std::make_unique<ChildProcess>(COURIER_GATEWAY_BIN, args, environment());
+}
+
+bool Topology::wait_ready(std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        const auto r = http_request(gateway_port_, "GET", "/readyz", {}, {},
+                                    std::chrono::milliseconds(500));
+        return r.ok() && r.status == 200;
+      },
+      timeout, std::chrono::milliseconds(20));
+}
+
+HttpResult Topology::get(const std::string& target, const HeaderList& headers,
+                         std::chrono::milliseconds timeout) const {
+  return http_request(gateway_port_, "GET", target, headers, {}, timeout);
+}
+
+std::string Topology::logs() const {
+  std::string out;
+  const auto add = [&](const char* name, const std::unique_ptr<ChildProcess>& p) {
+    if (!p) return;
+    auto text = p->log_text();
+    if (text.size() > 6000) text = "...\n" + text.substr(text.size() - 6000);
+    out += std::string("===== ") + name + " =====\n" + text + "\n";
+  };
+  add("broker", broker_);
+  for (const auto& w : workers_) add("worker", w);
+  add("gateway", gateway_);
+  return out;
+}
+
+}  // namespace courier::testing

@@ -1,0 +1,157 @@
+#include "workers/http_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/workers/scripted_upstream.hpp"
+
+namespace courier::workers {
+namespace {
+
+using namespace std::chrono_literals;
+using testing::ok_response;
+using testing::ScriptedUpstream;
+using testing::Step;
+
+UpstreamRequest get(std::string target = "/", http::verb method = http::verb::get) {
+  UpstreamRequest request{method, target, 11};
+  request.set(http::field::host, "upstream");
+  return request;
+}
+
+class HttpClientTest : public ::testing::Test {
+ protected:
+  FetchResult fetch(ConnectionPool& pool, const UpstreamRequest& request,
+                    std::chrono::milliseconds timeout = 5s) {
+    auto result = testing::run_for(ioc_, pool.fetch(request, Clock::now() + timeout));
+    EXPECT_TRUE(result.has_value()) << "fetch did not complete";
+    return result.value_or(FetchResult{});
+  }
+
+  using Clock = std::chrono::steady_clock;
+  asio::io_context ioc_;
+};
+
+TEST_F(HttpClientTest, ReusesKeepAliveConnection) {
+  ScriptedUpstream upstream(ioc_, {{ok_response("one")}, {ok_response("two")}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  EXPECT_EQ(fetch(pool, get()).response.body(), "one");
+  EXPECT_EQ(pool.idle_connections(), 1u);
+  EXPECT_EQ(fetch(pool, get()).response.body(), "two");
+  EXPECT_EQ(upstream.connections(), 1);
+  EXPECT_EQ(pool.stats().connections_opened, 1u);
+  EXPECT_EQ(pool.stats().connections_reused, 1u);
+}
+
+TEST_F(HttpClientTest, ReadsChunkedBody) {
+  ScriptedUpstream upstream(ioc_, {{"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                                    "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  const auto result = fetch(pool, get());
+  EXPECT_EQ(result.outcome, FetchOutcome::kOk);
+  EXPECT_EQ(result.response.body(), "hello world");
+  EXPECT_EQ(pool.idle_connections(), 1u);
+}
+
+TEST_F(HttpClientTest, SkipsInterimResponses) {
+  ScriptedUpstream upstream(
+      ioc_, {{"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n" +
+              ok_response("final")}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  const auto result = fetch(pool, get());
+  EXPECT_EQ(result.response.result_int(), 200u);
+  EXPECT_EQ(result.response.body(), "final");
+}
+
+TEST_F(HttpClientTest, HeadResponseHasNoBodyAndKeepsConnectionUsable) {
+  ScriptedUpstream upstream(
+      ioc_, {{"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"}, {ok_response("next")}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  const auto head = fetch(pool, get("/", http::verb::head));
+  EXPECT_EQ(head.outcome, FetchOutcome::kOk);
+  EXPECT_EQ(head.response[http::field::content_length], "1000");
+  EXPECT_TRUE(head.response.body().empty());
+  EXPECT_EQ(fetch(pool, get()).response.body(), "next");
+  EXPECT_EQ(upstream.connections(), 1);
+}
+
+TEST_F(HttpClientTest, DoesNotPoolConnectionsTheUpstreamWillClose) {
+  ScriptedUpstream upstream(ioc_, {{"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0"
+                                    "\r\n\r\n"},
+                                   {"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n"}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kOk);
+  EXPECT_EQ(pool.idle_connections(), 0u);
+  EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kOk);
+  EXPECT_EQ(pool.idle_connections(), 0u);
+  EXPECT_EQ(pool.stats().connections_opened, 2u);
+}
+
+TEST_F(HttpClientTest, ReplaysOnceWhenIdleConnectionWasClosed) {
+  ScriptedUpstream upstream(
+      ioc_, {{ok_response("first"), /*close_after=*/true}, {ok_response("second")}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  ASSERT_EQ(fetch(pool, get()).response.body(), "first");
+  const auto result = fetch(pool, get());
+  EXPECT_EQ(result.outcome, FetchOutcome::kOk);
+  EXPECT_EQ(result.response.body(), "second");
+  EXPECT_EQ(pool.stats().stale_replays, 1u);
+  EXPECT_EQ(pool.stats().connections_opened, 2u);
+}
+
+TEST_F(HttpClientTest, CloseBeforeResponseOnFreshConnectionIsReported) {
+  ScriptedUpstream upstream(ioc_, {{"", /*close_after=*/true}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  const auto result = fetch(pool, get());
+  EXPECT_EQ(result.outcome, FetchOutcome::kResetBeforeResponse);
+  EXPECT_EQ(pool.stats().stale_replays, 0u);
+  EXPECT_EQ(upstream.requests().size(), 1u);
+}
+
+TEST_F(HttpClientTest, ConnectionRefusedIsConnectFailure) {
+  const auto port = testing::closed_port(ioc_);
+  ConnectionPool pool(ioc_.get_executor(), {"127.0.0.1", port, "", ""}, 4);
+
+  const auto result = fetch(pool, get());
+  EXPECT_EQ(result.outcome, FetchOutcome::kConnectFailed);
+  EXPECT_EQ(result.ec.value(), static_cast<int>(std::errc::connection_refused));
+}
+
+TEST_F(HttpClientTest, SilentUpstreamTimesOut) {
+  ScriptedUpstream upstream(ioc_, {{""}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  const auto result = fetch(pool, get(), 50ms);
+  EXPECT_EQ(result.outcome, FetchOutcome::kTimeout);
+  EXPECT_EQ(pool.idle_connections(), 0u);
+}
+
+TEST_F(HttpClientTest, GarbageIsBadResponse) {
+  ScriptedUpstream upstream(ioc_, {{"SMTP ready\r\n\r\n"}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kBadResponse);
+}
+
+TEST_F(HttpClientTest, TruncatedBodyIsBadResponse) {
+  ScriptedUpstream upstream(
+      ioc_, {{"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", /*close_after=*/true}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kBadResponse);
+}
+
+TEST_F(HttpClientTest, UnknownHostIsConnectFailure) {
+  ConnectionPool pool(ioc_.get_executor(), {"no-such-host.invalid", 80, "", ""}, 4);
+
+  EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kConnectFailed);
+}
+
+}  // namespace
+}  // namespace courier::workers

@@ -1,0 +1,350 @@
+#include "workers/forwarder.hpp"
+
+#include <spdlog/spdlog.h>
+#include <strings.h>
+
+#include <algorithm>
+#include <array>
+#include <cctype>
+
+#include "common/errors.hpp"
+
+namespace courier::workers {
+namespace {
+
+using std::chrono::microseconds;
+using SystemClock = std::chrono::system_clock;
+
+bool iequals(std::string_view a, std::string_view b) {
+  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
+}
+
+// RFC 9110 5.6.2.
+bool is_token(std::string_view s) {
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != kSymbols.npos;
+  });
+}
+
+bool is_safe_value(std::string_view s) {
+  return s.find_first_of(std::string_view("\r\n\0", 3)) == s.npos;
+}
+
+// The gateway strips "/{service}", leaving "", "/..." or "?...". Anything else (absolute-form,
+// "@host") could retarget the request, and whitespace could split it.
+bool is_safe_target(std::string_view s) {
+  if (!s.empty() && s.front() != '/' && s.front() != '?') return false;
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return u <= 0x20 || u == 0x7f;
+  });
+}
+
+std::string upstream_target(std::string_view base_path, std::string_view target) {
+  std::string out(base_path);
+  if (out.empty() && (target.empty() || target.front() == '?')) out = "/";
+  out += target;
+  return out;
+}
+
+std::string host_header(const UpstreamUrl& upstream) {
+  const bool ipv6 = upstream.host.find(':') != std::string::npos && upstream.host.front() != '[';
+  std::string host = ipv6 ? "[" + upstream.host + "]" : upstream.host;
+  if (upstream.port != 80) host += ":" + std::to_string(upstream.port);
+  return host;
+}
+
+// Adds each comma-separated token of a Connection header value to `names`.
+void add_connection_tokens(std::string_view value, std::vector<std::string_view>& names) {
+  while (!value.empty()) {
+    const auto comma = value.find(',');
+    auto token = value.substr(0, comma);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
+    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
+    if (!token.empty()) names.push_back(token);
+    value = comma == value.npos ? std::string_view{} : value.substr(comma + 1);
+  }
+}
+
+// "Connection refused" -> "connection refused": the detail continues a sentence in logs and JSON.
+std::string describe(const std::error_code& ec) {
+  auto text = ec.message();
+  if (!text.empty())
+    text.front() = static_cast<char>(std::tolower(static_cast<unsigned char>(text.front())));
+  return text;
+}
+
+bool is_timeout(const std::error_code& ec) {
+  return ec == std::error_code(beast::error_code(beast::error::timeout));
+}
+
+// Holds one request's place in the service's retry budget, and its retry while one is in flight.
+class BudgetLease {
+ public:
+  explicit BudgetLease(RetryBudget& budget) : budget_(budget) { budget_.request_started(); }
+  ~BudgetLease() {
+    end_retry();
+    budget_.request_finished();
+  }
+  BudgetLease(const BudgetLease&) = delete;
+  BudgetLease& operator=(const BudgetLease&) = delete;
+
+  bool begin_retry() { return holds_retry_ = budget_.try_acquire_retry(); }
+  void end_retry() {
+    if (holds_retry_) budget_.release_retry();
+    holds_retry_ = false;
+  }
+
+ private:
+  RetryBudget& budget_;
+  bool holds_retry_ = false;
+};
+
+}  // namespace
+
+struct Forwarder::Attempt {
+  AttemptOutcome outcome = AttemptOutcome::kSuccess;
+  FetchResult fetch;
+  std::optional<milliseconds> retry_after;
+
+  // What the circuit breaker counts against the upstream: it is down or failing, not the client.
+  bool upstream_failed() const {
+    return fetch.outcome != FetchOutcome::kOk || fetch.response.result_int() >= 500;
+  }
+};
+
+bool is_hop_by_hop(std::string_view name) {
+  static constexpr std::array<std::string_view, 9> kHopByHop = {
+      "Connection", "Keep-Alive", "Proxy-Connection",    "Transfer-Encoding", "TE",
+      "Trailer",    "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate"};
+  return std::any_of(kHopByHop.begin(), kHopByHop.end(),
+                     [&](std::string_view h) { return iequals(h, name); });
+}
+
+Headers end_to_end_headers(const Headers& headers) {
+  std::vector<std::string_view> named;
+  for (const auto& h : headers) {
+    if (iequals(h.name, "Connection")) add_connection_tokens(h.value, named);
+  }
+  Headers out;
+  std::copy_if(headers.begin(), headers.end(), std::back_inserter(out), [&](const Header& h) {
+    return !is_hop_by_hop(h.name) &&
+           std::none_of(named.begin(), named.end(), [&](auto n) { return iequals(n, h.name); });
+  });
+  return out;
+}
+
+std::optional<UpstreamRequest> build_upstream_request(const RequestEnvelope& request,
+                                                      const ServiceConfig& service) {
+  if (!is_token(request.method) || !is_safe_target(request.target) ||
+      !is_safe_value(request.request_id)) {
+    return std::nullopt;
+  }
+  UpstreamRequest out;
+  out.version(11);
+  const auto verb = http::string_to_verb(request.method);
+  if (verb == http::verb::unknown) {
+    out.method_string(request.method);
+  } else {
+    out.method(verb);
+  }
+  out.target(upstream_target(service.upstream.base_path, request.target));
+
+  for (const auto& h : end_to_end_headers(request.headers)) {
+    // Both describe this hop: Host names the upstream, Content-Length follows the body we send.
+    if (iequals(h.name, "Host") || iequals(h.name, "Content-Length")) continue;
+    if (!is_token(h.name) || !is_safe_value(h.value)) return std::nullopt;
+    out.insert(h.name, h.value);
+  }
+  out.set(http::field::host, host_header(service.upstream));
+  if (!request.request_id.empty()) out.set("X-Request-ID", request.request_id);
+
+  switch (service.auth_mode) {
+    case AuthMode::kForward:
+      break;
+    case AuthMode::kBearer:
+      out.set(http::field::authorization, "Bearer " + service.auth_secret);
+      break;
+    case AuthMode::kApiKey:
+      out.set(service.auth_header, service.auth_secret);
+      break;
+  }
+
+  out.body() = request.body;
+  // Some servers answer 411 to a bodiless POST without Content-Length: 0.
+  if (!out.body().empty() || verb == http::verb::post || verb == http::verb::put ||
+      verb == http::verb::patch) {
+    out.content_length(out.body().size());
+  }
+  return out;
+}
+
+ReplyEnvelope make_upstream_reply(const UpstreamResponse& response) {
+  Headers headers;
+  for (const auto& field : response) {
+    headers.push_back({std::string(field.name_string()), std::string(field.value())});
+  }
+  ReplyEnvelope reply;
+  reply.status = static_cast<std::uint16_t>(response.result_int());
+  reply.headers = end_to_end_headers(headers);
+  reply.body = response.body();
+  return reply;
+}
+
+TimePoint request_deadline(std::uint64_t deadline_ms, SystemClock::time_point now,
+                           TimePoint steady_now, milliseconds fallback) {
+  if (deadline_ms == 0) return steady_now + fallback;
+  const auto deadline = SystemClock::time_point{} + milliseconds{deadline_ms};
+  return steady_now + std::chrono::duration_cast<Clock::duration>(deadline - now);
+}
+
+Forwarder::Forwarder(asio::any_io_executor executor, const ServiceConfig& service,
+                     std::string worker_id, std::uint64_t seed)
+    : executor_(executor),
+      service_(service),
+      worker_id_(std::move(worker_id)),
+      pool_(executor, service.upstream, service.max_connections),
+      policy_{service.max_attempts, service.retry_min_wait, service.retry_max_wait},
+      budget_(service.retry_budget_ratio, service.retry_budget_min),
+      breaker_(service.circuit_failure_threshold, service.circuit_cooldown),
+      rng_(seed) {}
+
+asio::awaitable<ReplyEnvelope> Forwarder::forward(RequestEnvelope request) {
+  ++stats_.requests;
+  const auto deadline =
+      request_deadline(request.deadline_ms, SystemClock::now(), Clock::now(), service_.timeout);
+  Progress progress;
+  auto reply = co_await run_attempts(request, deadline, progress);
+  if (reply.error) ++stats_.error_replies;
+  reply.id = request.id;
+  reply.attempts = progress.attempts;
+  reply.worker_id = worker_id_;
+  reply.upstream_us = static_cast<std::uint64_t>(progress.upstream_time.count());
+  reply.headers.push_back({"X-Courier-Attempts", std::to_string(progress.attempts)});
+  co_return reply;
+}
+
+asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& request,
+                                                       TimePoint deadline, Progress& progress) {
+  const auto upstream_request = build_upstream_request(request, service_);
+  if (!upstream_request) {
+    co_return make_error_reply(ErrorKind::kBadRequest, service_.name,
+                               "method, target or a header cannot be forwarded");
+  }
+  BudgetLease lease(budget_);
+  const bool retry_safe = is_retry_safe(request.method, request.headers);
+  std::optional<Attempt> last;
+  for (;;) {
+    const auto now = Clock::now();
+    if (now >= deadline) {
+      if (last) co_return final_reply(std::move(*last), deadline);
+      co_return make_error_reply(ErrorKind::kTimeout, service_.name,
+                                 "deadline passed before the request was sent");
+    }
+    if (!breaker_.allow(now)) {
+      ++stats_.circuit_rejections;
+      if (last) co_return final_reply(std::move(*last), deadline);
+      co_return make_error_reply(ErrorKind::kUnavailable, service_.name, "circuit open");
+    }
+
+    auto fetched =
+        co_await pool_.fetch(*upstream_request, std::min(now + service_.timeout, deadline));
+    const auto took = std::chrono::duration_cast<microseconds>(Clock::now() - now);
+    progress.upstream_time += took;
+    ++progress.attempts;
+    ++stats_.attempts;
+    lease.end_retry();
+
+    Attempt attempt = classify(std::move(fetched), SystemClock::now());
+    if (attempt.upstream_failed()) {
+      breaker_.record_failure(Clock::now());
+    } else {
+      breaker_.record_success();
+    }
+    const int attempts = static_cast<int>(progress.attempts);
+    log_attempt(request, attempt, attempts, took);
+
+    const auto decision =
+        decide_retry(policy_, {attempt.outcome, attempts, retry_safe, attempt.retry_after},
+                     Clock::now(), deadline, rng_);
+    if (!decision.retry) co_return final_reply(std::move(attempt), deadline);
+    if (!lease.begin_retry()) {
+      ++stats_.budget_rejections;
+      co_return final_reply(std::move(attempt), deadline);
+    }
+    ++stats_.retries;
+    asio::steady_timer backoff(executor_, decision.wait);
+    beast::error_code ec;
+    co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    last = std::move(attempt);
+  }
+}
+
+Forwarder::Attempt Forwarder::classify(FetchResult result, SystemClock::time_point now) const {
+  Attempt attempt;
+  switch (result.outcome) {
+    case FetchOutcome::kOk:
+      attempt.outcome = classify_status(result.response.result_int());
+      if (attempt.outcome == AttemptOutcome::kRetryableStatus) {
+        attempt.retry_after = parse_retry_after(result.response[http::field::retry_after], now);
+      }
+      break;
+    case FetchOutcome::kConnectFailed:
+      attempt.outcome = AttemptOutcome::kConnectFailed;
+      break;
+    case FetchOutcome::kResetBeforeResponse:
+      attempt.outcome = AttemptOutcome::kResetBeforeResponse;
+      break;
+    case FetchOutcome::kTimeout:
+      attempt.outcome = AttemptOutcome::kTimeout;
+      break;
+    case FetchOutcome::kBadResponse:
+      attempt.outcome = AttemptOutcome::kBadResponse;
+      break;
+  }
+  attempt.fetch = std::move(result);
+  return attempt;
+}
+
+ReplyEnvelope Forwarder::final_reply(Attempt attempt, TimePoint deadline) const {
+  const auto& ec = attempt.fetch.ec;
+  switch (attempt.fetch.outcome) {
+    case FetchOutcome::kOk:
+      return make_upstream_reply(attempt.fetch.response);
+    case FetchOutcome::kConnectFailed:
+      // Out of time is a timeout whatever the phase; otherwise the upstream is out of reach.
+      if (Clock::now() >= deadline) {
+        return make_error_reply(ErrorKind::kTimeout, service_.name, "connect: " + describe(ec));
+      }
+      return make_error_reply(ErrorKind::kUnavailable, service_.name,
+                              is_timeout(ec) ? "connect timed out" : describe(ec));
+    case FetchOutcome::kResetBeforeResponse:
+      return make_error_reply(ErrorKind::kUnavailable, service_.name,
+                              "connection closed before any response: " + describe(ec));
+    case FetchOutcome::kTimeout:
+      return make_error_reply(ErrorKind::kTimeout, service_.name, "no response in time");
+    case FetchOutcome::kBadResponse:
+      return make_error_reply(ErrorKind::kBadResponse, service_.name, describe(ec));
+  }
+  return make_error_reply(ErrorKind::kBadResponse, service_.name, "unknown outcome");
+}
+
+void Forwarder::log_attempt(const RequestEnvelope& request, const Attempt& attempt, int number,
+                            microseconds took) const {
+  // The query string stays out of logs: clients put tokens there.
+  const std::string_view target = request.target;
+  const auto path = target.substr(0, target.find('?'));
+  const auto result =
+      attempt.fetch.outcome == FetchOutcome::kOk
+          ? std::to_string(attempt.fetch.response.result_int())
+          : std::string(to_string(attempt.fetch.outcome)) + ": " + describe(attempt.fetch.ec);
+  spdlog::info(
+      "upstream request_id={} service={} method={} path={} result=\"{}\" attempt={} "
+      "upstream_ms={:.1f}",
+      request.request_id, service_.name, request.method, path, result, number,
+      static_cast<double>(took.count()) / 1000.0);
+}
+
+}  // namespace courier::workers

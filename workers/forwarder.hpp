@@ -1,0 +1,87 @@
+// Turns a request envelope into a reply envelope for one service: builds the upstream request,
+// runs the retry loop behind the circuit breaker and retry budget, and maps failures to replies.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <random>
+#include <string>
+#include <string_view>
+
+#include "common/asio.hpp"
+#include "common/config.hpp"
+#include "common/envelope.hpp"
+#include "workers/http_client.hpp"
+#include "workers/retry_policy.hpp"
+
+namespace courier::workers {
+
+// Connection-level headers (RFC 9110 7.6.1) that must not be forwarded in either direction.
+bool is_hop_by_hop(std::string_view name);
+
+// `headers` minus hop-by-hop ones, including any named in a Connection header. Order is kept.
+Headers end_to_end_headers(const Headers& headers);
+
+// The request to send upstream, or nullopt if the envelope's method, target or headers could not
+// be sent safely (they come from the network; a CR or LF here would split the request).
+std::optional<UpstreamRequest> build_upstream_request(const RequestEnvelope& request,
+                                                      const ServiceConfig& service);
+
+// An upstream response as a reply: status, end-to-end headers and body, unchanged otherwise.
+ReplyEnvelope make_upstream_reply(const UpstreamResponse& response);
+
+// The steady-clock deadline for a request: its absolute deadline, or `fallback` from now if it
+// carries none.
+TimePoint request_deadline(std::uint64_t deadline_ms, std::chrono::system_clock::time_point now,
+                           TimePoint steady_now, milliseconds fallback);
+
+struct ForwarderStats {
+  std::uint64_t requests = 0;
+  std::uint64_t attempts = 0;  // upstream attempts; stale keep-alive replays are not counted
+  std::uint64_t retries = 0;
+  std::uint64_t error_replies = 0;       // replies Courier produced instead of the upstream
+  std::uint64_t circuit_rejections = 0;  // requests failed fast by an open circuit
+  std::uint64_t budget_rejections = 0;   // retries the retry budget refused
+};
+
+// Forwards requests for one service. Not thread-safe: all calls must come from `executor` (one
+// thread or strand), which also runs the connection pool.
+class Forwarder {
+ public:
+  Forwarder(asio::any_io_executor executor, const ServiceConfig& service, std::string worker_id,
+            std::uint64_t seed);
+
+  asio::awaitable<ReplyEnvelope> forward(RequestEnvelope request);
+
+  const ServiceConfig& service() const { return service_; }
+  const ForwarderStats& stats() const { return stats_; }
+  const PoolStats& pool_stats() const { return pool_.stats(); }
+  const char* circuit_state() const { return to_string(breaker_.state()); }
+
+ private:
+  struct Attempt;
+  struct Progress {
+    std::uint32_t attempts = 0;
+    std::chrono::microseconds upstream_time{0};
+  };
+
+  asio::awaitable<ReplyEnvelope> run_attempts(const RequestEnvelope& request, TimePoint deadline,
+                                              Progress& progress);
+  Attempt classify(FetchResult result, std::chrono::system_clock::time_point now) const;
+  ReplyEnvelope final_reply(Attempt attempt, TimePoint deadline) const;
+  void log_attempt(const RequestEnvelope& request, const Attempt& attempt, int number,
+                   std::chrono::microseconds took) const;
+
+  asio::any_io_executor executor_;
+  ServiceConfig service_;
+  std::string worker_id_;
+  ConnectionPool pool_;
+  RetryPolicy policy_;
+  RetryBudget budget_;
+  CircuitBreaker breaker_;
+  std::mt19937_64 rng_;
+  ForwarderStats stats_;
+};
+
+}  // namespace courier::workers
