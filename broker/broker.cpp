@@ -56,9 +56,7 @@ Broker::Broker(BrokerOptions options)
 
 Broker::~Broker() = default;
 
-std::string Broker::frontend_endpoint() const {
-  return frontend_.get(zmq::sockopt::last_endpoint);
-}
+std::string Broker::frontend_endpoint() const { return frontend_.get(zmq::sockopt::last_endpoint); }
 std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
 
 bool Broker::send(zmq::socket_t& socket, protocol::Frames& frames) {
@@ -99,8 +97,8 @@ int Broker::run(bool handle_signals) {
   const int signal_fd = handle_signals ? block_termination_signals() : -1;
   spdlog::info("broker {} ready: frontend {} backend {}", options_.dispatcher.broker_id,
                frontend_endpoint(), backend_endpoint());
-  const auto tick = std::max(std::chrono::milliseconds(10),
-                             options_.dispatcher.heartbeat_interval / 4);
+  const auto tick =
+      std::max(std::chrono::milliseconds(10), options_.dispatcher.heartbeat_interval / 4);
   auto next_tick = Clock::now();
   std::optional<Clock::time_point> drain_until;
   while (true) {
@@ -110,11 +108,19 @@ int Broker::run(bool handle_signals) {
       spdlog::info("broker stopping: waiting up to {} ms for {} requests in flight",
                    options_.drain_timeout.count(), dispatcher_.in_flight());
     }
-    if (drain_until && (dispatcher_.in_flight() == 0 || Clock::now() >= *drain_until)) break;
+    if (drain_until && (dispatcher_.in_flight() == 0 || Clock::now() >= *drain_until)) {
+      if (dispatcher_.in_flight() > 0) {
+        spdlog::warn("broker drain timeout: answering {} requests still in flight with 503",
+                     dispatcher_.in_flight());
+        dispatcher_.fail_in_flight("broker stopped before the worker answered");
+      }
+      break;
+    }
     zmq::pollitem_t items[] = {{frontend_.handle(), 0, ZMQ_POLLIN, 0},
                                {backend_.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, signal_fd, ZMQ_POLLIN, 0}};
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
     try {
       zmq::poll(items, signal_fd >= 0 ? 3 : 2, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {

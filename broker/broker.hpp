@@ -2,19 +2,18 @@
 // that feeds the Dispatcher. SIGTERM/SIGINT arrive through a signalfd in the same poll set.
 #pragma once
 
-#include <zmq.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <string>
+#include <zmq.hpp>
 
 #include "broker/dispatcher.hpp"
 
 namespace courier::broker {
 
 struct BrokerOptions {
-  std::string frontend = "tcp://127.0.0.1:5555";  // gateways connect here
-  std::string backend = "tcp://127.0.0.1:5556";   // workers connect here
+  std::string frontend = "tcp://127.0.0.1:5555";   // gateways connect here
+  std::string backend = "tcp://127.0.0.1:5556";    // workers connect here
   std::chrono::milliseconds drain_timeout{5'000};  // on SIGTERM: wait this long for replies
   DispatcherOptions dispatcher;
 };
@@ -31,6 +30,8 @@ class Broker : private Outbox {
   // Runs until stop() or a termination signal (if handle_signals). Returns 0 on a clean exit.
   int run(bool handle_signals);
   void stop() { stop_.store(true); }
+  // Not synchronised with run(): read only before run() starts or after it returns.
+  const Counters& counters() const { return dispatcher_.counters(); }
 
  private:
   bool to_gateway(protocol::Frames& frames) override;

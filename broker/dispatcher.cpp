@@ -41,7 +41,7 @@ struct Dispatcher::Request {
   std::uint64_t deadline_ms = 0;
   Clock::time_point deadline;
   std::uint8_t flags = 0;
-  zmq::message_t envelope;  // shares the received buffer (refcounted), kept for requeue
+  zmq::message_t envelope;   // shares the received buffer (refcounted), kept for requeue
   Worker* worker = nullptr;  // null while queued
   Clock::time_point enqueued;
   int dispatches = 0;
@@ -55,18 +55,36 @@ std::string key_of(const protocol::CorrelationId& id) {
 
 zmq::message_t identity_frame(const Identity& id) { return zmq::message_t(id.data(), id.size()); }
 
+// Deadlines arrive from the network: clamp them so that steady-clock arithmetic cannot overflow
+// (a deadline of 2^64-1 used to wrap to one in the past, or overflow the nanosecond count).
+constexpr std::uint64_t kMaxDeadlineAheadMs = 7ull * 24 * 3600 * 1000;
+
 Clock::time_point steady_deadline(std::uint64_t deadline_ms, const Now& now) {
-  const auto left = static_cast<std::int64_t>(deadline_ms) - static_cast<std::int64_t>(now.wall_ms);
-  return now.steady + std::chrono::milliseconds(left);
+  if (deadline_ms <= now.wall_ms) return now.steady;  // already due
+  const auto ahead = std::min(deadline_ms - now.wall_ms, kMaxDeadlineAheadMs);
+  return now.steady + std::chrono::milliseconds(static_cast<std::int64_t>(ahead));
+}
+
+// Frame counts (including the routing id) of the messages that carry no fields.
+bool control_shape_ok(Command command, std::size_t frames) {
+  switch (command) {
+    case Command::kHeartbeat:
+      return frames == 3 || frames == 4;  // the sender's id is optional
+    case Command::kDrain:
+    case Command::kDisconnect:
+      return frames == 3;
+    default:
+      return true;  // the command's own parser checks it
+  }
 }
 
 }  // namespace
 
 Now Now::current() {
-  return {Clock::now(), static_cast<std::uint64_t>(
-                            std::chrono::duration_cast<std::chrono::milliseconds>(
-                                std::chrono::system_clock::now().time_since_epoch())
-                                .count())};
+  return {Clock::now(),
+          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count())};
 }
 
 Dispatcher::Dispatcher(DispatcherOptions options, Outbox& outbox)
@@ -127,6 +145,10 @@ void Dispatcher::on_gateway_message(Frames& frames, const Now& now) {
     ++counters_.malformed;
     return;
   }
+  if (!control_shape_ok(command, frames.size())) {
+    ++counters_.malformed;
+    return;
+  }
   const Identity gateway(protocol::view(frames[0]));
   switch (command) {
     case Command::kRequest:
@@ -134,7 +156,6 @@ void Dispatcher::on_gateway_message(Frames& frames, const Now& now) {
       handle_request(gateway, frames, now);
       return;
     case Command::kHeartbeat:
-      if (frames.size() != 3 && frames.size() != 4) break;
       // A gateway we did not know (new, or we restarted) learns at once that we are here.
       if (!gateway_known(gateway)) {
         touch_gateway(gateway, now);
@@ -276,6 +297,10 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
     ++counters_.malformed;
     return;
   }
+  if (!control_shape_ok(command, frames.size())) {
+    ++counters_.malformed;
+    return;
+  }
   const Identity id(protocol::view(frames[0]));
   if (command == Command::kReady) {
     protocol::ReadyHeader ready;
@@ -288,7 +313,18 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
   }
   const auto it = workers_.find(id);
   if (it == workers_.end()) {
-    if (command == Command::kReply) ++counters_.late_replies;
+    if (command == Command::kReply) {
+      protocol::CorrelationId ignored{};
+      if (protocol::parse_reply(frames, 1, ignored)) {
+        ++counters_.malformed;
+        return;
+      }
+      ++counters_.late_replies;
+    } else if (command != Command::kHeartbeat && command != Command::kDrain &&
+               command != Command::kDisconnect) {
+      ++counters_.malformed;  // REQUEST or STATS have no business on the worker socket
+      return;
+    }
     // Unknown (we restarted, or declared it dead): ask it to register again.
     if (command != Command::kDisconnect) send_control(true, id, Command::kDisconnect);
     return;
@@ -412,6 +448,33 @@ void Dispatcher::remove_worker(const Identity& id, const char* why, const Now& n
   spdlog::warn("worker {} ({}) removed: {}; {} requests requeued, {} answered WORKER_LOST",
                worker->name, worker->service, why, requeue.size(), lost);
   workers_.erase(it);
+  // At once, not at the next tick: another worker may have room now.
+  if (!requeue.empty()) dispatch(svc, now);
+  // The broker exits once nothing is in flight: what no worker could take now would be stranded
+  // in the queue, unanswered.
+  if (shutting_down_) fail_queued(svc, "broker shutting down");
+}
+
+void Dispatcher::fail_queued(Service& svc, const std::string& detail) {
+  for (const auto& key : svc.queue) {
+    const auto r = requests_->find(key);
+    if (r == requests_->end() || r->second.worker) continue;
+    reply_error(r->second.gateway, r->second.id, static_cast<int>(ErrorKind::kBrokerUnavailable),
+                r->second.service, detail);
+    requests_->erase(r);
+  }
+  svc.queue.clear();
+}
+
+void Dispatcher::fail_in_flight(const std::string& detail) {
+  for (auto& [name, svc] : services_) fail_queued(*svc, detail);
+  for (auto r = requests_->begin(); r != requests_->end();) {
+    Request& request = r->second;
+    if (request.worker) --request.worker->in_flight;
+    reply_error(request.gateway, request.id, static_cast<int>(ErrorKind::kBrokerUnavailable),
+                request.service, detail);
+    r = requests_->erase(r);
+  }
 }
 
 void Dispatcher::on_tick(const Now& now) {

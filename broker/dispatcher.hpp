@@ -30,10 +30,10 @@ struct Now {
 struct DispatcherOptions {
   std::string broker_id = "broker";
   std::chrono::milliseconds heartbeat_interval{250};
-  int liveness = 4;                                 // intervals of silence before a peer is dead
+  int liveness = 4;                                  // intervals of silence before a peer is dead
   std::chrono::milliseconds no_worker_grace{1'000};  // wait for a worker to (re)appear
   std::size_t default_max_queue = 1024;
-  std::map<std::string, std::size_t> max_queue;  // per service
+  std::map<std::string, std::size_t> max_queue;    // per service
   int max_dispatches = 3;                          // a request is requeued at most this often - 1
   std::chrono::milliseconds orphan_grace{30'000};  // in-flight past deadline + this is forgotten
 };
@@ -78,6 +78,9 @@ class Dispatcher {
   void on_tick(const Now& now);
   // Shutdown: answer everything queued with 503 BROKER_UNAVAILABLE and refuse new requests.
   void begin_shutdown(const Now& now);
+  // Shutdown after the drain timeout: answer whatever is still held with 503 BROKER_UNAVAILABLE,
+  // so that gateways learn at once instead of at each request's deadline.
+  void fail_in_flight(const std::string& detail);
   std::size_t in_flight() const;
 
   const Counters& counters() const { return counters_; }
@@ -96,6 +99,7 @@ class Dispatcher {
   void dispatch(Service& svc, const Now& now);
   bool send_to_worker(Worker& worker, Request& request, const Now& now);
   void remove_worker(const Identity& id, const char* why, const Now& now);
+  void fail_queued(Service& svc, const std::string& detail);
   void reply_error(const Identity& gateway, const protocol::CorrelationId& id, int kind,
                    const std::string& service, const std::string& detail,
                    const char* retry_after = nullptr);

@@ -1,0 +1,684 @@
+// The Dispatcher driven message by message: a recording Outbox stands in for the ROUTER sockets and
+// time is advanced by hand, so every liveness, grace and deadline rule is exercised without
+// sleeping.
+#include "broker/dispatcher.hpp"
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <nlohmann/json.hpp>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "common/envelope.hpp"
+
+namespace courier::broker {
+namespace {
+
+using namespace std::chrono_literals;
+using protocol::Command;
+using protocol::CorrelationId;
+using protocol::Frames;
+
+using Message = std::vector<std::string>;  // frames as bytes, routing id first
+
+Message to_strings(const Frames& frames) {
+  Message m;
+  for (const auto& f : frames) m.emplace_back(protocol::view(f));
+  return m;
+}
+
+Frames to_frames(const Message& m) {
+  Frames frames;
+  for (const auto& s : m) frames.emplace_back(s.data(), s.size());
+  return frames;
+}
+
+// Records what the dispatcher sends; peers listed as unreachable refuse, as ROUTER_MANDATORY would.
+class RecordingOutbox : public Outbox {
+ public:
+  bool to_gateway(Frames& frames) override { return record(frames, gateway, dead_gateways); }
+  bool to_worker(Frames& frames) override { return record(frames, worker, dead_workers); }
+
+  std::vector<Message> gateway;
+  std::vector<Message> worker;
+  std::set<std::string> dead_gateways;
+  std::set<std::string> dead_workers;
+
+ private:
+  static bool record(const Frames& frames, std::vector<Message>& log,
+                     const std::set<std::string>& dead) {
+    if (dead.count(std::string(protocol::view(frames.at(0))))) return false;
+    log.push_back(to_strings(frames));
+    return true;
+  }
+};
+
+std::string cmd(Command c) { return std::string(1, static_cast<char>(c)); }
+
+CorrelationId make_id(int n) {
+  CorrelationId id{};
+  id[0] = 0xc0;
+  id[14] = static_cast<std::uint8_t>(n >> 8);
+  id[15] = static_cast<std::uint8_t>(n);
+  return id;
+}
+
+std::string id_bytes(int n) {
+  const auto id = make_id(n);
+  return std::string(reinterpret_cast<const char*>(id.data()), id.size());
+}
+
+std::string u64_bytes(std::uint64_t v) {
+  return std::string(protocol::view(protocol::u64_frame(v)));
+}
+std::string u32_bytes(std::uint32_t v) {
+  return std::string(protocol::view(protocol::u32_frame(v)));
+}
+
+constexpr std::uint8_t kSafe = protocol::kFlagRetrySafe;
+constexpr std::uint8_t kUnsafe = 0;
+
+class DispatcherTest : public ::testing::Test {
+ protected:
+  DispatcherTest() { make_dispatcher(); }
+
+  void make_dispatcher() {
+    dispatcher_.reset();
+    dispatcher_ = std::make_unique<Dispatcher>(options_, out_);
+  }
+
+  void advance(std::chrono::milliseconds d) {
+    now_.steady += d;
+    now_.wall_ms += static_cast<std::uint64_t>(d.count());
+  }
+
+  std::uint64_t in_ms(std::int64_t ms) const {
+    return static_cast<std::uint64_t>(static_cast<std::int64_t>(now_.wall_ms) + ms);
+  }
+
+  void from_gateway(const Message& m) {
+    auto frames = to_frames(m);
+    dispatcher_->on_gateway_message(frames, now_);
+  }
+  void from_worker(const Message& m) {
+    auto frames = to_frames(m);
+    dispatcher_->on_worker_message(frames, now_);
+  }
+
+  void request(const std::string& gateway, int id, std::uint8_t flags = kSafe,
+               std::int64_t deadline_in_ms = 5'000, const std::string& service = "echo") {
+    request_at(gateway, id, flags, in_ms(deadline_in_ms), service);
+  }
+  void request_at(const std::string& gateway, int id, std::uint8_t flags, std::uint64_t deadline,
+                  const std::string& service = "echo") {
+    from_gateway({gateway, std::string(protocol::kTag), cmd(Command::kRequest), service,
+                  id_bytes(id), u64_bytes(deadline), std::string(1, static_cast<char>(flags)),
+                  "envelope-" + std::to_string(id)});
+  }
+  void ready(const std::string& worker, std::uint32_t capacity,
+             const std::string& service = "echo") {
+    from_worker({worker, std::string(protocol::kTag), cmd(Command::kReady), service,
+                 u32_bytes(capacity), worker + "-name"});
+  }
+  void reply(const std::string& worker, int id, const std::string& body = "reply") {
+    from_worker({worker, std::string(protocol::kTag), cmd(Command::kReply), id_bytes(id), body});
+  }
+  void worker_control(const std::string& worker, Command c) {
+    from_worker({worker, std::string(protocol::kTag), cmd(c)});
+  }
+  void gateway_heartbeat(const std::string& gateway) {
+    from_gateway({gateway, std::string(protocol::kTag), cmd(Command::kHeartbeat)});
+  }
+  void tick() { dispatcher_->on_tick(now_); }
+
+  // Advances time in heartbeat-sized steps, keeping the listed peers alive.
+  void pass(std::chrono::milliseconds total, const std::vector<std::string>& live_workers,
+            const std::vector<std::string>& live_gateways) {
+    for (auto done = 0ms; done < total; done += options_.heartbeat_interval) {
+      advance(std::min(options_.heartbeat_interval, total - done));
+      for (const auto& w : live_workers) worker_control(w, Command::kHeartbeat);
+      for (const auto& g : live_gateways) gateway_heartbeat(g);
+      tick();
+    }
+  }
+
+  // Ids (the trailing counter) of the REQUESTs sent to one worker, in order.
+  std::vector<int> dispatched_to(const std::string& worker) const {
+    std::vector<int> ids;
+    for (const auto& m : out_.worker) {
+      if (m.size() == 8 && m[0] == worker && m[2] == cmd(Command::kRequest)) {
+        ids.push_back(static_cast<std::uint8_t>(m[4][14]) << 8 |
+                      static_cast<std::uint8_t>(m[4][15]));
+      }
+    }
+    return ids;
+  }
+  std::vector<Message> controls_to_worker(const std::string& worker, Command c) const {
+    std::vector<Message> found;
+    for (const auto& m : out_.worker) {
+      if (m.size() >= 3 && m[0] == worker && m[2] == cmd(c)) found.push_back(m);
+    }
+    return found;
+  }
+  std::vector<Message> replies_to(const std::string& gateway) const {
+    std::vector<Message> found;
+    for (const auto& m : out_.gateway) {
+      if (m.size() == 5 && m[0] == gateway && m[2] == cmd(Command::kReply)) found.push_back(m);
+    }
+    return found;
+  }
+  static ReplyEnvelope decode_reply(const Message& m) {
+    ReplyEnvelope envelope;
+    const auto ec = decode(m.at(4), envelope);
+    EXPECT_FALSE(ec) << ec.message();
+    return envelope;
+  }
+  static std::string header(const ReplyEnvelope& e, const std::string& name) {
+    for (const auto& h : e.headers) {
+      if (h.name == name) return h.value;
+    }
+    return {};
+  }
+  const Counters& counters() const { return dispatcher_->counters(); }
+
+  DispatcherOptions options_ = [] {
+    DispatcherOptions o;
+    o.broker_id = "test-broker";
+    o.heartbeat_interval = 250ms;
+    o.liveness = 4;
+    o.no_worker_grace = 1'000ms;
+    o.max_dispatches = 3;
+    return o;
+  }();
+  RecordingOutbox out_;
+  Now now_{Clock::time_point{} + std::chrono::hours(1), 1'700'000'000'000};
+  std::unique_ptr<Dispatcher> dispatcher_;
+};
+
+TEST_F(DispatcherTest, RegisteredWorkerIsGreetedWithHeartbeatCarryingBrokerId) {
+  ready("w1", 4);
+  const auto hb = controls_to_worker("w1", Command::kHeartbeat);
+  ASSERT_EQ(hb.size(), 1u);
+  ASSERT_EQ(hb[0].size(), 4u);
+  EXPECT_EQ(hb[0][1], protocol::kTag);
+  EXPECT_EQ(hb[0][3], "test-broker");
+  const auto stats = dispatcher_->stats(now_);
+  EXPECT_EQ(stats["services"]["echo"]["workers"], 1);
+  EXPECT_EQ(stats["services"]["echo"]["capacity"], 4);
+}
+
+TEST_F(DispatcherTest, RequestIsForwardedToWorkerWithFieldsAndEnvelopeUntouched) {
+  ready("w1", 1);
+  request("g1", 7, kSafe, 3'000);
+  ASSERT_EQ(dispatched_to("w1"), std::vector<int>{7});
+  const auto& m = out_.worker.back();
+  EXPECT_EQ(m[1], protocol::kTag);
+  EXPECT_EQ(m[3], "echo");
+  EXPECT_EQ(m[5], u64_bytes(in_ms(3'000)));
+  EXPECT_EQ(m[6], std::string(1, static_cast<char>(kSafe)));
+  EXPECT_EQ(m[7], "envelope-7");
+}
+
+TEST_F(DispatcherTest, DispatchesToLeastLoadedWorkerByShareOfCapacity) {
+  ready("small", 2);
+  ready("big", 4);
+  for (int i = 1; i <= 3; ++i) request("g1", i);
+  // small 0/2 wins the tie, then big (0/4 < 1/2), then big again (1/4 < 1/2).
+  EXPECT_EQ(dispatched_to("small"), std::vector<int>{1});
+  EXPECT_EQ(dispatched_to("big"), (std::vector<int>{2, 3}));
+  for (int i = 4; i <= 6; ++i) request("g1", i);
+  EXPECT_EQ(dispatched_to("small").size(), 2u);
+  EXPECT_EQ(dispatched_to("big").size(), 4u);
+}
+
+TEST_F(DispatcherTest, NoWorkerGetsMoreThanItsCapacityInFlightAndTheRestQueue) {
+  ready("w1", 2);
+  ready("w2", 1);
+  for (int i = 1; i <= 6; ++i) request("g1", i);
+  EXPECT_EQ(dispatched_to("w1").size(), 2u);
+  EXPECT_EQ(dispatched_to("w2").size(), 1u);
+  EXPECT_EQ(dispatcher_->in_flight(), 3u);
+  const auto stats = dispatcher_->stats(now_);
+  EXPECT_EQ(stats["services"]["echo"]["queue_depth"], 3);
+  EXPECT_EQ(stats["services"]["echo"]["in_flight"], 3);
+}
+
+TEST_F(DispatcherTest, ReplyGoesToOriginatingGatewayAndFreedCreditTakesNextQueued) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g2", 2);
+  ASSERT_EQ(dispatched_to("w1"), std::vector<int>{1});
+
+  reply("w1", 1, "answer-1");
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(replies_to("g1")[0][3], id_bytes(1));
+  EXPECT_EQ(replies_to("g1")[0][4], "answer-1");  // forwarded byte for byte
+  EXPECT_TRUE(replies_to("g2").empty());
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2}));
+
+  reply("w1", 2, "answer-2");
+  ASSERT_EQ(replies_to("g2").size(), 1u);
+  EXPECT_EQ(replies_to("g2")[0][4], "answer-2");
+  EXPECT_EQ(counters().replies, 2u);
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, SecondReplyForSameRequestIsDroppedAndCounted) {
+  ready("w1", 2);
+  request("g1", 1);
+  reply("w1", 1);
+  reply("w1", 1);
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(counters().late_replies, 1u);
+  // The duplicate did not free a second credit: two more requests still fit, a third queues.
+  for (int i = 2; i <= 4; ++i) request("g1", i);
+  EXPECT_EQ(dispatched_to("w1").size(), 3u);
+}
+
+TEST_F(DispatcherTest, ReplyFromWorkerThatDidNotHoldTheRequestIsDropped) {
+  ready("w1", 1);
+  ready("w2", 1);
+  request("g1", 1);
+  ASSERT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  reply("w2", 1);
+  EXPECT_TRUE(out_.gateway.empty());
+  EXPECT_EQ(counters().late_replies, 1u);
+  reply("w1", 1);
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+}
+
+TEST_F(DispatcherTest, WorkerMissingHeartbeatsIsRemovedAndRetrySafeRequestsGoElsewhere) {
+  ready("w1", 2);
+  request("g1", 1, kSafe);
+  request("g1", 2, kUnsafe);
+  ASSERT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2}));
+  ready("w2", 2);
+
+  pass(1'250ms, {"w2"}, {"g1"});  // w1 silent for more than liveness * interval
+
+  EXPECT_EQ(counters().workers_lost, 1u);
+  EXPECT_EQ(dispatched_to("w2"), std::vector<int>{1});
+  EXPECT_EQ(counters().requeued, 1u);
+  const auto replies = replies_to("g1");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0][3], id_bytes(2));
+  const auto envelope = decode_reply(replies[0]);
+  EXPECT_EQ(envelope.status, 502);
+  ASSERT_TRUE(envelope.error);
+  EXPECT_EQ(envelope.error->code, "WORKER_LOST");
+  EXPECT_EQ(envelope.id, make_id(2));
+  EXPECT_EQ(counters().worker_lost_replies, 1u);
+
+  // The lost worker comes back with an answer: it is not forwarded, and the worker is told to
+  // register again.
+  reply("w1", 1, "stale");
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(counters().late_replies, 1u);
+  EXPECT_EQ(controls_to_worker("w1", Command::kDisconnect).size(), 1u);
+  reply("w2", 1, "fresh");
+  ASSERT_EQ(replies_to("g1").size(), 2u);
+  EXPECT_EQ(replies_to("g1")[1][4], "fresh");
+}
+
+TEST_F(DispatcherTest, RetrySafeRequestIsAnsweredWorkerLostAfterMaxDispatches) {
+  options_.max_dispatches = 2;
+  make_dispatcher();
+  ready("w1", 1);
+  request("g1", 1, kSafe);
+  ready("w2", 1);
+  worker_control("w1", Command::kDisconnect);
+  ASSERT_EQ(dispatched_to("w2"), std::vector<int>{1});
+  EXPECT_TRUE(replies_to("g1").empty());
+  ready("w3", 1);
+  worker_control("w2", Command::kDisconnect);  // second dispatch lost: no third
+  EXPECT_TRUE(dispatched_to("w3").empty());
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(decode_reply(replies_to("g1")[0]).error->code, "WORKER_LOST");
+  EXPECT_EQ(counters().dispatched, 2u);
+}
+
+TEST_F(DispatcherTest, DrainingWorkerGetsNoNewWorkButItsRepliesAreForwarded) {
+  ready("w1", 4);
+  request("g1", 1);
+  worker_control("w1", Command::kDrain);
+  request("g1", 2);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  reply("w1", 1);
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});  // a freed credit is not reused
+  ready("w2", 1);
+  EXPECT_EQ(dispatched_to("w2"), std::vector<int>{2});
+  EXPECT_EQ(dispatcher_->stats(now_)["services"]["echo"]["workers"], 1);
+}
+
+TEST_F(DispatcherTest, FullQueueIsRefusedWithOverloadedAndRetryAfter) {
+  options_.max_queue["echo"] = 2;
+  make_dispatcher();
+  ready("w1", 1);
+  for (int i = 1; i <= 4; ++i) request("g1", i);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  const auto replies = replies_to("g1");
+  ASSERT_EQ(replies.size(), 1u);
+  EXPECT_EQ(replies[0][3], id_bytes(4));
+  const auto envelope = decode_reply(replies[0]);
+  EXPECT_EQ(envelope.status, 503);
+  EXPECT_EQ(envelope.error->code, "ECHO_OVERLOADED");
+  EXPECT_FALSE(header(envelope, "Retry-After").empty());
+  EXPECT_EQ(counters().rejected_overloaded, 1u);
+}
+
+TEST_F(DispatcherTest, RequestWithoutWorkersIsAnsweredUnavailableAfterGrace) {
+  request("g1", 1);
+  pass(750ms, {}, {"g1"});
+  EXPECT_TRUE(replies_to("g1").empty());
+  pass(500ms, {}, {"g1"});
+  const auto replies = replies_to("g1");
+  ASSERT_EQ(replies.size(), 1u);
+  const auto envelope = decode_reply(replies[0]);
+  EXPECT_EQ(envelope.status, 503);
+  EXPECT_EQ(envelope.error->code, "ECHO_UNAVAILABLE");
+  EXPECT_EQ(envelope.error->detail, "no workers");
+  EXPECT_EQ(counters().rejected_no_workers, 1u);
+}
+
+TEST_F(DispatcherTest, WorkerRegisteringWithinGraceGetsTheWaitingRequest) {
+  request("g1", 1);
+  pass(750ms, {}, {"g1"});
+  ready("w1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  pass(1'000ms, {"w1"}, {"g1"});
+  EXPECT_TRUE(replies_to("g1").empty());
+  reply("w1", 1);
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+}
+
+TEST_F(DispatcherTest, QueuedRequestPastDeadlineTimesOutAndIsNeverDispatched) {
+  ready("w1", 1);
+  request("g1", 1, kSafe, 5'000);
+  request("g1", 2, kSafe, 300);
+  pass(500ms, {"w1"}, {"g1"});
+  const auto replies = replies_to("g1");
+  ASSERT_EQ(replies.size(), 1u);
+  const auto envelope = decode_reply(replies[0]);
+  EXPECT_EQ(envelope.id, make_id(2));
+  EXPECT_EQ(envelope.status, 504);
+  EXPECT_EQ(envelope.error->code, "ECHO_TIMEOUT");
+  reply("w1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  EXPECT_EQ(counters().expired, 1u);
+}
+
+TEST_F(DispatcherTest, QueuedRequestDueWhenCreditFreesIsAnsweredTimeoutNotDispatched) {
+  ready("w1", 1);
+  request("g1", 1, kSafe, 5'000);
+  request("g1", 2, kSafe, 100);
+  advance(150ms);  // no tick: the deadline is found when the credit frees
+  reply("w1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  ASSERT_EQ(replies_to("g1").size(), 2u);
+  EXPECT_EQ(decode_reply(replies_to("g1")[1]).status, 504);
+}
+
+TEST_F(DispatcherTest, RequestAlreadyPastDeadlineIsAnsweredTimeoutAtOnce) {
+  ready("w1", 1);
+  request("g1", 1, kSafe, -1);
+  request_at("g1", 2, kSafe, 0);
+  EXPECT_TRUE(dispatched_to("w1").empty());
+  const auto replies = replies_to("g1");
+  ASSERT_EQ(replies.size(), 2u);
+  EXPECT_EQ(decode_reply(replies[0]).error->code, "ECHO_TIMEOUT");
+  EXPECT_EQ(decode_reply(replies[1]).status, 504);
+}
+
+TEST_F(DispatcherTest, FarFutureDeadlineDoesNotOverflowIntoThePast) {
+  ready("w1", 2);
+  request_at("g1", 1, kSafe, std::numeric_limits<std::uint64_t>::max());
+  request_at("g1", 2, kSafe, std::uint64_t{1} << 63);
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2}));
+  EXPECT_TRUE(replies_to("g1").empty());
+  pass(2'000ms, {"w1"}, {"g1"});
+  EXPECT_EQ(counters().orphans, 0u);
+  EXPECT_TRUE(replies_to("g1").empty());
+}
+
+TEST_F(DispatcherTest, GatewayMissingHeartbeatsHasItsQueuedRequestsDropped) {
+  ready("w1", 1);
+  request("g1", 1, kSafe, 60'000);
+  request("g1", 2, kSafe, 60'000);
+  request("g1", 3, kSafe, 60'000);
+  pass(1'250ms, {"w1"}, {});
+  EXPECT_EQ(counters().gateway_gone_drops, 2u);
+  EXPECT_EQ(dispatcher_->stats(now_)["services"]["echo"]["queue_depth"], 0);
+  EXPECT_EQ(dispatcher_->stats(now_)["gateways"], 0);
+  reply("w1", 1);  // the in-flight one finishes, but there is nobody to tell
+  EXPECT_TRUE(replies_to("g1").empty());
+  EXPECT_EQ(counters().gateway_gone_drops, 3u);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+}
+
+TEST_F(DispatcherTest, UnknownWorkerSendingHeartbeatIsToldToDisconnect) {
+  worker_control("ghost", Command::kHeartbeat);
+  const auto sent = controls_to_worker("ghost", Command::kDisconnect);
+  ASSERT_EQ(sent.size(), 1u);
+  EXPECT_EQ(sent[0].size(), 3u);
+  EXPECT_EQ(counters().malformed, 0u);
+}
+
+TEST_F(DispatcherTest, UnknownGatewayHeartbeatIsAnsweredAndGatewayRecorded) {
+  gateway_heartbeat("g1");
+  ASSERT_EQ(out_.gateway.size(), 1u);
+  EXPECT_EQ(out_.gateway[0][2], cmd(Command::kHeartbeat));
+  EXPECT_EQ(dispatcher_->stats(now_)["gateways"], 1);
+}
+
+TEST_F(DispatcherTest, MalformedMessagesAreCountedAndDroppedOnBothSides) {
+  ready("w1", 1);
+  const std::string tag(protocol::kTag);
+  const std::string ok_deadline = u64_bytes(in_ms(5'000));
+  const std::string safe(1, static_cast<char>(kSafe));
+  const std::vector<Message> gateway_garbage = {
+      {"g1"},
+      {"g1", tag},
+      {"g1", "COURIER/2", cmd(Command::kRequest)},
+      {"g1", tag, std::string(1, '\x00')},
+      {"g1", tag, std::string(1, '\x7f')},
+      {"g1", tag, "\x01\x01"},
+      {"g1", tag, cmd(Command::kRequest), "echo", id_bytes(1), ok_deadline, safe},  // no envelope
+      {"g1", tag, cmd(Command::kRequest), "echo", id_bytes(1), ok_deadline, safe, "e", "extra"},
+      {"g1", tag, cmd(Command::kRequest), "echo", id_bytes(1).substr(1), ok_deadline, safe, "e"},
+      {"g1", tag, cmd(Command::kRequest), "echo", id_bytes(1), "1234567", safe, "e"},
+      {"g1", tag, cmd(Command::kRequest), "echo", id_bytes(1), ok_deadline, "\x01\x01", "e"},
+      {"g1", tag, cmd(Command::kRequest), "Echo!", id_bytes(1), ok_deadline, safe, "e"},
+      {"g1", tag, cmd(Command::kRequest), "", id_bytes(1), ok_deadline, safe, "e"},
+      {"g1", tag, cmd(Command::kHeartbeat), "a", "b"},
+      {"g1", tag, cmd(Command::kStats)},
+      {"g1", tag, cmd(Command::kStats), "short"},
+      {"g1", tag, cmd(Command::kReply), id_bytes(1), "e"},
+      {"g1", tag, cmd(Command::kReady), "echo", u32_bytes(1), "w"},
+      {"g1", tag, cmd(Command::kDisconnect), "extra"},
+  };
+  for (const auto& m : gateway_garbage) from_gateway(m);
+  EXPECT_EQ(counters().malformed, gateway_garbage.size());
+
+  const std::vector<Message> worker_garbage = {
+      {"w1", "COURIER/1 ", cmd(Command::kReply), id_bytes(1), "e"},
+      {"w1", tag, cmd(Command::kReply), id_bytes(1)},
+      {"w1", tag, cmd(Command::kReply), id_bytes(1), "e", "extra"},
+      {"w1", tag, cmd(Command::kReply), "0123456789abcdef0", "e"},
+      {"w1", tag, cmd(Command::kReady), "echo", u32_bytes(0), "w"},
+      {"w1", tag, cmd(Command::kReady), "echo", "\x00\x01", "w"},
+      {"w1", tag, cmd(Command::kReady), "echo", u32_bytes(1), std::string(200, 'w')},
+      {"w1", tag, cmd(Command::kReady), "ECHO", u32_bytes(1), "w"},
+      {"w1", tag, cmd(Command::kHeartbeat), "a", "b"},
+      {"w1", tag, cmd(Command::kDrain), "x"},
+      {"w1", tag, cmd(Command::kRequest), "echo", id_bytes(1), ok_deadline, safe, "e"},
+      {"stranger", tag, cmd(Command::kReply), "short", "e"},
+      {"stranger", tag, cmd(Command::kStats), id_bytes(1)},
+  };
+  for (const auto& m : worker_garbage) from_worker(m);
+  EXPECT_EQ(counters().malformed, gateway_garbage.size() + worker_garbage.size());
+
+  // Random bytes in random shapes, from a fixed seed.
+  std::mt19937 rng(12345);
+  std::size_t random_sent = 0;
+  for (int i = 0; i < 500; ++i) {
+    Message m{i % 2 ? "g9" : "w9"};
+    const int count = std::uniform_int_distribution<int>(0, 10)(rng);
+    for (int f = 0; f < count; ++f) {
+      std::string bytes(std::uniform_int_distribution<int>(0, 40)(rng), '\0');
+      for (auto& b : bytes) b = static_cast<char>(rng());
+      m.push_back(std::move(bytes));
+    }
+    (i % 2 ? from_gateway(m) : from_worker(m));
+    ++random_sent;
+  }
+  EXPECT_EQ(counters().malformed, gateway_garbage.size() + worker_garbage.size() + random_sent);
+
+  // None of it reached anyone, changed the worker's state, or entered the request table.
+  EXPECT_TRUE(out_.gateway.empty());
+  EXPECT_TRUE(dispatched_to("w1").empty());
+  EXPECT_EQ(counters().requests, 0u);
+  EXPECT_EQ(dispatcher_->stats(now_)["services"]["echo"]["capacity"], 1);
+  request("g1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+}
+
+TEST_F(DispatcherTest, RequestReusingACorrelationIdInFlightIsDropped) {
+  ready("w1", 2);
+  request("g1", 1);
+  request("g2", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  EXPECT_TRUE(out_.gateway.empty());
+  EXPECT_EQ(counters().duplicate_requests, 1u);
+  reply("w1", 1);
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_TRUE(replies_to("g2").empty());
+}
+
+TEST_F(DispatcherTest, ShutdownAnswersQueuedWithBrokerUnavailableAndRefusesNewRequests) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);
+  request("g2", 3);
+  dispatcher_->begin_shutdown(now_);
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  ASSERT_EQ(replies_to("g2").size(), 1u);
+  for (const auto& m : {replies_to("g1")[0], replies_to("g2")[0]}) {
+    const auto envelope = decode_reply(m);
+    EXPECT_EQ(envelope.status, 503);
+    EXPECT_EQ(envelope.error->code, "BROKER_UNAVAILABLE");
+  }
+  request("g1", 4);
+  ASSERT_EQ(replies_to("g1").size(), 2u);
+  EXPECT_EQ(decode_reply(replies_to("g1")[1]).error->code, "BROKER_UNAVAILABLE");
+  EXPECT_EQ(dispatcher_->in_flight(), 1u);
+  reply("w1", 1);  // in-flight work still completes
+  EXPECT_EQ(replies_to("g1").size(), 3u);
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, WorkerLostDuringShutdownLeavesNoRequestUnanswered) {
+  ready("w1", 1);
+  request("g1", 1, kSafe);
+  dispatcher_->begin_shutdown(now_);
+  worker_control("w1", Command::kDisconnect);
+  // Requeued with no worker to take it; the broker would exit now that nothing is in flight.
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(decode_reply(replies_to("g1")[0]).error->code, "BROKER_UNAVAILABLE");
+}
+
+TEST_F(DispatcherTest, DrainTimeoutAnswersRequestsStillInFlight) {
+  ready("w1", 1);
+  request("g1", 1);
+  dispatcher_->begin_shutdown(now_);
+  dispatcher_->fail_in_flight("broker stopped");
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(decode_reply(replies_to("g1")[0]).status, 503);
+  reply("w1", 1);
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(counters().late_replies, 1u);
+}
+
+TEST_F(DispatcherTest, StatsReportServicesWorkersAndCounters) {
+  ready("w1", 3);
+  for (int i = 1; i <= 4; ++i) request("g1", i);
+  reply("w1", 1);
+  from_gateway({"g1", std::string(protocol::kTag), cmd(Command::kStats), id_bytes(99)});
+  ASSERT_FALSE(out_.gateway.empty());
+  const auto& m = out_.gateway.back();
+  ASSERT_EQ(m.size(), 5u);
+  EXPECT_EQ(m[2], cmd(Command::kStats));
+  EXPECT_EQ(m[3], id_bytes(99));
+  const auto stats = nlohmann::json::parse(m[4]);
+  EXPECT_EQ(stats["broker_id"], "test-broker");
+  EXPECT_EQ(stats["gateways"], 1);
+  EXPECT_EQ(stats["counters"]["requests"], 4);
+  EXPECT_EQ(stats["counters"]["dispatched"], 4);
+  EXPECT_EQ(stats["counters"]["replies"], 1);
+  for (const char* k : {"requeued", "worker_lost", "expired", "rejected_overloaded",
+                        "rejected_no_workers", "malformed", "late_replies", "duplicate_requests",
+                        "unroutable", "gateway_gone_drops", "orphans", "workers_lost"}) {
+    EXPECT_TRUE(stats["counters"].contains(k)) << k;
+  }
+  const auto& echo = stats["services"]["echo"];
+  EXPECT_EQ(echo["workers"], 1);
+  EXPECT_EQ(echo["capacity"], 3);
+  EXPECT_EQ(echo["in_flight"], 3);
+  EXPECT_EQ(echo["queue_depth"], 0);
+  EXPECT_EQ(echo["max_queue"], options_.default_max_queue);
+  ASSERT_EQ(echo["worker_list"].size(), 1u);
+  EXPECT_EQ(echo["worker_list"][0]["id"], "w1-name");
+  EXPECT_EQ(echo["worker_list"][0]["completed"], 1);
+  EXPECT_EQ(echo["counters"]["dispatched"], 4);
+  EXPECT_EQ(echo["counters"]["replies"], 1);
+}
+
+TEST_F(DispatcherTest, UnreachableWorkerIsRemovedAndRequestGoesToAnotherWorker) {
+  ready("w1", 1);
+  ready("w2", 1);
+  out_.dead_workers.insert("w1");
+  request("g1", 1, kUnsafe);  // never delivered, so safe to hand on whatever its method
+  EXPECT_EQ(dispatched_to("w2"), std::vector<int>{1});
+  EXPECT_EQ(counters().unroutable, 1u);
+  EXPECT_EQ(counters().workers_lost, 1u);
+  EXPECT_TRUE(replies_to("g1").empty());
+  reply("w2", 1);
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+}
+
+TEST_F(DispatcherTest, RequestForUnreachableLastWorkerWaitsForTheNextOne) {
+  ready("w1", 1);
+  out_.dead_workers.insert("w1");
+  request("g1", 1, kUnsafe);
+  EXPECT_TRUE(replies_to("g1").empty());
+  ready("w2", 1);
+  EXPECT_EQ(dispatched_to("w2"), std::vector<int>{1});
+}
+
+TEST_F(DispatcherTest, ReadyAgainRenewsCreditWithoutLosingInFlight) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);
+  ready("w1", 2);
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2}));
+  reply("w1", 1);
+  reply("w1", 2);
+  EXPECT_EQ(replies_to("g1").size(), 2u);
+}
+
+TEST_F(DispatcherTest, RequestsOfOneServiceNeverReachWorkersOfAnother) {
+  ready("echo-w", 4, "echo");
+  ready("slow-w", 4, "slow");
+  request("g1", 1, kSafe, 5'000, "slow");
+  request("g1", 2, kSafe, 5'000, "echo");
+  EXPECT_EQ(dispatched_to("slow-w"), std::vector<int>{1});
+  EXPECT_EQ(dispatched_to("echo-w"), std::vector<int>{2});
+}
+
+}  // namespace
+}  // namespace courier::broker
