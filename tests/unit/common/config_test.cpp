@@ -1,0 +1,144 @@
+#include "common/config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+
+namespace courier {
+namespace {
+
+EnvLookup env_of(std::map<std::string, std::string> vars) {
+  return [vars](const std::string& name) -> std::optional<std::string> {
+    const auto it = vars.find(name);
+    if (it == vars.end()) return std::nullopt;
+    return it->second;
+  };
+}
+
+std::string write_temp(const std::string& text) {
+  static int n = 0;
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("courier-config-test-" + std::to_string(::getpid()) + "-" +
+                     std::to_string(n++) + ".yaml");
+  std::ofstream(path) << text;
+  return path.string();
+}
+
+Settings load(std::map<std::string, std::string> env, std::string file = "",
+              std::vector<std::string> overrides = {}) {
+  ConfigSources s;
+  s.env = env_of(std::move(env));
+  if (!file.empty()) s.file_path = write_temp(file);
+  s.overrides = std::move(overrides);
+  return load_settings(s);
+}
+
+std::string error_of(std::map<std::string, std::string> env, std::string file = "",
+                     std::vector<std::string> overrides = {}) {
+  try {
+    load(std::move(env), std::move(file), std::move(overrides));
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Config, DefaultsMatchTheStateManager) {
+  const auto s = load({});
+  const auto* re = s.find("rule-engine");
+  ASSERT_TRUE(re);
+  EXPECT_EQ(re->upstream.host, "localhost");
+  EXPECT_EQ(re->upstream.port, 8031);
+  EXPECT_EQ(re->timeout, std::chrono::seconds(10));
+  EXPECT_EQ(re->max_attempts, 3);
+  EXPECT_EQ(re->retry_min_wait, std::chrono::seconds(1));
+  EXPECT_EQ(re->retry_max_wait, std::chrono::seconds(10));
+  EXPECT_EQ(s.find("ai-gm")->upstream.port, 8032);
+}
+
+TEST(Config, StateManagerEnvironmentNamesApply) {
+  const auto s = load({{"RULE_ENGINE_URL", "http://rules:9000/api/"},
+                       {"PROXY_TIMEOUT", "2.5"},
+                       {"PROXY_MAX_RETRIES", "5"},
+                       {"PROXY_RETRY_MIN_WAIT", "0.1"},
+                       {"PROXY_RETRY_MAX_WAIT", "0.2"}});
+  const auto* re = s.find("rule-engine");
+  EXPECT_EQ(re->upstream.host, "rules");
+  EXPECT_EQ(re->upstream.port, 9000);
+  EXPECT_EQ(re->upstream.base_path, "/api");
+  EXPECT_EQ(re->timeout, std::chrono::milliseconds(2500));
+  EXPECT_EQ(re->max_attempts, 5);
+  EXPECT_EQ(re->retry_min_wait, std::chrono::milliseconds(100));
+  EXPECT_EQ(s.find("ai-gm")->timeout, std::chrono::milliseconds(2500));
+}
+
+TEST(Config, PerServiceValuesBeatDefaultsAndFlagsBeatEnvBeatFile) {
+  const std::string file = R"(
+defaults:
+  timeout: 7
+services:
+  ai-gm:
+    timeout: 90
+  inventory:
+    upstream: http://inventory:8000
+    max_retries: 2
+)";
+  auto s = load({{"PROXY_TIMEOUT", "3"}}, file);
+  EXPECT_EQ(s.find("ai-gm")->timeout, std::chrono::seconds(90));        // file, per service
+  EXPECT_EQ(s.find("rule-engine")->timeout, std::chrono::seconds(3));   // env default over file
+  ASSERT_TRUE(s.find("inventory"));
+  EXPECT_EQ(s.find("inventory")->max_attempts, 2);
+  s = load({{"AI_GM_TIMEOUT", "120"}}, file, {"services.ai-gm.timeout=150"});
+  EXPECT_EQ(s.find("ai-gm")->timeout, std::chrono::seconds(150));
+  s = load({{"AI_GM_TIMEOUT", "120"}}, file);
+  EXPECT_EQ(s.find("ai-gm")->timeout, std::chrono::seconds(120));
+}
+
+TEST(Config, BadValuesNameTheSetting) {
+  EXPECT_NE(error_of({{"PROXY_TIMEOUT", "ten"}}).find("PROXY_TIMEOUT"), std::string::npos);
+  EXPECT_NE(error_of({{"PROXY_TIMEOUT", "0"}}).find("PROXY_TIMEOUT"), std::string::npos);
+  EXPECT_NE(error_of({{"PROXY_MAX_RETRIES", "0"}}).find("PROXY_MAX_RETRIES"), std::string::npos);
+  EXPECT_NE(error_of({{"PROXY_MAX_RETRIES", "3x"}}).find("PROXY_MAX_RETRIES"), std::string::npos);
+  EXPECT_NE(error_of({{"AI_GM_URL", "https://x"}}).find("AI_GM_URL"), std::string::npos);
+  EXPECT_NE(error_of({{"AI_GM_URL", "http://x:99999"}}).find("AI_GM_URL"), std::string::npos);
+  EXPECT_NE(error_of({{"PROXY_RETRY_MIN_WAIT", "5"}, {"PROXY_RETRY_MAX_WAIT", "1"}})
+                .find("retry_max_wait"),
+            std::string::npos);
+  EXPECT_NE(error_of({}, "services:\n  inventory:\n    timeout: 3\n").find("inventory"),
+            std::string::npos);
+  EXPECT_NE(error_of({}, "defaults:\n  timout: 3\n").find("defaults.timout"), std::string::npos);
+  EXPECT_NE(error_of({}, "services: [1, 2\n").find("config file"), std::string::npos);
+  EXPECT_NE(error_of({}, "", {"nonsense"}).find("--set"), std::string::npos);
+  EXPECT_NE(error_of({{"COURIER_SERVICES", "Bad_Name"}}).find("Bad_Name"), std::string::npos);
+}
+
+TEST(Config, AuthSecretComesFromTheNamedEnvVarAndIsRequired) {
+  auto s = load({{"RULE_ENGINE_AUTH_MODE", "bearer"},
+                 {"RULE_ENGINE_AUTH_SECRET_ENV", "RE_TOKEN"},
+                 {"RE_TOKEN", "s3cret"}});
+  EXPECT_EQ(s.find("rule-engine")->auth_mode, AuthMode::kBearer);
+  EXPECT_EQ(s.find("rule-engine")->auth_secret, "s3cret");
+  const auto err = error_of({{"RULE_ENGINE_AUTH_MODE", "bearer"},
+                             {"RULE_ENGINE_AUTH_SECRET_ENV", "MISSING"}});
+  EXPECT_NE(err.find("MISSING"), std::string::npos);
+  EXPECT_EQ(err.find("s3cret"), std::string::npos);
+}
+
+TEST(Config, ComponentKeysLayerFlagsOverEnvOverFile) {
+  ConfigSources s;
+  s.file_path = write_temp("gateway:\n  listen: 1.2.3.4:1\n");
+  s.env = env_of({{"COURIER_GATEWAY_LISTEN", "5.6.7.8:2"}});
+  EXPECT_EQ(ConfigFile(s).get("gateway.listen", "COURIER_GATEWAY_LISTEN"), "5.6.7.8:2");
+  EXPECT_EQ(ConfigFile(s).get("gateway.listen", ""), "1.2.3.4:1");
+  s.overrides = {"gateway.listen=9.9.9.9:3"};
+  EXPECT_EQ(ConfigFile(s).get("gateway.listen", "COURIER_GATEWAY_LISTEN"), "9.9.9.9:3");
+}
+
+TEST(Config, ServiceEnvPrefix) {
+  EXPECT_EQ(service_env_prefix("rule-engine"), "RULE_ENGINE");
+  EXPECT_EQ(service_env_prefix("ai-gm"), "AI_GM");
+}
+
+}  // namespace
+}  // namespace courier

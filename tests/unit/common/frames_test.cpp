@@ -1,0 +1,97 @@
+#include "common/frames.hpp"
+
+#include <gtest/gtest.h>
+
+namespace courier::protocol {
+namespace {
+
+Frames request_frames() {
+  RequestHeader h;
+  h.service = "ai-gm";
+  h.id.fill(0xab);
+  h.deadline_ms = 0x0102030405060708ull;
+  h.flags = kFlagRetrySafe;
+  Frames f;
+  add_request(f, h, zmq::message_t(std::string("envelope")));
+  return f;
+}
+
+TEST(Frames, RequestRoundTrips) {
+  auto f = request_frames();
+  Command c{};
+  ASSERT_FALSE(parse_command(f, 0, c));
+  EXPECT_EQ(c, Command::kRequest);
+  RequestHeader h;
+  ASSERT_FALSE(parse_request(f, 0, h));
+  EXPECT_EQ(h.service, "ai-gm");
+  EXPECT_EQ(h.deadline_ms, 0x0102030405060708ull);
+  EXPECT_EQ(h.flags, kFlagRetrySafe);
+  EXPECT_EQ(view(f[kEnvelopeIndex]), "envelope");
+}
+
+TEST(Frames, OffsetSkipsRoutingId) {
+  Frames f;
+  f.emplace_back(std::string("peer"));
+  auto rest = request_frames();
+  for (auto& m : rest) f.push_back(std::move(m));
+  RequestHeader h;
+  EXPECT_FALSE(parse_request(f, 1, h));
+}
+
+TEST(Frames, BadTagAndUnknownCommandAreRejected) {
+  auto f = request_frames();
+  f[0] = zmq::message_t(std::string("COURIER/2"));
+  Command c{};
+  EXPECT_EQ(parse_command(f, 0, c), FrameError::kBadTag);
+  f = request_frames();
+  f[1] = zmq::message_t(std::string("\x7f"));
+  EXPECT_EQ(parse_command(f, 0, c), FrameError::kUnknownCommand);
+  f[1] = zmq::message_t(std::string("\x01\x01"));
+  EXPECT_EQ(parse_command(f, 0, c), FrameError::kUnknownCommand);
+  Frames empty;
+  EXPECT_EQ(parse_command(empty, 0, c), FrameError::kTooFewFrames);
+}
+
+TEST(Frames, WrongCountsAndFieldSizesAreRejected) {
+  RequestHeader h;
+  auto f = request_frames();
+  f.emplace_back(std::string("extra"));
+  EXPECT_EQ(parse_request(f, 0, h), FrameError::kTooManyFrames);
+  f = request_frames();
+  f.pop_back();
+  EXPECT_EQ(parse_request(f, 0, h), FrameError::kTooFewFrames);
+  f = request_frames();
+  f[3] = zmq::message_t(std::string("short id"));
+  EXPECT_EQ(parse_request(f, 0, h), FrameError::kBadField);
+  f = request_frames();
+  f[2] = zmq::message_t(std::string("Bad Service!"));
+  EXPECT_EQ(parse_request(f, 0, h), FrameError::kBadField);
+  f = request_frames();
+  f[4] = zmq::message_t(std::string("1234567"));
+  EXPECT_EQ(parse_request(f, 0, h), FrameError::kBadField);
+}
+
+TEST(Frames, ReadyValidatesCapacity) {
+  Frames f;
+  add_ready(f, "rule-engine", 64, "w1");
+  ReadyHeader r;
+  ASSERT_FALSE(parse_ready(f, 0, r));
+  EXPECT_EQ(r.capacity, 64u);
+  EXPECT_EQ(r.worker_id, "w1");
+  Frames zero;
+  add_ready(zero, "rule-engine", 0, "w1");
+  EXPECT_EQ(parse_ready(zero, 0, r), FrameError::kBadField);
+}
+
+TEST(Frames, ServiceNames) {
+  EXPECT_TRUE(valid_service_name("rule-engine"));
+  EXPECT_TRUE(valid_service_name("ai-gm2"));
+  EXPECT_FALSE(valid_service_name(""));
+  EXPECT_FALSE(valid_service_name("-x"));
+  EXPECT_FALSE(valid_service_name("Upper"));
+  EXPECT_FALSE(valid_service_name("a/b"));
+  EXPECT_FALSE(valid_service_name(std::string(65, 'a')));
+}
+
+}  // namespace
+}  // namespace courier::protocol
