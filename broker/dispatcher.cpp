@@ -23,6 +23,7 @@ struct Dispatcher::Worker {
   bool draining = false;
   Clock::time_point expiry;
   std::uint64_t completed = 0;
+  std::string status;  // the worker's last self-report (JSON from its heartbeat), for stats
 };
 
 struct Dispatcher::Service {
@@ -48,6 +49,8 @@ struct Dispatcher::Request {
 };
 
 namespace {
+
+constexpr std::size_t kMaxServices = 1024;
 
 std::string key_of(const protocol::CorrelationId& id) {
   return std::string(reinterpret_cast<const char*>(id.data()), id.size());
@@ -203,6 +206,13 @@ void Dispatcher::handle_request(const Identity& gateway, Frames& frames, const N
     return;
   }
   ++counters_.requests;
+  if (services_.size() >= kMaxServices && !services_.count(service_name)) {
+    // Service names come from the network: bound the table they can grow.
+    ++counters_.rejected_no_workers;
+    reply_error(gateway, header.id, static_cast<int>(ErrorKind::kUnavailable), service_name,
+                "no workers");
+    return;
+  }
   Service& svc = service(service_name, now);
   const auto deadline = steady_deadline(header.deadline_ms, now);
   if (deadline <= now.steady) {
@@ -336,6 +346,10 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
       handle_reply(worker, frames, now);
       return;
     case Command::kHeartbeat:
+      // A worker's heartbeat may carry its own status (circuit state, attempts): kept for stats.
+      if (frames.size() == 4 && frames[3].size() <= 4096) {
+        worker.status.assign(frames[3].data<char>(), frames[3].size());
+      }
       return;
     case Command::kDrain:
       if (!worker.draining) spdlog::info("worker {} ({}) draining", worker.name, worker.service);
@@ -582,12 +596,22 @@ nlohmann::json Dispatcher::stats(const Now& now) const {
   for (const auto& [name, svc] : services_) {
     json workers = json::array();
     std::uint64_t capacity = 0, in_flight = 0, live = 0;
+    std::string circuit;  // every worker's breaker state if they agree, else "mixed"
     for (const Worker* w : svc->workers) {
-      workers.push_back({{"id", w->name},
-                         {"capacity", w->capacity},
-                         {"in_flight", w->in_flight},
-                         {"draining", w->draining},
-                         {"completed", w->completed}});
+      json entry = {{"id", w->name},
+                    {"capacity", w->capacity},
+                    {"in_flight", w->in_flight},
+                    {"draining", w->draining},
+                    {"completed", w->completed}};
+      if (!w->status.empty()) {
+        auto status = json::parse(w->status, nullptr, false);
+        if (status.is_object()) {
+          const auto state = status.value("circuit", std::string());
+          if (!state.empty()) circuit = circuit.empty() || circuit == state ? state : "mixed";
+          entry["status"] = std::move(status);
+        }
+      }
+      workers.push_back(std::move(entry));
       if (!w->draining) {
         capacity += w->capacity;
         ++live;
@@ -609,6 +633,7 @@ nlohmann::json Dispatcher::stats(const Now& now) const {
                       {"in_flight", in_flight},
                       {"queue_depth", depth},
                       {"max_queue", svc->max_queue},
+                      {"circuit", circuit.empty() ? "unknown" : circuit},
                       {"worker_list", std::move(workers)},
                       {"counters", std::move(c)}};
   }

@@ -680,5 +680,26 @@ TEST_F(DispatcherTest, RequestsOfOneServiceNeverReachWorkersOfAnother) {
   EXPECT_EQ(dispatched_to("echo-w"), std::vector<int>{2});
 }
 
+TEST_F(DispatcherTest, WorkerStatusFromHeartbeatShowsInStats) {
+  ready("w1", 4);
+  ready("w2", 4);
+  from_worker({"w1", std::string(protocol::kTag), cmd(Command::kHeartbeat),
+               R"({"circuit":"open","attempts":7})"});
+  auto stats = dispatcher_->stats(now_)["services"]["echo"];
+  EXPECT_EQ(stats["circuit"], "open");
+  EXPECT_EQ(stats["worker_list"][0]["status"]["attempts"], 7);
+  from_worker({"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat),
+               R"({"circuit":"closed"})"});
+  EXPECT_EQ(dispatcher_->stats(now_)["services"]["echo"]["circuit"], "mixed");
+  // Garbage in the status frame is ignored, not fatal.
+  from_worker({"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat), "{not json"});
+  EXPECT_EQ(dispatcher_->counters().malformed, 0u);
+}
+
+TEST_F(DispatcherTest, ServiceTableIsBounded) {
+  for (int i = 0; i < 1100; ++i) request("g1", i, kSafe, 5'000, "svc-" + std::to_string(i));
+  EXPECT_LE(dispatcher_->stats(now_)["services"].size(), 1024u);
+}
+
 }  // namespace
 }  // namespace courier::broker
