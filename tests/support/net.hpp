@@ -28,11 +28,11 @@ std::optional<std::string> find_header(const HeaderList& headers, std::string_vi
 
 // Why a test client call produced no (complete) response.
 enum class ClientError {
-  kTimeout = 1,     // the deadline passed first
-  kClosed,          // the peer closed (or reset) before a complete response
-  kConnectFailed,   // nothing accepted the connection
-  kProtocol,        // the bytes received are not a valid HTTP/1.1 response
-  kNotConnected,    // send/receive on a connection that is closed
+  kTimeout = 1,    // the deadline passed first
+  kClosed,         // the peer closed (or reset) before a complete response
+  kConnectFailed,  // nothing accepted the connection
+  kProtocol,       // the bytes received are not a valid HTTP/1.1 response
+  kNotConnected,   // send/receive on a connection that is closed
 };
 const std::error_category& client_error_category();
 std::error_code make_error_code(ClientError e);
@@ -76,7 +76,8 @@ class TestHttpConnection {
   TestHttpConnection(const TestHttpConnection&) = delete;
   TestHttpConnection& operator=(const TestHttpConnection&) = delete;
 
-  std::error_code connect(std::uint16_t port, std::chrono::milliseconds timeout = kDefaultClientTimeout);
+  std::error_code connect(std::uint16_t port,
+                          std::chrono::milliseconds timeout = kDefaultClientTimeout);
 
   // Adds Host (unless given) and Content-Length for a non-empty body (unless Content-Length or
   // Transfer-Encoding is given, so tests can send deliberately odd framing).

@@ -1,0 +1,121 @@
+// A scriptable HTTP/1.1 upstream for integration tests: a real Beast server on 127.0.0.1:0 with its
+// own io_context thread. It echoes by default, replays per-path scripts and records every request.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tests/support/net.hpp"
+
+namespace courier::testing {
+
+enum class StepAction {
+  kRespond,  // status, headers, body; keep-alive as the client asked
+  kEcho,     // the echo JSON (see TestUpstream) with this step's status and extra headers
+  kChunked,  // like kRespond, but Transfer-Encoding: chunked with the body in up to 3 chunks
+  kRespondAndClose,  // respond with "Connection: close", then close
+  kClose,            // read the request, then close without a byte of response
+  kStall,            // read the request and never answer; the connection is held until stop()
+};
+
+// What the upstream does with one request. `delay` is a timer wait before the action (any action).
+struct Step {
+  unsigned status = 200;
+  std::string body;
+  HeaderList headers;
+  std::chrono::milliseconds delay{0};
+  StepAction action = StepAction::kRespond;
+
+  static Step respond(unsigned status, std::string body = {}, HeaderList headers = {});
+  static Step echo(unsigned status = 200);
+  static Step chunked(unsigned status, std::string body, HeaderList headers = {});
+  static Step respond_and_close(unsigned status, std::string body = {});
+  static Step close();
+  static Step stall();
+
+  Step after(std::chrono::milliseconds wait) const {
+    Step copy = *this;
+    copy.delay = wait;
+    return copy;
+  }
+};
+
+struct RecordedRequest {
+  std::string method;
+  std::string target;                     // as received, query included
+  HeaderList headers;                     // in wire order
+  std::string body;                       // exact bytes (chunked bodies are decoded)
+  std::uint64_t connection_index = 0;     // 0-based, in accept order
+  std::uint64_t index_on_connection = 0;  // 0 for the first request on its connection
+
+  std::optional<std::string> header(std::string_view name) const {
+    return find_header(headers, name);
+  }
+};
+
+struct UpstreamOptions {
+  std::size_t body_limit = 64 * 1024 * 1024;  // larger request bodies get 413 and a close
+  // 0: idle keep-alive connections stay open. Otherwise they are closed silently after this long,
+  // the way real servers expire them (provokes the stale-pooled-connection race in clients).
+  std::chrono::milliseconds idle_close{0};
+  // Close right after every response without announcing it (no "Connection: close").
+  bool close_after_response = false;
+};
+
+// Default behaviour (no script for the path, no default step): echo. The reply is 200 with
+// Content-Type application/json and the body
+//   {"method": "...", "target": "...", "headers": [[name, value], ...], "body": "...",
+//    "body_size": n, "connection_index": n, "index_on_connection": n}
+// where "body" is the request body as a string (bytes that are not UTF-8 become U+FFFD; use
+// requests() for exact bytes), plus headers X-Echo-Method, X-Echo-Target, X-Echo-Connection
+// and X-Echo-Body-Size. HEAD gets the same headers and no body.
+//
+// Scripts are keyed by path (the target up to '?'). script(path, steps) answers the next request
+// to `path` with steps[0], the next with steps[1], ...; once used up, the LAST step repeats (append
+// Step::echo() to return to echoing). All methods are thread-safe.
+class TestUpstream {
+ public:
+  explicit TestUpstream(UpstreamOptions options = {});  // binds and starts; throws on failure
+  ~TestUpstream();                                      // stop()
+  TestUpstream(const TestUpstream&) = delete;
+  TestUpstream& operator=(const TestUpstream&) = delete;
+
+  std::uint16_t port() const;
+  std::string host_port() const;  // "127.0.0.1:PORT"
+  std::string url() const;        // "http://127.0.0.1:PORT"
+
+  void script(std::string path, std::vector<Step> steps);
+  void set_default(std::optional<Step> step);  // for unscripted paths; nullopt = echo
+  void clear_scripts();                        // also clears the default step
+
+  void set_idle_close(std::chrono::milliseconds idle);  // applies from the next read
+  void set_close_after_response(bool close);
+
+  std::size_t hits(std::string_view path) const;  // requests received for the path, any method
+  std::size_t request_count() const;
+  std::vector<RecordedRequest> requests() const;
+  std::optional<RecordedRequest> last_request() const;
+  std::size_t connections_accepted() const;
+  std::size_t open_connections() const;
+
+  // Block until the counts reach `count`; false when `timeout` passes first.
+  bool wait_for_requests(std::size_t count, std::chrono::milliseconds timeout) const;
+  bool wait_for_hits(std::string_view path, std::size_t count,
+                     std::chrono::milliseconds timeout) const;
+
+  // Closes the listener and every connection (stalled and delayed ones included) and joins the
+  // server thread. Idempotent.
+  void stop();
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace courier::testing
