@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 
 namespace courier {
@@ -24,6 +25,16 @@ ZmqLink::ZmqLink(zmq::context_t& context, Options options, Handlers handlers)
   socket_.set(zmq::sockopt::linger, static_cast<int>(options_.linger.count()));
   socket_.set(zmq::sockopt::reconnect_ivl, 100);
   socket_.set(zmq::sockopt::reconnect_ivl_max, 2'000);
+  if (handlers_.on_connection_event) {
+    static std::atomic<std::uint64_t> counter{0};
+    const auto address = "inproc://courier-link-monitor-" + std::to_string(counter.fetch_add(1));
+    if (zmq_socket_monitor(socket_.handle(), address.c_str(),
+                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+      throw zmq::error_t();
+    }
+    monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
+    monitor_.connect(address);
+  }
   socket_.connect(options_.endpoint);
 }
 
@@ -86,10 +97,11 @@ void ZmqLink::run() {
   protocol::Frames frames;
   while (!stopping_.load(std::memory_order_acquire)) {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, wake_fd_, ZMQ_POLLIN, 0}};
+                               {nullptr, wake_fd_, ZMQ_POLLIN, 0},
+                               {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
     const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
     try {
-      zmq::poll(items, 2, std::max(wait, std::chrono::milliseconds(0)));
+      zmq::poll(items, monitor_ ? 3 : 2, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
       if (e.num() == ETERM) break;
@@ -99,6 +111,7 @@ void ZmqLink::run() {
       std::uint64_t n;
       [[maybe_unused]] auto r = ::read(wake_fd_, &n, sizeof n);
     }
+    if (monitor_ && (items[2].revents & ZMQ_POLLIN)) read_monitor();
     drain_queue();
     // Bounded batches keep sends and ticks flowing under a flood of incoming messages.
     for (int i = 0; i < 1024; ++i) {
@@ -114,7 +127,26 @@ void ZmqLink::run() {
     }
   }
   drain_queue();
+  if (monitor_) {
+    zmq_socket_monitor(socket_.handle(), nullptr, 0);
+    monitor_.close();
+  }
   socket_.close();
+}
+
+void ZmqLink::read_monitor() {
+  protocol::Frames event;
+  while (true) {
+    event.clear();
+    if (!zmq::recv_multipart(monitor_, std::back_inserter(event), zmq::recv_flags::dontwait)) {
+      return;
+    }
+    // Frame 0: 16-bit event id and 32-bit value (native byte order); frame 1: the endpoint.
+    if (event.size() != 2 || event[0].size() != 6) continue;
+    std::uint16_t id = 0;
+    std::memcpy(&id, event[0].data(), sizeof id);
+    handlers_.on_connection_event(id);
+  }
 }
 
 }  // namespace courier

@@ -30,6 +30,10 @@ class ZmqLink {
     std::function<void(Clock::time_point)> on_tick;
     // A send refused at once (no broker connected, or its queue full): the message was not sent.
     std::function<void(protocol::Frames&)> on_unsent;
+    // Connection events (ZMQ_EVENT_CONNECTED, ZMQ_EVENT_DISCONNECTED) from a socket monitor.
+    // A DEALER gets a new routing id on every reconnect, so a disconnect means every reply still
+    // owed to this link is lost: the owner must answer those requests itself.
+    std::function<void(int event)> on_connection_event;
   };
 
   ZmqLink(zmq::context_t& context, Options options, Handlers handlers);
@@ -51,11 +55,13 @@ class ZmqLink {
  private:
   void run();
   void drain_queue();
+  void read_monitor();
 
   zmq::context_t& context_;
   Options options_;
   Handlers handlers_;
   zmq::socket_t socket_;
+  zmq::socket_t monitor_;
   int wake_fd_ = -1;
   std::mutex mutex_;
   std::vector<protocol::Frames> queue_;

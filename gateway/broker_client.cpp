@@ -28,7 +28,8 @@ BrokerClient::BrokerClient(zmq::context_t& context, BrokerClientOptions options)
       link_(context, ZmqLink::Options{options_.endpoint, std::chrono::milliseconds(20)},
             ZmqLink::Handlers{[this](protocol::Frames& f) { on_message(f); },
                               [this](auto now) { on_tick(now); },
-                              [this](protocol::Frames& f) { on_unsent(f); }}) {}
+                              [this](protocol::Frames& f) { on_unsent(f); },
+                              [this](int event) { on_connection_event(event); }}) {}
 
 BrokerClient::~BrokerClient() { stop(); }
 
@@ -110,6 +111,14 @@ void BrokerClient::on_unsent(protocol::Frames& frames) {
   if (auto cb = take(header.id)) {
     cb(local_error(std::string(header.service), "broker not reachable", header.id));
   }
+}
+
+void BrokerClient::on_connection_event(int event) {
+  if (event != ZMQ_EVENT_DISCONNECTED) return;
+  // The broker routes replies by the connection's routing id, which a reconnect replaces: every
+  // pending reply is lost with the connection (typically the broker died). Answer them now.
+  if (connected_.exchange(false)) spdlog::warn("broker {} disconnected", options_.endpoint);
+  fail_all("broker connection lost");
 }
 
 void BrokerClient::fail_all(const std::string& detail) {

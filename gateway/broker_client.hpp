@@ -58,6 +58,7 @@ class BrokerClient {
   void on_message(protocol::Frames& frames);
   void on_tick(std::chrono::steady_clock::time_point now);
   void on_unsent(protocol::Frames& frames);
+  void on_connection_event(int event);
   void fail_all(const std::string& detail);
   Callback take(const protocol::CorrelationId& id);
 

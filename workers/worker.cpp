@@ -19,7 +19,8 @@ Worker::Worker(zmq::context_t& context, WorkerOptions options, ServiceConfig ser
       forwarder_(io_.get_executor(), service_, options_.worker_id, std::random_device{}()),
       link_(context, ZmqLink::Options{options_.broker, std::chrono::milliseconds(20)},
             ZmqLink::Handlers{[this](protocol::Frames& f) { on_message(f); },
-                              [this](auto now) { on_tick(now); }, nullptr}) {}
+                              [this](auto now) { on_tick(now); }, nullptr,
+                              [this](int event) { on_connection_event(event); }}) {}
 
 Worker::~Worker() {
   link_.stop();
@@ -126,6 +127,15 @@ void Worker::reply(const protocol::CorrelationId& id, const ReplyEnvelope& reply
   frames.reserve(4);
   protocol::add_reply(frames, id, encode(reply));
   link_.post(std::move(frames));
+}
+
+void Worker::on_connection_event(int event) {
+  if (event == ZMQ_EVENT_CONNECTED) {
+    send_ready();  // a new connection is a new peer to the broker: register at once
+  } else if (event == ZMQ_EVENT_DISCONNECTED && broker_alive_) {
+    broker_alive_ = false;
+    spdlog::warn("broker {} disconnected; will register again on reconnect", options_.broker);
+  }
 }
 
 void Worker::on_tick(std::chrono::steady_clock::time_point now) {

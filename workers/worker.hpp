@@ -39,6 +39,7 @@ class Worker {
  private:
   void on_message(protocol::Frames& frames);
   void on_tick(std::chrono::steady_clock::time_point now);
+  void on_connection_event(int event);
   void send_ready();
   asio::awaitable<void> run_request(protocol::CorrelationId id, zmq::message_t envelope);
   void reply(const protocol::CorrelationId& id, const ReplyEnvelope& reply);
