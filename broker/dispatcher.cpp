@@ -174,7 +174,8 @@ void Dispatcher::on_gateway_message(Frames& frames, const Now& now) {
       out.push_back(identity_frame(gateway));
       protocol::add_header(out, Command::kStats);
       out.push_back(protocol::id_frame(id));
-      out.emplace_back(stats(now).dump());
+      // Worker names are untrusted bytes: replace invalid UTF-8 rather than throw.
+      out.emplace_back(stats(now).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
       if (!outbox_.to_gateway(out)) ++counters_.unroutable;
       return;
     }

@@ -1,23 +1,18 @@
 #include "workers/forwarder.hpp"
 
 #include <spdlog/spdlog.h>
-#include <strings.h>
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 
 #include "common/errors.hpp"
+#include "common/http_headers.hpp"
 
 namespace courier::workers {
 namespace {
 
 using std::chrono::microseconds;
 using SystemClock = std::chrono::system_clock;
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
 
 // RFC 9110 5.6.2.
 bool is_token(std::string_view s) {
@@ -53,19 +48,6 @@ std::string host_header(const UpstreamUrl& upstream) {
   std::string host = ipv6 ? "[" + upstream.host + "]" : upstream.host;
   if (upstream.port != 80) host += ":" + std::to_string(upstream.port);
   return host;
-}
-
-// Adds each comma-separated token of a Connection header value to `names`.
-void add_connection_tokens(std::string_view value, std::vector<std::string_view>& names) {
-  while (!value.empty()) {
-    const auto comma = value.find(',');
-    auto token = value.substr(0, comma);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
-      token.remove_prefix(1);
-    while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
-    if (!token.empty()) names.push_back(token);
-    value = comma == value.npos ? std::string_view{} : value.substr(comma + 1);
-  }
 }
 
 // "Connection refused" -> "connection refused": the detail continues a sentence in logs and JSON.
@@ -115,27 +97,6 @@ struct Forwarder::Attempt {
   }
 };
 
-bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::array<std::string_view, 9> kHopByHop = {
-      "Connection", "Keep-Alive", "Proxy-Connection",    "Transfer-Encoding", "TE",
-      "Trailer",    "Upgrade",    "Proxy-Authorization", "Proxy-Authenticate"};
-  return std::any_of(kHopByHop.begin(), kHopByHop.end(),
-                     [&](std::string_view h) { return iequals(h, name); });
-}
-
-Headers end_to_end_headers(const Headers& headers) {
-  std::vector<std::string_view> named;
-  for (const auto& h : headers) {
-    if (iequals(h.name, "Connection")) add_connection_tokens(h.value, named);
-  }
-  Headers out;
-  std::copy_if(headers.begin(), headers.end(), std::back_inserter(out), [&](const Header& h) {
-    return !is_hop_by_hop(h.name) &&
-           std::none_of(named.begin(), named.end(), [&](auto n) { return iequals(n, h.name); });
-  });
-  return out;
-}
-
 std::optional<UpstreamRequest> build_upstream_request(const RequestEnvelope& request,
                                                       const ServiceConfig& service) {
   if (!is_token(request.method) || !is_safe_target(request.target) ||
@@ -152,9 +113,8 @@ std::optional<UpstreamRequest> build_upstream_request(const RequestEnvelope& req
   }
   out.target(upstream_target(service.upstream.base_path, request.target));
 
-  for (const auto& h : end_to_end_headers(request.headers)) {
-    // Both describe this hop: Host names the upstream, Content-Length follows the body we send.
-    if (iequals(h.name, "Host") || iequals(h.name, "Content-Length")) continue;
+  // end_to_end() also drops Host and Content-Length: set below for this hop and its body.
+  for (const auto& h : end_to_end(request.headers)) {
     if (!is_token(h.name) || !is_safe_value(h.value)) return std::nullopt;
     out.insert(h.name, h.value);
   }
@@ -188,7 +148,12 @@ ReplyEnvelope make_upstream_reply(const UpstreamResponse& response) {
   }
   ReplyEnvelope reply;
   reply.status = static_cast<std::uint16_t>(response.result_int());
-  reply.headers = end_to_end_headers(headers);
+  reply.headers = end_to_end(headers);
+  // end_to_end() drops Content-Length as a per-hop header, but the gateway answers HEAD with the
+  // upstream's (a GET's body length), and there is no body here to recompute it from.
+  if (const auto* length = find_header(headers, "Content-Length")) {
+    reply.headers.push_back(*length);
+  }
   reply.body = response.body();
   return reply;
 }

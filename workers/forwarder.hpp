@@ -17,18 +17,13 @@
 
 namespace courier::workers {
 
-// Connection-level headers (RFC 9110 7.6.1) that must not be forwarded in either direction.
-bool is_hop_by_hop(std::string_view name);
-
-// `headers` minus hop-by-hop ones, including any named in a Connection header. Order is kept.
-Headers end_to_end_headers(const Headers& headers);
-
 // The request to send upstream, or nullopt if the envelope's method, target or headers could not
 // be sent safely (they come from the network; a CR or LF here would split the request).
 std::optional<UpstreamRequest> build_upstream_request(const RequestEnvelope& request,
                                                       const ServiceConfig& service);
 
-// An upstream response as a reply: status, end-to-end headers and body, unchanged otherwise.
+// An upstream response as a reply: status, end-to-end headers and body, unchanged otherwise. The
+// upstream's Content-Length is kept: for HEAD it is the only length the client will see.
 ReplyEnvelope make_upstream_reply(const UpstreamResponse& response);
 
 // The steady-clock deadline for a request: its absolute deadline, or `fallback` from now if it

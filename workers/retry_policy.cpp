@@ -1,7 +1,5 @@
 #include "workers/retry_policy.hpp"
 
-#include <strings.h>
-
 #include <algorithm>
 #include <array>
 #include <cctype>
@@ -10,10 +8,6 @@
 
 namespace courier::workers {
 namespace {
-
-bool iequals(std::string_view a, std::string_view b) {
-  return a.size() == b.size() && strncasecmp(a.data(), b.data(), a.size()) == 0;
-}
 
 std::string_view trim(std::string_view s) {
   while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
@@ -114,15 +108,6 @@ milliseconds backoff_wait(const RetryPolicy& policy, int attempts_made, std::mt1
   const auto ceiling = std::min<std::int64_t>(max_wait.count(), min_wait.count() << doublings);
   std::uniform_int_distribution<std::int64_t> jitter(0, ceiling - min_wait.count());
   return min_wait + milliseconds{jitter(rng)};
-}
-
-bool is_retry_safe(std::string_view method, const Headers& headers) {
-  static constexpr std::array<std::string_view, 6> kIdempotent = {"GET",    "HEAD",    "PUT",
-                                                                  "DELETE", "OPTIONS", "TRACE"};
-  // Methods are case-sensitive (RFC 9110 9.1): "get" is not GET.
-  if (std::find(kIdempotent.begin(), kIdempotent.end(), method) != kIdempotent.end()) return true;
-  return std::any_of(headers.begin(), headers.end(),
-                     [](const Header& h) { return iequals(h.name, "Idempotency-Key"); });
 }
 
 std::optional<milliseconds> parse_retry_after(std::string_view value,

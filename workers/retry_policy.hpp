@@ -8,8 +8,6 @@
 #include <random>
 #include <string_view>
 
-#include "common/envelope.hpp"
-
 namespace courier::workers {
 
 using Clock = std::chrono::steady_clock;
@@ -57,10 +55,6 @@ RetryDecision decide_retry(const RetryPolicy& policy, const FinishedAttempt& att
 // Exponential backoff with jitter, kept within [min_wait, max_wait]: the ceiling doubles with
 // every attempt so that clients desynchronise instead of retrying in lockstep.
 milliseconds backoff_wait(const RetryPolicy& policy, int attempts_made, std::mt19937_64& rng);
-
-// Idempotent methods (RFC 9110 9.2.2) and requests carrying an Idempotency-Key may be repeated
-// after the upstream saw them; anything else only when it provably never arrived.
-bool is_retry_safe(std::string_view method, const Headers& headers);
 
 // Retry-After as delta-seconds or IMF-fixdate; nullopt when absent or malformed. A date in the
 // past means "now" (zero).

@@ -701,5 +701,14 @@ TEST_F(DispatcherTest, ServiceTableIsBounded) {
   EXPECT_LE(dispatcher_->stats(now_)["services"].size(), 1024u);
 }
 
+TEST_F(DispatcherTest, StatsSurviveAWorkerNameThatIsNotUtf8) {
+  // Found by the frames fuzzer: json::dump threw on the name, and the exception killed the broker.
+  from_worker({"w1", std::string(protocol::kTag), cmd(Command::kReady), "echo", u32_bytes(4),
+               std::string("\xff\xfe bad", 6)});
+  from_gateway({"g1", std::string(protocol::kTag), cmd(Command::kStats), id_bytes(1)});
+  ASSERT_FALSE(out_.gateway.empty());
+  EXPECT_NE(out_.gateway.back().back().find("echo"), std::string::npos);
+}
+
 }  // namespace
 }  // namespace courier::broker

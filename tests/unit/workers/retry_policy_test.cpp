@@ -4,6 +4,8 @@
 
 #include <set>
 
+#include "common/http_headers.hpp"
+
 namespace courier::workers {
 namespace {
 
