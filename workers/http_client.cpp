@@ -16,6 +16,7 @@ struct ConnectionPool::Connection {
 namespace {
 
 constexpr std::uint64_t kBodyLimit = std::uint64_t{256} << 20;
+constexpr std::size_t kReadBufferSize = 16 * 1024;
 constexpr std::uint32_t kHeaderLimit = 64u << 10;
 
 struct Exchange {
@@ -43,6 +44,9 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
     co_return exchange;
   }
 
+  // Beast sizes each read by the buffer's spare capacity (512 bytes at first); the parser drains
+  // the buffer as it goes, so without room up front a 64 KiB body took 128 reads.
+  if (buffer.capacity() < kReadBufferSize) buffer.reserve(kReadBufferSize);
   bool got_bytes = false;
   for (;;) {
     http::response_parser<http::string_body> parser;
