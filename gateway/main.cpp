@@ -1,7 +1,9 @@
 // courier-gateway: the HTTP front door; forwards /{service}/... through the broker.
 #include <spdlog/spdlog.h>
 
+#include <fstream>
 #include <future>
+#include <sstream>
 
 #include "common/asio.hpp"
 #include "common/cli.hpp"
@@ -16,12 +18,59 @@ std::pair<std::string, std::uint16_t> parse_listen(const std::string& value) {
     throw courier::ConfigError("--listen (gateway.listen): '" + value + "' must be HOST:PORT");
   }
   std::string host = value.substr(0, colon);
-  if (host.size() > 1 && host.front() == '[' && host.back() == ']') host = host.substr(1, host.size() - 2);
+  if (host.size() > 1 && host.front() == '[' && host.back() == ']')
+    host = host.substr(1, host.size() - 2);
   boost::system::error_code ec;
   boost::asio::ip::make_address(host, ec);
-  if (ec) throw courier::ConfigError("--listen (gateway.listen): '" + host + "' is not an IP address");
-  const auto port = courier::parse_int("--listen (gateway.listen) port", value.substr(colon + 1), 0, 65535);
+  if (ec)
+    throw courier::ConfigError("--listen (gateway.listen): '" + host + "' is not an IP address");
+  const auto port =
+      courier::parse_int("--listen (gateway.listen) port", value.substr(colon + 1), 0, 65535);
   return {host, static_cast<std::uint16_t>(port)};
+}
+
+std::string read_secret_file(const std::string& setting, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw courier::ConfigError(setting + ": cannot read '" + path + "'");
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string secret = text.str();
+  while (!secret.empty() && (secret.back() == '\n' || secret.back() == '\r')) secret.pop_back();
+  return secret;
+}
+
+bool parse_bool(const std::string& setting, const std::string& value) {
+  if (value == "true" || value == "1" || value == "yes" || value == "on") return true;
+  if (value == "false" || value == "0" || value == "no" || value == "off") return false;
+  throw courier::ConfigError(setting + ": '" + value + "' must be true or false");
+}
+
+// Off unless a JWT secret or API keys are configured. Secrets come from the environment, a file
+// or the config file only: a command-line flag would show them in `ps`.
+courier::gateway::AuthOptions load_auth(const courier::ConfigFile& file, const std::string& leeway,
+                                        const std::string& require_exp) {
+  using courier::ConfigError;
+  courier::gateway::AuthOptions auth;
+  if (auto v = file.get("gateway.auth.jwt_secret", "COURIER_AUTH_JWT_SECRET")) {
+    auth.jwt_secret = *v;
+  } else if (auto path = file.get("gateway.auth.jwt_secret_file", "COURIER_AUTH_JWT_SECRET_FILE")) {
+    auth.jwt_secret = read_secret_file("gateway.auth.jwt_secret_file", *path);
+  }
+  // RFC 7518 3.2: an HS256 key must be at least as long as the hash (256 bits).
+  if (!auth.jwt_secret.empty() && auth.jwt_secret.size() < 32) {
+    throw ConfigError(
+        "gateway.auth.jwt_secret (COURIER_AUTH_JWT_SECRET, or gateway.auth.jwt_secret_file): "
+        "must be at least 32 bytes");
+  }
+  if (auto v = file.get("gateway.auth.api_keys", "COURIER_AUTH_API_KEYS")) {
+    auth.api_keys =
+        courier::gateway::parse_api_keys("gateway.auth.api_keys (COURIER_AUTH_API_KEYS)", *v);
+  }
+  auth.leeway = std::chrono::duration_cast<std::chrono::seconds>(courier::parse_seconds(
+      "--auth-leeway (gateway.auth.leeway)", resolve(leeway, file, "gateway.auth.leeway", "0")));
+  auth.require_exp = parse_bool("--auth-require-exp (gateway.auth.require_exp)",
+                                resolve(require_exp, file, "gateway.auth.require_exp", "true"));
+  return auth;
 }
 
 }  // namespace
@@ -33,7 +82,7 @@ int main(int argc, char** argv) {
   CommonOptions common;
   add_common_options(app, common);
   std::string listen, broker, threads, max_body, max_header, max_conn, header_to, body_to, idle_to,
-      heartbeat, liveness, grace;
+      heartbeat, liveness, grace, auth_leeway, auth_require_exp;
   app.add_option("--listen", listen, "HTTP listen address [0.0.0.0:8080]")
       ->envname("COURIER_GATEWAY_LISTEN");
   app.add_option("--broker", broker, "Broker frontend endpoint [tcp://127.0.0.1:5555]")
@@ -58,6 +107,10 @@ int main(int argc, char** argv) {
       ->envname("COURIER_LIVENESS");
   app.add_option("--shutdown-grace", grace, "On SIGTERM, seconds to finish requests [30]")
       ->envname("COURIER_SHUTDOWN_GRACE");
+  app.add_option("--auth-leeway", auth_leeway, "Clock skew allowed on JWT exp/nbf, seconds [0]")
+      ->envname("COURIER_AUTH_LEEWAY");
+  app.add_option("--auth-require-exp", auth_require_exp, "Reject JWTs without exp [true]")
+      ->envname("COURIER_AUTH_REQUIRE_EXP");
 
   return run_main(app, argc, argv, [&] {
     setup_logging("gateway", common.log);
@@ -68,8 +121,8 @@ int main(int argc, char** argv) {
     gateway::ServerOptions server;
     std::tie(server.listen_address, server.listen_port) =
         parse_listen(resolve(listen, file, "gateway.listen", "0.0.0.0:8080"));
-    server.threads = static_cast<int>(parse_int("--threads (gateway.threads)",
-                                                resolve(threads, file, "gateway.threads", "0"), 0, 256));
+    server.threads = static_cast<int>(parse_int(
+        "--threads (gateway.threads)", resolve(threads, file, "gateway.threads", "0"), 0, 256));
     server.max_body = static_cast<std::size_t>(parse_int(
         "--max-body (gateway.max_body)", resolve(max_body, file, "gateway.max_body", "8388608"), 0,
         std::int64_t{1} << 30));
@@ -85,8 +138,13 @@ int main(int argc, char** argv) {
                                         resolve(body_to, file, "gateway.body_timeout", "30"));
     server.idle_timeout = parse_seconds("--idle-timeout (gateway.idle_timeout)",
                                         resolve(idle_to, file, "gateway.idle_timeout", "60"));
-    const auto shutdown_grace = parse_seconds(
-        "--shutdown-grace (gateway.shutdown_grace)", resolve(grace, file, "gateway.shutdown_grace", "30"));
+    server.auth = load_auth(file, auth_leeway, auth_require_exp);
+    if (server.auth.enabled()) {
+      spdlog::info("gateway auth on: bearer JWT {}, {} API key(s)",
+                   server.auth.jwt_secret.empty() ? "off" : "HS256", server.auth.api_keys.size());
+    }
+    const auto shutdown_grace = parse_seconds("--shutdown-grace (gateway.shutdown_grace)",
+                                              resolve(grace, file, "gateway.shutdown_grace", "30"));
 
     gateway::BrokerClientOptions link;
     link.endpoint = resolve(broker, file, "gateway.broker", "tcp://127.0.0.1:5555");
@@ -95,8 +153,8 @@ int main(int argc, char** argv) {
     if (link.heartbeat_interval.count() < 10) {
       throw ConfigError("--heartbeat (gateway.heartbeat): must be at least 0.01 seconds");
     }
-    link.liveness = static_cast<int>(parse_int("--liveness (gateway.liveness)",
-                                               resolve(liveness, file, "gateway.liveness", "4"), 1, 100));
+    link.liveness = static_cast<int>(parse_int(
+        "--liveness (gateway.liveness)", resolve(liveness, file, "gateway.liveness", "4"), 1, 100));
 
     zmq::context_t context(1);
     gateway::BrokerClient client(context, link);

@@ -18,9 +18,11 @@ std::optional<Route> route(std::string_view target) {
   Route r;
   r.service = std::string(service);
   if (end == std::string_view::npos) {
-    r.target = "/";
+    r.target.push_back('/');  // not `= "/"`: g++ 12 warns falsely there (GCC PR 105651)
   } else if (rest[end] == '?') {
-    r.target = "/" + std::string(rest.substr(end));
+    r.target.reserve(1 + rest.size() - end);
+    r.target += '/';
+    r.target.append(rest.substr(end));
   } else {
     r.target = std::string(rest.substr(end));
   }
@@ -46,8 +48,8 @@ std::optional<std::chrono::milliseconds> request_budget(const ServiceConfig& ser
       seconds <= 0) {
     return std::nullopt;
   }
-  const auto asked = std::chrono::milliseconds(static_cast<long long>(
-      std::ceil(std::min(seconds, 86400.0) * 1000)));
+  const auto asked = std::chrono::milliseconds(
+      static_cast<long long>(std::ceil(std::min(seconds, 86400.0) * 1000)));
   return std::min(asked, service.timeout);
 }
 
@@ -63,6 +65,8 @@ Headers forwarded_headers(const HttpRequest& request, std::string_view client_ad
       xff.append(value.data(), value.size());
       continue;
     }
+    // Only the gateway's own authentication may name a subject.
+    if (iequals(name, kSubjectHeader)) continue;
     headers.push_back({std::string(name), std::string(value)});
   }
   headers = end_to_end(headers);

@@ -33,8 +33,11 @@ std::optional<std::chrono::milliseconds> request_budget(const ServiceConfig& ser
 using HttpRequest = http::request<http::string_body>;
 using HttpResponse = http::response<http::string_body>;
 
-// Headers of the HTTP request as an ordered list, hop-by-hop ones removed, and X-Forwarded-For
-// extended with the client's address.
+// Carries the authenticated caller to the worker; a client-sent one is always dropped.
+inline constexpr std::string_view kSubjectHeader = "X-Courier-Subject";
+
+// Headers of the HTTP request as an ordered list, hop-by-hop ones and any X-Courier-Subject
+// removed, and X-Forwarded-For extended with the client's address.
 Headers forwarded_headers(const HttpRequest& request, std::string_view client_address);
 
 HttpResponse to_http(ReplyEnvelope&& reply, const HttpRequest& request,

@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <nlohmann/json.hpp>
 
 #include "common/errors.hpp"
@@ -19,6 +20,7 @@ struct Server::Exchange {
   std::string client;
   std::string service;
   std::string request_id;
+  std::string subject;  // authenticated caller, when auth is on
   std::uint32_t attempts = 0;
   Clock::time_point start;
 };
@@ -66,6 +68,7 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
     : options_(std::move(options)),
       settings_(std::move(settings)),
       broker_(broker),
+      auth_(options_.auth),
       ids_(IdGenerator::random_prefix()),
       acceptor_(io_) {}
 
@@ -82,8 +85,9 @@ std::uint16_t Server::start() {
   acceptor_.listen(asio::socket_base::max_listen_connections);
   const auto port = acceptor_.local_endpoint().port();
   asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) { log_exception(e, "accept"); });
-  int n = options_.threads > 0 ? options_.threads
-                               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  int n = options_.threads > 0
+              ? options_.threads
+              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { io_.run(); });
   spdlog::info("gateway listening on {}:{} with {} threads", options_.listen_address, port, n);
   return port;
@@ -113,8 +117,8 @@ void Server::wait() {
 asio::awaitable<void> Server::accept_loop() {
   for (;;) {
     beast::error_code ec;
-    auto socket =
-        co_await acceptor_.async_accept(asio::make_strand(io_), asio::redirect_error(asio::use_awaitable, ec));
+    auto socket = co_await acceptor_.async_accept(asio::make_strand(io_),
+                                                  asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping_.load()) co_return;
       // EMFILE and friends: keep serving the connections we have.
@@ -135,6 +139,18 @@ asio::awaitable<void> Server::accept_loop() {
   }
 }
 
+struct Server::ReadResult {
+  enum class Outcome { kRequest, kClosed, kRejected } outcome = Outcome::kRequest;
+  ErrorKind kind = ErrorKind::kBadRequest;  // when rejected
+  std::string detail;
+
+  static ReadResult request() { return {}; }
+  static ReadResult closed() { return {Outcome::kClosed, ErrorKind::kBadRequest, {}}; }
+  static ReadResult rejected(ErrorKind kind, std::string detail) {
+    return {Outcome::kRejected, kind, std::move(detail)};
+  }
+};
+
 asio::awaitable<void> Server::session(tcp::socket socket) {
   counters_.connections.fetch_add(1);
   struct Release {
@@ -147,8 +163,7 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
   if (auto ep = socket.remote_endpoint(ec); !ec) client = ep.address().to_string();
   beast::tcp_stream stream(std::move(socket));
   beast::flat_buffer buffer;
-  bool first = true;
-  for (;;) {
+  for (bool first = true;; first = false) {
     // Between requests the client may idle; once a request starts it must arrive promptly.
     if (!first && buffer.size() == 0) {
       stream.expires_after(options_.idle_timeout);
@@ -157,79 +172,130 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
       if (ec) break;
       buffer.commit(n);
     }
-    first = false;
     http::request_parser<http::string_body> parser;
     parser.header_limit(static_cast<std::uint32_t>(options_.max_header));
     parser.body_limit(options_.max_body);
-    stream.expires_after(options_.header_timeout);
-    co_await http::async_read_header(stream, buffer, parser,
-                                     asio::redirect_error(asio::use_awaitable, ec));
+    auto read = co_await read_request(stream, buffer, parser);
+    if (read.outcome == ReadResult::Outcome::kClosed) break;
+    if (read.outcome == ReadResult::Outcome::kRejected) {
+      co_await reject(stream, std::move(read), client);
+      co_return;
+    }
+
     Exchange ex;
     ex.client = client;
     ex.start = Clock::now();
-    if (!ec && parser.get()[http::field::expect].size() > 0) {
-      if (iequals(parser.get()[http::field::expect], "100-continue")) {
-        http::response<http::empty_body> cont{http::status::continue_, 11};
-        stream.expires_after(options_.body_timeout);
-        co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
-      } else {
-        HttpRequest head(parser.get().base());
-        ex.response = error_response(static_cast<int>(ErrorKind::kBadRequest), "",
-                                     "unsupported Expect header", &head, "");
-        ex.response.set(http::field::connection, "close");
-        ex.response.keep_alive(false);
-        stream.expires_after(options_.body_timeout);
-        co_await http::async_write(stream, ex.response, asio::redirect_error(asio::use_awaitable, ec));
-        break;
-      }
-    }
-    if (!ec) {
-      stream.expires_after(options_.body_timeout);
-      co_await http::async_read(stream, buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
-    }
-    if (ec) {
-      const auto reply = read_error_reply(ec);
-      if (!reply) break;  // closed, timed out, or reset: nobody to answer
-      counters_.bad_requests.fetch_add(1);
-      ex.response = error_response(static_cast<int>(reply->first), "", reply->second, nullptr, "");
-      ex.response.keep_alive(false);
-      stream.expires_after(options_.body_timeout);
-      co_await http::async_write(stream, ex.response, asio::redirect_error(asio::use_awaitable, ec));
-      spdlog::info("access client={} status={} error=\"{}\"", client, ex.response.result_int(),
-                   reply->second);
-      break;
-    }
     ex.request = parser.release();
+    // Counted until the response is written, so a graceful stop waits for the bytes too.
     counters_.in_flight.fetch_add(1);
     co_await handle(ex);
-    counters_.in_flight.fetch_sub(1);
+    // Whoever built the response, a HEAD answer carries the headers only.
+    if (ex.request.method() == http::verb::head) ex.response.body().clear();
     if (stopping_.load()) ex.response.keep_alive(false);
     const bool keep_alive = ex.response.keep_alive();
     stream.expires_after(options_.body_timeout);
     co_await http::async_write(stream, ex.response, asio::redirect_error(asio::use_awaitable, ec));
-    const auto ms = std::chrono::duration<double, std::milli>(Clock::now() - ex.start).count();
-    spdlog::info(
-        "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
-        "request_id={} bytes={}",
-        client, std::string(ex.request.method_string()), std::string(ex.request.target()),
-        ex.service.empty() ? "-" : ex.service, ex.response.result_int(), ex.attempts, ms,
-        ex.request_id.empty() ? "-" : ex.request_id, ex.response.body().size());
+    counters_.in_flight.fetch_sub(1);
+    record(ex);
     if (ec || !keep_alive) break;
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+}
+
+asio::awaitable<Server::ReadResult> Server::read_request(
+    beast::tcp_stream& stream, beast::flat_buffer& buffer,
+    http::request_parser<http::string_body>& parser) {
+  beast::error_code ec;
+  stream.expires_after(options_.header_timeout);
+  co_await http::async_read_header(stream, buffer, parser,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+  if (!ec) {
+    if (const auto expect = parser.get()[http::field::expect]; !expect.empty()) {
+      if (!iequals(expect, "100-continue")) {
+        co_return ReadResult::rejected(ErrorKind::kBadRequest, "unsupported Expect header");
+      }
+      if (!parser.is_done()) {
+        http::response<http::empty_body> cont{http::status::continue_, 11};
+        stream.expires_after(options_.body_timeout);
+        co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
+      }
+    }
+  }
+  if (!ec) {
+    stream.expires_after(options_.body_timeout);
+    co_await http::async_read(stream, buffer, parser,
+                              asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (!ec) co_return ReadResult::request();
+  if (const auto reply = read_error_reply(ec)) {
+    co_return ReadResult::rejected(reply->first, reply->second);
+  }
+  co_return ReadResult::closed();  // closed, timed out, or reset: nobody to answer
+}
+
+asio::awaitable<void> Server::reject(beast::tcp_stream& stream, ReadResult failure,
+                                     const std::string& client) {
+  counters_.bad_requests.fetch_add(1);
+  auto res = error_response(static_cast<int>(failure.kind), "", failure.detail, nullptr, "");
+  res.keep_alive(false);
+  metrics_.observe("none", res.result_int(), std::chrono::duration<double>(0));
+  spdlog::info("access client={} status={} error=\"{}\"", client, res.result_int(), failure.detail);
+  beast::error_code ec;
+  stream.expires_after(options_.body_timeout);
+  co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return;
+  // Lingering close: the client may still be sending the body we refused; reading it (bounded)
+  // lets the client finish writing and read our answer instead of getting a reset.
+  stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  stream.expires_after(options_.linger);
+  std::array<char, 16384> sink;
+  std::size_t drained = 0;
+  while (!ec && drained < (64u << 20)) {
+    drained += co_await stream.async_read_some(asio::buffer(sink),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+  }
+}
+
+void Server::record(const Exchange& ex) {
+  const auto elapsed = Clock::now() - ex.start;
+  metrics_.observe(ex.service.empty() ? "none" : ex.service, ex.response.result_int(), elapsed);
+  spdlog::info(
+      "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
+      "request_id={} subject={} bytes={}",
+      ex.client, std::string(ex.request.method_string()), std::string(ex.request.target()),
+      ex.service.empty() ? "-" : ex.service, ex.response.result_int(), ex.attempts,
+      std::chrono::duration<double, std::milli>(elapsed).count(),
+      ex.request_id.empty() ? "-" : ex.request_id, ex.subject.empty() ? "-" : ex.subject,
+      ex.response.body().size());
 }
 
 asio::awaitable<void> Server::handle(Exchange& ex) {
   counters_.requests.fetch_add(1);
   const auto target = ex.request.target();
   if (ex.request.method() == http::verb::get || ex.request.method() == http::verb::head) {
-    if (target == "/healthz" || target == "/readyz" || target == "/services") {
+    if (target == "/healthz" || target == "/readyz" || target == "/services" ||
+        target == "/metrics") {
       local_endpoint(ex);
       co_return;
     }
   }
+  if (!authenticate(ex)) co_return;
   co_await forward(ex);
+}
+
+bool Server::authenticate(Exchange& ex) {
+  if (!auth_.enabled()) return true;
+  const auto& req = ex.request;
+  auto result = auth_.check(req[http::field::authorization], req["X-API-Key"],
+                            std::chrono::system_clock::now());
+  if (result.ok) {
+    ex.subject = std::move(result.subject);
+    return true;
+  }
+  ex.response =
+      error_response(static_cast<int>(ErrorKind::kUnauthorized), "", result.reason, &req, "");
+  if (auth_.accepts_bearer()) ex.response.set(http::field::www_authenticate, "Bearer");
+  return false;
 }
 
 void Server::local_endpoint(Exchange& ex) {
@@ -238,14 +304,30 @@ void Server::local_endpoint(Exchange& ex) {
     ex.response = json_response(200, R"({"status":"ok"})", ex.request);
     return;
   }
-  nlohmann::json stats;
-  if (const auto text = broker_.stats_json(); !text.empty()) {
-    stats = nlohmann::json::parse(text, nullptr, false);
+  const auto stats_text = broker_.stats_json();
+  if (target == "/metrics") {
+    GatewaySnapshot snapshot;
+    snapshot.in_flight = counters_.in_flight.load();
+    snapshot.connections = counters_.connections.load();
+    snapshot.bad_requests = counters_.bad_requests.load();
+    snapshot.timeouts = counters_.timeouts.load();
+    snapshot.rejected_connections = counters_.rejected_connections.load();
+    snapshot.late_replies = broker_.late_replies();
+    snapshot.broker_connected = broker_.connected();
+    ex.response = HttpResponse{http::status::ok, ex.request.version()};
+    ex.response.set(http::field::content_type, kMetricsContentType);
+    ex.response.keep_alive(ex.request.keep_alive());
+    ex.response.body() = metrics_.render(snapshot, stats_text);
+    ex.response.prepare_payload();
+    return;
   }
+  nlohmann::json stats;
+  if (!stats_text.empty()) stats = nlohmann::json::parse(stats_text, nullptr, false);
   if (target == "/readyz") {
     std::vector<std::string> missing;
     for (const auto& [name, svc] : settings_.services) {
-      const auto* s = stats.is_object() && stats.contains("services") ? &stats["services"] : nullptr;
+      const auto* s =
+          stats.is_object() && stats.contains("services") ? &stats["services"] : nullptr;
       const bool has = s && s->contains(name) && (*s)[name].value("workers", 0) > 0;
       if (!has) missing.push_back(name);
     }
@@ -292,9 +374,9 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   auto route_result = route(req->target());
   const ServiceConfig* svc = route_result ? settings_.find(route_result->service) : nullptr;
   if (!svc) {
-    ex.response = error_response(static_cast<int>(ErrorKind::kUnknownService), "",
-                                 "no service at " + std::string(req->target().substr(0, 200)), req,
-                                 "");
+    ex.response =
+        error_response(static_cast<int>(ErrorKind::kUnknownService), "",
+                       "no service at " + std::string(req->target().substr(0, 200)), req, "");
     co_return;
   }
   ex.service = svc->name;
@@ -315,6 +397,11 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   envelope.method = std::string(req->method_string());
   envelope.target = std::move(route_result->target);
   envelope.headers = forwarded_headers(*req, ex.client);
+  // A gateway API key is the gateway's credential, not the upstream's: it goes no further.
+  if (auth_.accepts_api_keys()) {
+    std::erase_if(envelope.headers, [](const Header& h) { return iequals(h.name, "x-api-key"); });
+  }
+  if (!ex.subject.empty()) envelope.headers.push_back({std::string(kSubjectHeader), ex.subject});
   // The upstream sees the id we settled on, whatever the client sent.
   std::erase_if(envelope.headers, [](const Header& h) { return iequals(h.name, "x-request-id"); });
   envelope.body = std::move(ex.request.body());
@@ -362,8 +449,7 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   ReplyEnvelope reply;
   if (waiter->result->local) {
     reply = std::move(*waiter->result->local);
-  } else if (const auto dec =
-                 decode(protocol::view(waiter->result->envelope), reply)) {
+  } else if (const auto dec = decode(protocol::view(waiter->result->envelope), reply)) {
     ex.response = error_response(static_cast<int>(ErrorKind::kBadResponse), svc->name,
                                  "invalid reply envelope: " + dec.message(), req, ex.request_id);
     co_return;

@@ -13,7 +13,9 @@
 #include "common/asio.hpp"
 #include "common/config.hpp"
 #include "common/ids.hpp"
+#include "gateway/auth.hpp"
 #include "gateway/broker_client.hpp"
+#include "gateway/metrics.hpp"
 
 namespace courier::gateway {
 
@@ -29,6 +31,11 @@ struct ServerOptions {
   std::chrono::milliseconds idle_timeout{60'000};    // keep-alive connection with no request
   // Extra wait past a request's deadline for the worker's own 504, which says more than ours.
   std::chrono::milliseconds deadline_slack{250};
+  // After answering a request we refuse mid-read (413/431/400), keep reading and discarding the
+  // rest for up to this long, so closing does not reset the connection before the client has
+  // read our answer.
+  std::chrono::milliseconds linger{2'000};
+  AuthOptions auth;  // off unless a secret or API keys are configured
 };
 
 struct ServerCounters {
@@ -56,14 +63,23 @@ class Server {
  private:
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> session(tcp::socket socket);
+  struct ReadResult;
+  asio::awaitable<ReadResult> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                           http::request_parser<http::string_body>& parser);
+  asio::awaitable<void> reject(beast::tcp_stream& stream, ReadResult failure,
+                               const std::string& client);
   struct Exchange;
   asio::awaitable<void> handle(Exchange& ex);
   asio::awaitable<void> forward(Exchange& ex);
+  bool authenticate(Exchange& ex);
   void local_endpoint(Exchange& ex);
+  void record(const Exchange& ex);
 
   ServerOptions options_;
   Settings settings_;
   BrokerClient& broker_;
+  Authenticator auth_;
+  GatewayMetrics metrics_;
   IdGenerator ids_;
   asio::io_context io_;
   tcp::acceptor acceptor_;

@@ -11,6 +11,8 @@ PACKAGES=(
   nlohmann-json3-dev libcli11-dev libyaml-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   curl
+  # gateway: /metrics via the Prometheus client library, JWT verification via libjwt
+  prometheus-cpp-dev libjwt-dev
 )
 PACKAGES+=(${COURIER_EXTRA_PACKAGES:-})
 

@@ -1,0 +1,138 @@
+#include "gateway/metrics.hpp"
+
+#include <prometheus/gauge.h>
+#include <prometheus/text_serializer.h>
+
+#include <nlohmann/json.hpp>
+
+namespace courier::gateway {
+
+namespace {
+
+const prometheus::Histogram::BucketBoundaries& latency_buckets() {
+  static const prometheus::Histogram::BucketBoundaries kBuckets = {
+      0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
+  return kBuckets;
+}
+
+double number(const nlohmann::json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
+
+// Counters the broker reports are monotonic totals: exposed as counters set to the total.
+void add_counters(prometheus::Family<prometheus::Counter>& family, const nlohmann::json& counters,
+                  const prometheus::Labels& base) {
+  if (!counters.is_object()) return;
+  for (const auto& [name, value] : counters.items()) {
+    if (!value.is_number()) continue;
+    auto labels = base;
+    labels["event"] = name;
+    family.Add(labels).Increment(value.get<double>());
+  }
+}
+
+// The broker's snapshot into a registry made for this scrape, so services and workers that
+// disappeared do not linger as stale series.
+void add_broker_stats(prometheus::Registry& registry, std::string_view text) {
+  if (text.empty()) return;
+  const auto stats = nlohmann::json::parse(text, nullptr, false);
+  if (!stats.is_object()) return;
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  auto& gateways = BuildGauge()
+                       .Name("courier_broker_gateways")
+                       .Help("Gateways connected to the broker")
+                       .Register(registry);
+  gateways.Add({}).Set(number(stats, "gateways"));
+  auto& broker_events = BuildCounter()
+                            .Name("courier_broker_events_total")
+                            .Help("Broker-wide event counters, by event")
+                            .Register(registry);
+  if (const auto it = stats.find("counters"); it != stats.end())
+    add_counters(broker_events, *it, {});
+
+  const auto services = stats.find("services");
+  if (services == stats.end() || !services->is_object()) return;
+  struct PerService {
+    const char* key;
+    prometheus::Family<prometheus::Gauge>& family;
+  };
+  const auto gauge = [&](const char* name,
+                         const char* help) -> prometheus::Family<prometheus::Gauge>& {
+    return BuildGauge().Name(name).Help(help).Register(registry);
+  };
+  const PerService gauges[] = {
+      {"workers", gauge("courier_broker_workers", "Live (not draining) workers, by service")},
+      {"capacity", gauge("courier_broker_capacity", "Requests the live workers accept at once")},
+      {"in_flight", gauge("courier_broker_in_flight", "Requests dispatched to workers")},
+      {"queue_depth", gauge("courier_broker_queue_depth", "Requests waiting for a worker")},
+      {"max_queue", gauge("courier_broker_max_queue", "Queue limit before 503 OVERLOADED")},
+  };
+  auto& service_events = BuildCounter()
+                             .Name("courier_broker_service_events_total")
+                             .Help("Per-service broker event counters, by event")
+                             .Register(registry);
+  for (const auto& [service, entry] : services->items()) {
+    if (!entry.is_object()) continue;
+    for (const auto& g : gauges) g.family.Add({{"service", service}}).Set(number(entry, g.key));
+    if (const auto it = entry.find("counters"); it != entry.end()) {
+      add_counters(service_events, *it, {{"service", service}});
+    }
+  }
+}
+
+}  // namespace
+
+GatewayMetrics::GatewayMetrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_(prometheus::BuildCounter()
+                    .Name("courier_gateway_requests_total")
+                    .Help("HTTP requests answered by the gateway, by service and status")
+                    .Register(*registry_)),
+      duration_(prometheus::BuildHistogram()
+                    .Name("courier_gateway_request_duration_seconds")
+                    .Help("From a fully read request to its response written, by service")
+                    .Register(*registry_)) {}
+
+void GatewayMetrics::observe(std::string_view service, unsigned status,
+                             std::chrono::duration<double> elapsed) {
+  const std::string svc(service);
+  requests_.Add({{"service", svc}, {"status", std::to_string(status)}}).Increment();
+  duration_.Add({{"service", svc}}, latency_buckets()).Observe(elapsed.count());
+}
+
+std::string GatewayMetrics::render(const GatewaySnapshot& s,
+                                   std::string_view broker_stats_json) const {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  prometheus::Registry scrape;
+  const auto gauge = [&](const char* name, const char* help, double value) {
+    BuildGauge().Name(name).Help(help).Register(scrape).Add({}).Set(value);
+  };
+  const auto counter = [&](const char* name, const char* help, double value) {
+    BuildCounter().Name(name).Help(help).Register(scrape).Add({}).Increment(value);
+  };
+  gauge("courier_gateway_in_flight", "Requests being handled", static_cast<double>(s.in_flight));
+  gauge("courier_gateway_connections", "Open client connections",
+        static_cast<double>(s.connections));
+  gauge("courier_gateway_broker_connected", "1 while the broker answers heartbeats",
+        s.broker_connected ? 1 : 0);
+  counter("courier_gateway_bad_requests_total", "Requests rejected while being read (400/413/431)",
+          static_cast<double>(s.bad_requests));
+  counter("courier_gateway_timeouts_total", "Requests answered 504 by the gateway's deadline",
+          static_cast<double>(s.timeouts));
+  counter("courier_gateway_rejected_connections_total", "Connections closed at the limit",
+          static_cast<double>(s.rejected_connections));
+  counter("courier_gateway_late_replies_total", "Replies that arrived after their deadline",
+          static_cast<double>(s.late_replies));
+  add_broker_stats(scrape, broker_stats_json);
+
+  auto families = registry_->Collect();
+  auto more = scrape.Collect();
+  families.insert(families.end(), std::make_move_iterator(more.begin()),
+                  std::make_move_iterator(more.end()));
+  return prometheus::TextSerializer().Serialize(families);
+}
+
+}  // namespace courier::gateway

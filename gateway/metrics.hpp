@@ -1,0 +1,48 @@
+// The gateway's Prometheus metrics: request counts and latency recorded as requests finish, plus
+// gauges and the broker's stats snapshot turned into metrics at scrape time (text format 0.0.4).
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace courier::gateway {
+
+inline constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+
+// Gateway state read at scrape time.
+struct GatewaySnapshot {
+  std::int64_t in_flight = 0;
+  std::int64_t connections = 0;
+  std::uint64_t bad_requests = 0;
+  std::uint64_t timeouts = 0;
+  std::uint64_t rejected_connections = 0;
+  std::uint64_t late_replies = 0;
+  bool broker_connected = false;
+};
+
+class GatewayMetrics {
+ public:
+  GatewayMetrics();
+
+  // Thread-safe. `service` must be a configured service name or "none" (bounded label values).
+  void observe(std::string_view service, unsigned status, std::chrono::duration<double> elapsed);
+
+  // The exposition text: the recorded metrics, the snapshot, and `broker_stats_json` (the
+  // broker's STATS reply; empty or malformed adds nothing).
+  std::string render(const GatewaySnapshot& snapshot, std::string_view broker_stats_json) const;
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_;
+  prometheus::Family<prometheus::Histogram>& duration_;
+};
+
+}  // namespace courier::gateway

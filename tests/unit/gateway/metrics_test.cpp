@@ -1,0 +1,101 @@
+// /metrics text: valid exposition format with the gateway's and the broker's series.
+#include "gateway/metrics.hpp"
+
+#include <gtest/gtest.h>
+
+#include "tests/unit/gateway/prometheus_text.hpp"
+
+namespace courier::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+namespace pt = courier::testing::prometheus_text;
+
+const char* kBrokerStats = R"({
+  "broker_id": "b1", "gateways": 2,
+  "counters": {"requests": 10, "replies": 9, "expired": 1},
+  "services": {
+    "rule-engine": {"workers": 2, "capacity": 512, "in_flight": 3, "queue_depth": 4,
+                    "max_queue": 1024, "worker_list": [],
+                    "counters": {"dispatched": 7, "rejected_overloaded": 1}},
+    "ai-gm": {"workers": 0, "capacity": 0, "in_flight": 0, "queue_depth": 0, "max_queue": 8,
+              "counters": {}}
+  }})";
+
+TEST(PrometheusTextReader, RejectsBrokenText) {
+  EXPECT_FALSE(pt::parse("a 1\n").error.size());
+  EXPECT_TRUE(pt::parse("a{b=\"1\" 1\n").error.size());
+  EXPECT_TRUE(pt::parse("a one\n").error.size());
+  EXPECT_TRUE(pt::parse("# TYPE a counter\na -1\n").error.size());
+  EXPECT_TRUE(pt::parse("a 1\nb 1\na 2\n").error.size());
+  EXPECT_TRUE(pt::parse("a 1").error.size());
+}
+
+TEST(GatewayMetrics, RendersValidTextWithRequestsAndLatency) {
+  GatewayMetrics m;
+  m.observe("rule-engine", 200, 3ms);
+  m.observe("rule-engine", 200, 40ms);
+  m.observe("rule-engine", 504, 2s);
+  m.observe("none", 404, 0ms);
+  GatewaySnapshot s;
+  s.in_flight = 5;
+  s.connections = 7;
+  s.broker_connected = true;
+  const auto text = m.render(s, "");
+  const auto parsed = pt::parse(text);
+  ASSERT_EQ(parsed.error, "") << text;
+  EXPECT_EQ(parsed.types.at("courier_gateway_requests_total"), "counter");
+  EXPECT_EQ(parsed.types.at("courier_gateway_request_duration_seconds"), "histogram");
+  EXPECT_EQ(parsed.value("courier_gateway_requests_total",
+                         {{"service", "rule-engine"}, {"status", "200"}}),
+            2);
+  EXPECT_EQ(parsed.value("courier_gateway_requests_total",
+                         {{"service", "rule-engine"}, {"status", "504"}}),
+            1);
+  EXPECT_EQ(
+      parsed.value("courier_gateway_request_duration_seconds_count", {{"service", "rule-engine"}}),
+      3);
+  EXPECT_EQ(parsed.value("courier_gateway_request_duration_seconds_bucket",
+                         {{"service", "rule-engine"}, {"le", "0.05"}}),
+            2);
+  EXPECT_EQ(parsed.value("courier_gateway_in_flight"), 5);
+  EXPECT_EQ(parsed.value("courier_gateway_connections"), 7);
+  EXPECT_EQ(parsed.value("courier_gateway_broker_connected"), 1);
+}
+
+TEST(GatewayMetrics, TurnsBrokerStatsIntoPerServiceSeries) {
+  GatewayMetrics m;
+  const auto text = m.render({}, kBrokerStats);
+  const auto parsed = pt::parse(text);
+  ASSERT_EQ(parsed.error, "") << text;
+  EXPECT_EQ(parsed.value("courier_broker_workers", {{"service", "rule-engine"}}), 2);
+  EXPECT_EQ(parsed.value("courier_broker_capacity", {{"service", "rule-engine"}}), 512);
+  EXPECT_EQ(parsed.value("courier_broker_in_flight", {{"service", "rule-engine"}}), 3);
+  EXPECT_EQ(parsed.value("courier_broker_queue_depth", {{"service", "rule-engine"}}), 4);
+  EXPECT_EQ(parsed.value("courier_broker_workers", {{"service", "ai-gm"}}), 0);
+  EXPECT_EQ(parsed.value("courier_broker_service_events_total",
+                         {{"service", "rule-engine"}, {"event", "dispatched"}}),
+            7);
+  EXPECT_EQ(parsed.value("courier_broker_events_total", {{"event", "expired"}}), 1);
+  EXPECT_EQ(parsed.value("courier_broker_gateways"), 2);
+  EXPECT_EQ(parsed.value("courier_gateway_broker_connected"), 0);
+}
+
+TEST(GatewayMetrics, MalformedOrMissingBrokerStatsAddNothing) {
+  GatewayMetrics m;
+  for (const char* stats : {"", "not json", "[]", R"({"services": 3})"}) {
+    const auto parsed = pt::parse(m.render({}, stats));
+    EXPECT_EQ(parsed.error, "") << stats;
+    EXPECT_FALSE(parsed.value("courier_broker_workers")) << stats;
+  }
+}
+
+TEST(GatewayMetrics, RenderingTwiceDoesNotDoubleBrokerCounters) {
+  GatewayMetrics m;
+  m.render({}, kBrokerStats);
+  const auto parsed = pt::parse(m.render({}, kBrokerStats));
+  EXPECT_EQ(parsed.value("courier_broker_events_total", {{"event", "requests"}}), 10);
+}
+
+}  // namespace
+}  // namespace courier::gateway
