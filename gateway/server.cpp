@@ -8,6 +8,7 @@
 #include "common/errors.hpp"
 #include "common/frames.hpp"
 #include "common/http_headers.hpp"
+#include "gateway/dashboard_html.hpp"
 #include "gateway/request_mapper.hpp"
 
 namespace courier::gateway {
@@ -69,6 +70,11 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
       settings_(std::move(settings)),
       broker_(broker),
       auth_(options_.auth),
+      service_stats_([this] {
+        std::vector<std::string> names;
+        for (const auto& [name, svc] : settings_.services) names.push_back(name);
+        return names;
+      }()),
       ids_(IdGenerator::random_prefix()),
       acceptor_(io_) {}
 
@@ -259,6 +265,10 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, ReadResult failu
 void Server::record(const Exchange& ex) {
   const auto elapsed = Clock::now() - ex.start;
   metrics_.observe(ex.service.empty() ? "none" : ex.service, ex.response.result_int(), elapsed);
+  if (!ex.service.empty()) {
+    service_stats_.record(ex.service, ex.response.result_int(),
+                          std::chrono::duration<double, std::milli>(elapsed).count());
+  }
   spdlog::info(
       "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
       "request_id={} subject={} bytes={}",
@@ -274,7 +284,7 @@ asio::awaitable<void> Server::handle(Exchange& ex) {
   const auto target = ex.request.target();
   if (ex.request.method() == http::verb::get || ex.request.method() == http::verb::head) {
     if (target == "/healthz" || target == "/readyz" || target == "/services" ||
-        target == "/metrics") {
+        target == "/metrics" || target == "/dashboard") {
       local_endpoint(ex);
       co_return;
     }
@@ -302,6 +312,15 @@ void Server::local_endpoint(Exchange& ex) {
   const auto target = ex.request.target();
   if (target == "/healthz") {
     ex.response = json_response(200, R"({"status":"ok"})", ex.request);
+    return;
+  }
+  if (target == "/dashboard") {
+    ex.response = HttpResponse{http::status::ok, ex.request.version()};
+    ex.response.set(http::field::content_type, "text/html; charset=utf-8");
+    ex.response.set(http::field::cache_control, "no-cache");
+    ex.response.keep_alive(ex.request.keep_alive());
+    ex.response.body() = std::string(kDashboardHtml);
+    ex.response.prepare_payload();
     return;
   }
   const auto stats_text = broker_.stats_json();
@@ -353,6 +372,7 @@ void Server::local_endpoint(Exchange& ex) {
     } else {
       entry.update({{"workers", 0}, {"capacity", 0}, {"in_flight", 0}, {"queue_depth", 0}});
     }
+    entry["gateway"] = service_stats_.snapshot(name);
     out[name] = std::move(entry);
   }
   nlohmann::json body = {{"broker_connected", broker_.connected()}, {"services", std::move(out)}};

@@ -15,6 +15,7 @@
 #include "common/ids.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/broker_client.hpp"
+#include "gateway/service_stats.hpp"
 #include "gateway/metrics.hpp"
 
 namespace courier::gateway {
@@ -80,6 +81,7 @@ class Server {
   BrokerClient& broker_;
   Authenticator auth_;
   GatewayMetrics metrics_;
+  ServiceStats service_stats_;
   IdGenerator ids_;
   asio::io_context io_;
   tcp::acceptor acceptor_;

@@ -1,0 +1,48 @@
+// Per-service request counts and recent latency percentiles as the gateway sees them, for
+// /services and the dashboard. Thread-safe; recording is one short critical section.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace courier::gateway {
+
+class LatencyWindow {
+ public:
+  static constexpr std::size_t kSize = 2048;  // the most recent requests
+  void record(double ms);
+  // Nearest-rank percentile (0 < p <= 100) over the window; 0 when empty.
+  double percentile(double p) const;
+  std::size_t count() const { return std::min(recorded_, kSize); }
+
+ private:
+  std::array<double, kSize> samples_{};
+  std::size_t recorded_ = 0;
+};
+
+class ServiceStats {
+ public:
+  explicit ServiceStats(const std::vector<std::string>& services);
+  void record(const std::string& service, unsigned status, double ms);
+  // {"requests", "errors" (status >= 500), "latency_ms": {"p50", "p99"}} for one service.
+  nlohmann::json snapshot(const std::string& service) const;
+
+ private:
+  struct Entry {
+    mutable std::mutex mutex;
+    std::uint64_t requests = 0;
+    std::uint64_t errors = 0;
+    LatencyWindow latency;
+  };
+  std::map<std::string, std::unique_ptr<Entry>> entries_;  // fixed after construction
+};
+
+}  // namespace courier::gateway
