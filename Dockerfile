@@ -4,7 +4,7 @@ FROM debian:bookworm-slim AS build
 RUN apt-get update \
  && apt-get install -y --no-install-recommends g++ cmake ninja-build pkg-config \
       cppzmq-dev libzmq3-dev libmsgpack-cxx-dev libboost-dev libspdlog-dev \
-      nlohmann-json3-dev libcli11-dev libyaml-cpp-dev libprometheus-cpp-dev \
+      nlohmann-json3-dev libcli11-dev libyaml-cpp-dev prometheus-cpp-dev libjwt-dev \
  && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
@@ -18,7 +18,7 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release \
 FROM debian:bookworm-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libzmq5 libspdlog1.10 libfmt9 libyaml-cpp0.7 \
-      libprometheus-cpp-core1.0 curl ca-certificates \
+      libprometheus-cpp-core1.0 libjwt0 curl ca-certificates \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --no-create-home courier
 COPY --from=build /out/bin/ /usr/local/bin/
