@@ -142,16 +142,20 @@ void Dispatcher::reply_error(const Identity& gateway, const protocol::Correlatio
   if (!outbox_.to_gateway(frames)) ++counters_.unroutable;
 }
 
-void Dispatcher::on_gateway_message(Frames& frames, const Now& now) {
+std::optional<Command> Dispatcher::read_command(const Frames& frames) {
   Command command{};
-  if (frames.size() < 3 || protocol::parse_command(frames, 1, command)) {
+  if (frames.size() < 3 || protocol::parse_command(frames, 1, command) ||
+      !control_shape_ok(command, frames.size())) {
     ++counters_.malformed;
-    return;
+    return std::nullopt;
   }
-  if (!control_shape_ok(command, frames.size())) {
-    ++counters_.malformed;
-    return;
-  }
+  return command;
+}
+
+void Dispatcher::on_gateway_message(Frames& frames, const Now& now) {
+  const auto parsed = read_command(frames);
+  if (!parsed) return;
+  const Command command = *parsed;
   const Identity gateway(protocol::view(frames[0]));
   switch (command) {
     case Command::kRequest:
@@ -303,15 +307,9 @@ void Dispatcher::dispatch(Service& svc, const Now& now) {
 }
 
 void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
-  Command command{};
-  if (frames.size() < 3 || protocol::parse_command(frames, 1, command)) {
-    ++counters_.malformed;
-    return;
-  }
-  if (!control_shape_ok(command, frames.size())) {
-    ++counters_.malformed;
-    return;
-  }
+  const auto parsed = read_command(frames);
+  if (!parsed) return;
+  const Command command = *parsed;
   const Identity id(protocol::view(frames[0]));
   if (command == Command::kReady) {
     protocol::ReadyHeader ready;

@@ -8,6 +8,7 @@
 #include <map>
 #include <memory>
 #include <nlohmann/json_fwd.hpp>
+#include <optional>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -93,6 +94,8 @@ class Dispatcher {
   using RequestMap = std::unordered_map<std::string, Request>;  // key: correlation id bytes
 
   Service& service(const std::string& name, const Now& now);
+  // The command of a message whose shape is valid; counts and rejects anything else.
+  std::optional<protocol::Command> read_command(const protocol::Frames& frames);
   void handle_request(const Identity& gateway, protocol::Frames& frames, const Now& now);
   void handle_reply(Worker& worker, protocol::Frames& frames, const Now& now);
   void handle_ready(const Identity& id, const protocol::ReadyHeader& ready, const Now& now);

@@ -46,9 +46,8 @@ int main(int argc, char** argv) {
     if (options.dispatcher.heartbeat_interval.count() < 10) {
       throw ConfigError("--heartbeat (broker.heartbeat): must be at least 0.01 seconds");
     }
-    options.dispatcher.liveness = static_cast<int>(
-        parse_int("--liveness (broker.liveness)", resolve(liveness, file, "broker.liveness", "4"),
-                  1, 100));
+    options.dispatcher.liveness = static_cast<int>(parse_int(
+        "--liveness (broker.liveness)", resolve(liveness, file, "broker.liveness", "4"), 1, 100));
     options.dispatcher.no_worker_grace =
         parse_seconds("--no-worker-grace (broker.no_worker_grace)",
                       resolve(grace, file, "broker.no_worker_grace", "1"));

@@ -2,8 +2,6 @@
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>; g++ 12 needs it first.
 #pragma once
 
-#include <utility>
-
 #include <boost/asio.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -12,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
+#include <utility>
 
 namespace courier {
 namespace asio = boost::asio;

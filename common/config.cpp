@@ -282,12 +282,12 @@ const ServiceConfig* Settings::find(const std::string& name) const {
 Settings load_settings(const ConfigSources& sources) {
   const Layers layers(sources);
   static const std::set<std::string> kServiceFields = {
-      "upstream",        "timeout",         "max_retries",      "retry_min_wait",
-      "retry_max_wait",  "max_queue",       "concurrency",      "max_connections",
+      "upstream",         "timeout",          "max_retries",        "retry_min_wait",
+      "retry_max_wait",   "max_queue",        "concurrency",        "max_connections",
       "circuit_failures", "circuit_cooldown", "retry_budget_ratio", "retry_budget_min",
-      "auth.mode",       "auth.header",     "auth.secret_env",  "auth.secret_file"};
-  static const std::set<std::string> kTopLevel = {"defaults", "services", "gateway", "broker",
-                                                  "worker", "logging"};
+      "auth.mode",        "auth.header",      "auth.secret_env",    "auth.secret_file"};
+  static const std::set<std::string> kTopLevel = {"defaults", "services", "gateway",
+                                                  "broker",   "worker",   "logging"};
   // Unknown keys are mistakes (a typo silently ignored is a production incident).
   const auto check_keys = [&](const std::map<std::string, std::string>& m, const char* where) {
     for (const auto& [key, value] : m) {
@@ -352,7 +352,8 @@ Settings load_settings(const ConfigSources& sources) {
       svc.max_queue = static_cast<std::size_t>(parse_int(v->origin, v->value, 0, 10'000'000));
     }
     if (auto v = layers.service_value(name, "concurrency", "COURIER_WORKER_CONCURRENCY")) {
-      svc.worker_concurrency = static_cast<std::uint32_t>(parse_int(v->origin, v->value, 1, 100000));
+      svc.worker_concurrency =
+          static_cast<std::uint32_t>(parse_int(v->origin, v->value, 1, 100000));
     }
     if (auto v = layers.service_value(name, "max_connections", "COURIER_MAX_CONNECTIONS")) {
       svc.max_connections = static_cast<std::size_t>(parse_int(v->origin, v->value, 1, 100000));

@@ -44,8 +44,8 @@ struct ServiceConfig {
   std::chrono::milliseconds retry_max_wait{10'000};
   AuthMode auth_mode = AuthMode::kForward;
   std::string auth_header = "X-API-Key";
-  std::string auth_secret;  // never logged
-  std::size_t max_queue = 1024;           // broker: waiting requests before 503 OVERLOADED
+  std::string auth_secret;                 // never logged
+  std::size_t max_queue = 1024;            // broker: waiting requests before 503 OVERLOADED
   std::uint32_t worker_concurrency = 256;  // worker: requests one worker runs at once
   std::size_t max_connections = 256;       // worker: pooled upstream connections
   int circuit_failure_threshold = 5;       // consecutive failures that open the circuit

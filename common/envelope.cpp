@@ -1,9 +1,8 @@
 #include "common/envelope.hpp"
 
-#include <msgpack.hpp>
-
 #include <cstdlib>
 #include <cstring>
+#include <msgpack.hpp>
 
 namespace courier {
 namespace {
@@ -120,7 +119,8 @@ std::error_code open(std::string_view data, std::uint32_t n, msgpack::object_han
     return EnvelopeError::kMalformed;
   }
   const msgpack::object& root = handle.get();
-  if (root.type != msgpack::type::ARRAY || root.via.array.size < 1) return EnvelopeError::kWrongType;
+  if (root.type != msgpack::type::ARRAY || root.via.array.size < 1)
+    return EnvelopeError::kWrongType;
   reader = Reader{root.via.array.ptr, root.via.array.size};
   std::uint64_t version = 0;
   if (!reader.uint(0, version)) return EnvelopeError::kWrongType;
@@ -214,8 +214,7 @@ std::error_code decode(std::string_view data, ReplyEnvelope& out) {
   } else if (err.type == msgpack::type::ARRAY && err.via.array.size == 3) {
     Reader e{err.via.array.ptr, 3};
     ErrorInfo info;
-    if (!e.str(0, info.code, 64) || !e.str(1, info.message, 4096) ||
-        !e.str(2, info.detail, 4096)) {
+    if (!e.str(0, info.code, 64) || !e.str(1, info.message, 4096) || !e.str(2, info.detail, 4096)) {
       return EnvelopeError::kWrongType;
     }
     out.error = std::move(info);

@@ -1,8 +1,7 @@
 // The msgpack envelopes carried in the last frame of REQUEST and REPLY messages.
-// Decoding validates every field and returns an error value on any malformed input; it never throws.
+// Decoding validates every field and returns an error value on any malformed input; it never
+// throws.
 #pragma once
-
-#include <zmq.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -10,6 +9,7 @@
 #include <string_view>
 #include <system_error>
 #include <vector>
+#include <zmq.hpp>
 
 #include "common/protocol.hpp"
 

@@ -91,10 +91,8 @@ std::string_view error_message(ErrorKind kind) {
 }
 
 std::string error_json(std::string_view code, std::string_view message, std::string_view detail) {
-  nlohmann::ordered_json j = {{"status", "error"},
-                      {"code", code},
-                      {"message", message},
-                      {"detail", detail}};
+  nlohmann::ordered_json j = {
+      {"status", "error"}, {"code", code}, {"message", message}, {"detail", detail}};
   // Replace invalid UTF-8 rather than throw: detail may quote untrusted input.
   return j.dump(-1, ' ', false, nlohmann::ordered_json::error_handler_t::replace);
 }

@@ -2,15 +2,14 @@
 // Parsing never decodes the msgpack envelope: the broker forwards that frame untouched.
 #pragma once
 
-#include <zmq.hpp>
-#include <zmq_addon.hpp>
-
 #include <cstdint>
 #include <optional>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <vector>
+#include <zmq.hpp>
+#include <zmq_addon.hpp>
 
 #include "common/protocol.hpp"
 

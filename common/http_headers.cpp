@@ -17,10 +17,17 @@ bool iequals(std::string_view a, std::string_view b) {
 }
 
 bool is_hop_by_hop(std::string_view name) {
-  static constexpr std::array<std::string_view, 11> kNames = {
-      "connection", "keep-alive",          "proxy-connection",    "te",
-      "trailer",    "transfer-encoding",   "upgrade",             "proxy-authenticate",
-      "proxy-authorization", "host", "content-length"};
+  static constexpr std::array<std::string_view, 11> kNames = {"connection",
+                                                              "keep-alive",
+                                                              "proxy-connection",
+                                                              "te",
+                                                              "trailer",
+                                                              "transfer-encoding",
+                                                              "upgrade",
+                                                              "proxy-authenticate",
+                                                              "proxy-authorization",
+                                                              "host",
+                                                              "content-length"};
   for (auto n : kNames) {
     if (iequals(name, n)) return true;
   }
@@ -34,7 +41,8 @@ bool listed_in(std::string_view list, std::string_view name) {
   while (!list.empty()) {
     const auto comma = list.find(',');
     auto token = list.substr(0, comma);
-    while (!token.empty() && (token.front() == ' ' || token.front() == '\t')) token.remove_prefix(1);
+    while (!token.empty() && (token.front() == ' ' || token.front() == '\t'))
+      token.remove_prefix(1);
     while (!token.empty() && (token.back() == ' ' || token.back() == '\t')) token.remove_suffix(1);
     if (iequals(token, name)) return true;
     if (comma == std::string_view::npos) break;

@@ -48,9 +48,8 @@ class JsonFormatter final : public spdlog::formatter {
   explicit JsonFormatter(std::string component) : component_(std::move(component)) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                        msg.time.time_since_epoch())
-                        .count();
+    const auto ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
     const auto level = spdlog::level::to_string_view(msg.level);
     dest.append(std::string_view("{\"ts_ms\":"));
     const auto ts = std::to_string(ms);
@@ -81,8 +80,8 @@ void setup_logging(const std::string& component, const LogOptions& options) {
                       "' must be trace, debug, info, warn, error, critical or off");
   }
   // Logs go to stderr so stdout stays free for tools; the sink is thread-safe.
-  auto logger = std::make_shared<spdlog::logger>(
-      component, std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger = std::make_shared<spdlog::logger>(component,
+                                                 std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (options.format == "json") {
     logger->set_formatter(std::make_unique<JsonFormatter>(component));
   } else if (options.format == "text") {

@@ -26,7 +26,8 @@ inline constexpr std::size_t kCorrelationIdSize = 16;
 using CorrelationId = std::array<std::uint8_t, kCorrelationIdSize>;
 
 // Bits of the REQUEST flags frame.
-inline constexpr std::uint8_t kFlagRetrySafe = 0x01;  // idempotent method or Idempotency-Key present
+inline constexpr std::uint8_t kFlagRetrySafe =
+    0x01;  // idempotent method or Idempotency-Key present
 
 inline constexpr std::size_t kMaxServiceNameSize = 64;
 inline constexpr std::size_t kMaxWorkerIdSize = 128;

@@ -43,7 +43,9 @@ ZmqLink::~ZmqLink() {
   if (wake_fd_ >= 0) ::close(wake_fd_);
 }
 
-void ZmqLink::start() { thread_ = std::thread([this] { run(); }); }
+void ZmqLink::start() {
+  thread_ = std::thread([this] { run(); });
+}
 
 void ZmqLink::stop() {
   if (stopping_.exchange(true)) {
@@ -99,7 +101,8 @@ void ZmqLink::run() {
     zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
                                {nullptr, wake_fd_, ZMQ_POLLIN, 0},
                                {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
-    const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
     try {
       zmq::poll(items, monitor_ ? 3 : 2, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
@@ -116,8 +119,8 @@ void ZmqLink::run() {
     // Bounded batches keep sends and ticks flowing under a flood of incoming messages.
     for (int i = 0; i < 1024; ++i) {
       frames.clear();
-      const auto got = zmq::recv_multipart(socket_, std::back_inserter(frames),
-                                           zmq::recv_flags::dontwait);
+      const auto got =
+          zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait);
       if (!got) break;
       handlers_.on_message(frames);
     }

@@ -2,8 +2,6 @@
 // Gateways and workers use it for their DEALER link to a broker; callbacks run on the link thread.
 #pragma once
 
-#include <zmq.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -11,6 +9,7 @@
 #include <string>
 #include <thread>
 #include <vector>
+#include <zmq.hpp>
 
 #include "common/frames.hpp"
 

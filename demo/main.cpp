@@ -1,7 +1,5 @@
 // courier-demo-upstream: runs the Rule Engine or AI GM stand-in until SIGTERM/SIGINT.
 // All behaviour lives in courier_demo; this file only turns flags into a Config and runs it.
-#include <spdlog/pattern_formatter.h>
-#include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 #include <sys/resource.h>
 
@@ -11,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/logging.hpp"
 #include "demo/demo_upstream.hpp"
 
 namespace {
@@ -18,56 +17,6 @@ namespace {
 using namespace courier;
 
 constexpr int kExitBadOption = 2;
-
-// JSON-escapes the log message, so "json" log lines stay valid whatever a request target holds.
-class JsonEscapedMessage : public spdlog::custom_flag_formatter {
- public:
-  void format(const spdlog::details::log_msg& message, const std::tm&,
-              spdlog::memory_buf_t& out) override {
-    static constexpr char kHex[] = "0123456789abcdef";
-    for (const char c : message.payload) {
-      switch (c) {
-        case '"':
-          out.append(std::string_view("\\\""));
-          break;
-        case '\\':
-          out.append(std::string_view("\\\\"));
-          break;
-        case '\n':
-          out.append(std::string_view("\\n"));
-          break;
-        default:
-          if (static_cast<unsigned char>(c) < 0x20) {
-            const char escaped[] = {'\\', 'u', '0', '0', kHex[(c >> 4) & 0xf], kHex[c & 0xf]};
-            out.append(escaped, escaped + sizeof escaped);
-          } else {
-            out.push_back(c);
-          }
-      }
-    }
-  }
-  std::unique_ptr<custom_flag_formatter> clone() const override {
-    return std::make_unique<JsonEscapedMessage>();
-  }
-};
-
-void setup_logging(const std::string& format, const std::string& level, demo::Role role) {
-  auto logger = spdlog::stderr_logger_mt("demo");
-  if (format == "json") {
-    auto formatter = std::make_unique<spdlog::pattern_formatter>(spdlog::pattern_time_type::utc);
-    formatter->add_flag<JsonEscapedMessage>('*').set_pattern(
-        std::string(
-            R"({"time":"%Y-%m-%dT%H:%M:%S.%eZ","level":"%l","service":"courier-demo-upstream","role":")") +
-        std::string(demo::role_name(role)) + R"(","msg":"%*"})");
-    logger->set_formatter(std::move(formatter));
-  } else {
-    logger->set_pattern("%Y-%m-%d %H:%M:%S.%e %^%l%$ [demo " + std::string(demo::role_name(role)) +
-                        "] %v");
-  }
-  logger->set_level(spdlog::level::from_str(level));
-  logger->flush_on(spdlog::level::info);
-  spdlog::set_default_logger(logger);
-}
 
 // Benchmarks hold thousands of connections; the default soft limit (often 1024) would cap them.
 void raise_descriptor_limit() {
@@ -177,7 +126,8 @@ int main(int argc, char** argv) {
   config.seed = seed.value_or(std::random_device{}());
   config.idle_timeout = std::chrono::milliseconds(idle_timeout_ms);
 
-  setup_logging(log_format, log_level, config.role);
+  courier::setup_logging("demo-" + std::string(demo::role_name(config.role)),
+                         {log_level, log_format});
   raise_descriptor_limit();
 
   asio::io_context io(threads);

@@ -2,8 +2,6 @@
 // correlation ID, heartbeats, and answers every pending request at once when the broker is lost.
 #pragma once
 
-#include <zmq.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <functional>
@@ -12,6 +10,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <zmq.hpp>
 
 #include "common/envelope.hpp"
 #include "common/frames.hpp"

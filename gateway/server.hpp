@@ -15,8 +15,8 @@
 #include "common/ids.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/broker_client.hpp"
-#include "gateway/service_stats.hpp"
 #include "gateway/metrics.hpp"
+#include "gateway/service_stats.hpp"
 
 namespace courier::gateway {
 

@@ -55,8 +55,8 @@ int main(int argc, char** argv) {
     ::gethostname(host, sizeof host - 1);
     options.worker_id =
         resolve(worker_id, file, "worker.id", std::string(host) + "-" + std::to_string(::getpid()));
-    options.heartbeat_interval = parse_seconds("--heartbeat (worker.heartbeat)",
-                                               resolve(heartbeat, file, "worker.heartbeat", "0.25"));
+    options.heartbeat_interval = parse_seconds(
+        "--heartbeat (worker.heartbeat)", resolve(heartbeat, file, "worker.heartbeat", "0.25"));
     if (options.heartbeat_interval.count() < 10) {
       throw ConfigError("--heartbeat (worker.heartbeat): must be at least 0.01 seconds");
     }

@@ -32,9 +32,8 @@ Worker::~Worker() {
 void Worker::start() {
   io_thread_ = std::thread([this] { io_.run(); });
   link_.start();
-  spdlog::info("worker {} for {} -> {} (capacity {}), broker {}", options_.worker_id,
-               service_.name, service_.upstream.text, service_.worker_concurrency,
-               options_.broker);
+  spdlog::info("worker {} for {} -> {} (capacity {}), broker {}", options_.worker_id, service_.name,
+               service_.upstream.text, service_.worker_concurrency, options_.broker);
 }
 
 void Worker::send_ready() {
@@ -141,8 +140,8 @@ void Worker::on_connection_event(int event) {
 void Worker::on_tick(std::chrono::steady_clock::time_point now) {
   if (broker_alive_ && now - last_seen_ > options_.heartbeat_interval * options_.liveness) {
     broker_alive_ = false;
-    spdlog::warn("broker {} silent for {} ms; will register again when it answers",
-                 options_.broker, (now - last_seen_) / std::chrono::milliseconds(1));
+    spdlog::warn("broker {} silent for {} ms; will register again when it answers", options_.broker,
+                 (now - last_seen_) / std::chrono::milliseconds(1));
   }
   if (now < next_heartbeat_) return;
   next_heartbeat_ = now + options_.heartbeat_interval;

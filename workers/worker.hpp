@@ -2,12 +2,11 @@
 // is given through the Forwarder, replies, heartbeats, re-registers, and drains on shutdown.
 #pragma once
 
-#include <zmq.hpp>
-
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
+#include <zmq.hpp>
 
 #include "common/asio.hpp"
 #include "common/config.hpp"

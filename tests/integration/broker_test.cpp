@@ -4,9 +4,8 @@
 #include <signal.h>
 
 #include <mutex>
-#include <thread>
-
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tests/integration/topology.hpp"
 #include "tests/support/test_upstream.hpp"
@@ -38,8 +37,9 @@ TEST(BrokerWorkerLoss, KilledWorkersRequestsAreRequeuedOrAnsweredWorkerLost) {
   for (int i = 0; i < 2 * kEach; ++i) {
     clients.emplace_back([&, i] {
       const std::string method = i % 2 ? "POST" : "GET";
-      auto r = http_request(topology.gateway_port(), method, "/rule-engine/slow/" + std::to_string(i),
-                            {}, method == "POST" ? "body" : "", 30s);
+      auto r =
+          http_request(topology.gateway_port(), method, "/rule-engine/slow/" + std::to_string(i),
+                       {}, method == "POST" ? "body" : "", 30s);
       std::lock_guard lock(mutex);
       results.emplace_back(method, std::move(r));
     });

@@ -124,8 +124,8 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
   stop.store(true);
   for (auto& t : clients) t.join();
 
-  std::size_t ok = 0, get_failures_outside_restart = 0, slow_failures = 0, wrong = 0,
-              transport = 0, bad_post = 0;
+  std::size_t ok = 0, get_failures_outside_restart = 0, slow_failures = 0, wrong = 0, transport = 0,
+              bad_post = 0;
   for (const auto& o : outcomes) {
     if (o.transport_error) {
       ++transport;
@@ -136,8 +136,7 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
       ++ok;
       continue;
     }
-    const bool during_restart =
-        o.answered >= broker_down - 200ms && o.sent <= broker_up + 500ms;
+    const bool during_restart = o.answered >= broker_down - 200ms && o.sent <= broker_up + 500ms;
     if (o.method == "GET" && !(during_restart && o.code == "BROKER_UNAVAILABLE")) {
       ++get_failures_outside_restart;
       ADD_FAILURE() << "GET failed outside the broker restart: " << o.status << " " << o.code;

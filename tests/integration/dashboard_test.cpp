@@ -22,14 +22,13 @@ std::string chromium_binary() {
 
 // Loads the page headless, lets its timers and fetches run, and returns the rendered DOM.
 std::string rendered_dom(const std::string& url) {
-  const auto profile = std::filesystem::temp_directory_path() /
-                       ("courier-chromium-" + std::to_string(::getpid()));
-  ChildProcess browser(chromium_binary(),
-                       {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-                        "--no-first-run", "--disable-background-networking",
-                        "--disable-component-update", "--disable-sync",
-                        "--user-data-dir=" + profile.string(), "--virtual-time-budget=2500",
-                        "--dump-dom", url});
+  const auto profile =
+      std::filesystem::temp_directory_path() / ("courier-chromium-" + std::to_string(::getpid()));
+  ChildProcess browser(
+      chromium_binary(),
+      {"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+       "--disable-background-networking", "--disable-component-update", "--disable-sync",
+       "--user-data-dir=" + profile.string(), "--virtual-time-budget=2500", "--dump-dom", url});
   browser.wait_exit(60s);
   std::filesystem::remove_all(profile);
   return browser.log_text();

@@ -85,10 +85,11 @@ TEST_F(ProxyTest, HeadGetsHeadersWithoutBody) {
 }
 
 TEST_F(ProxyTest, UpstreamStatusHeadersAndBodyComeBackUnchanged) {
-  upstream_->script("/teapot", {Step::respond(418, binary_body("reply"),
-                                              {{"Set-Cookie", "a=1; Path=/"},
-                                               {"Set-Cookie", "b=2; Path=/"},
-                                               {"X-Upstream", "yes"}})});
+  upstream_->script(
+      "/teapot",
+      {Step::respond(
+          418, binary_body("reply"),
+          {{"Set-Cookie", "a=1; Path=/"}, {"Set-Cookie", "b=2; Path=/"}, {"X-Upstream", "yes"}})});
   const auto r = http_request(port(), "GET", "/ai-gm/teapot");
   ASSERT_TRUE(r.ok()) << r.error.message();
   EXPECT_EQ(r.status, 418u);
@@ -210,8 +211,8 @@ TEST(Startup, EveryBinaryHasHelp) {
 
 TEST(Startup, BadSettingStopsStartupNamingIt) {
   std::string log;
-  EXPECT_EQ(run_to_exit(COURIER_GATEWAY_BIN, {"--listen", "127.0.0.1:0"}, {{"PROXY_TIMEOUT", "abc"}},
-                        &log),
+  EXPECT_EQ(run_to_exit(COURIER_GATEWAY_BIN, {"--listen", "127.0.0.1:0"},
+                        {{"PROXY_TIMEOUT", "abc"}}, &log),
             2);
   EXPECT_NE(log.find("PROXY_TIMEOUT"), std::string::npos) << log;
 

@@ -37,9 +37,7 @@ Topology::~Topology() {
 std::string Topology::frontend() const {
   return "tcp://127.0.0.1:" + std::to_string(frontend_port_);
 }
-std::string Topology::backend() const {
-  return "tcp://127.0.0.1:" + std::to_string(backend_port_);
-}
+std::string Topology::backend() const { return "tcp://127.0.0.1:" + std::to_string(backend_port_); }
 
 EnvList Topology::environment() const {
   EnvList env = {{"COURIER_LOG_LEVEL", "info"}, {"COURIER_HEARTBEAT", "0.1"}};
@@ -57,15 +55,16 @@ EnvList Topology::environment() const {
 }
 
 void Topology::start_broker() {
-  std::vector<std::string> args = {"--frontend", frontend(), "--backend", backend(), "--id",
-                                   "test-broker"};
+  std::vector<std::string> args = {"--frontend", frontend(), "--backend",
+                                   backend(),    "--id",     "test-broker"};
   args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
   broker_ = std::make_unique<ChildProcess>(COURIER_BROKER_BIN, args, environment());
 }
 
 ChildProcess& Topology::start_worker(const std::string& service, std::vector<std::string> args) {
-  std::vector<std::string> all = {"--service", service, "--broker", backend(), "--id",
-                                  service + "-" + std::to_string(workers_.size() + 1)};
+  std::vector<std::string> all = {"--service", service,
+                                  "--broker",  backend(),
+                                  "--id",      service + "-" + std::to_string(workers_.size() + 1)};
   all.insert(all.end(), options_.worker_args.begin(), options_.worker_args.end());
   all.insert(all.end(), args.begin(), args.end());
   workers_.push_back(std::make_unique<ChildProcess>(COURIER_WORKER_BIN, all, environment()));
@@ -73,8 +72,9 @@ ChildProcess& Topology::start_worker(const std::string& service, std::vector<std
 }
 
 void Topology::start_gateway() {
-  std::vector<std::string> args = {"--listen", "127.0.0.1:" + std::to_string(gateway_port_),
-                                   "--broker", frontend(), "--threads", "2"};
+  std::vector<std::string> args = {"--listen",  "127.0.0.1:" + std::to_string(gateway_port_),
+                                   "--broker",  frontend(),
+                                   "--threads", "2"};
   args.insert(args.end(), options_.gateway_args.begin(), options_.gateway_args.end());
   gateway_ = std::make_unique<ChildProcess>(COURIER_GATEWAY_BIN, args, environment());
 }
@@ -82,8 +82,8 @@ void Topology::start_gateway() {
 bool Topology::wait_ready(std::chrono::milliseconds timeout) {
   return wait_until(
       [&] {
-        const auto r = http_request(gateway_port_, "GET", "/readyz", {}, {},
-                                    std::chrono::milliseconds(500));
+        const auto r =
+            http_request(gateway_port_, "GET", "/readyz", {}, {}, std::chrono::milliseconds(500));
         return r.ok() && r.status == 200;
       },
       timeout, std::chrono::milliseconds(20));

@@ -688,8 +688,8 @@ TEST_F(DispatcherTest, WorkerStatusFromHeartbeatShowsInStats) {
   auto stats = dispatcher_->stats(now_)["services"]["echo"];
   EXPECT_EQ(stats["circuit"], "open");
   EXPECT_EQ(stats["worker_list"][0]["status"]["attempts"], 7);
-  from_worker({"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat),
-               R"({"circuit":"closed"})"});
+  from_worker(
+      {"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat), R"({"circuit":"closed"})"});
   EXPECT_EQ(dispatcher_->stats(now_)["services"]["echo"]["circuit"], "mixed");
   // Garbage in the status frame is ignored, not fatal.
   from_worker({"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat), "{not json"});

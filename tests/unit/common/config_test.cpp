@@ -18,9 +18,9 @@ EnvLookup env_of(std::map<std::string, std::string> vars) {
 
 std::string write_temp(const std::string& text) {
   static int n = 0;
-  const auto path = std::filesystem::temp_directory_path() /
-                    ("courier-config-test-" + std::to_string(::getpid()) + "-" +
-                     std::to_string(n++) + ".yaml");
+  const auto path =
+      std::filesystem::temp_directory_path() /
+      ("courier-config-test-" + std::to_string(::getpid()) + "-" + std::to_string(n++) + ".yaml");
   std::ofstream(path) << text;
   return path.string();
 }
@@ -85,8 +85,8 @@ services:
     max_retries: 2
 )";
   auto s = load({{"PROXY_TIMEOUT", "3"}}, file);
-  EXPECT_EQ(s.find("ai-gm")->timeout, std::chrono::seconds(90));        // file, per service
-  EXPECT_EQ(s.find("rule-engine")->timeout, std::chrono::seconds(3));   // env default over file
+  EXPECT_EQ(s.find("ai-gm")->timeout, std::chrono::seconds(90));       // file, per service
+  EXPECT_EQ(s.find("rule-engine")->timeout, std::chrono::seconds(3));  // env default over file
   ASSERT_TRUE(s.find("inventory"));
   EXPECT_EQ(s.find("inventory")->max_attempts, 2);
   s = load({{"AI_GM_TIMEOUT", "120"}}, file, {"services.ai-gm.timeout=150"});
@@ -119,8 +119,8 @@ TEST(Config, AuthSecretComesFromTheNamedEnvVarAndIsRequired) {
                  {"RE_TOKEN", "s3cret"}});
   EXPECT_EQ(s.find("rule-engine")->auth_mode, AuthMode::kBearer);
   EXPECT_EQ(s.find("rule-engine")->auth_secret, "s3cret");
-  const auto err = error_of({{"RULE_ENGINE_AUTH_MODE", "bearer"},
-                             {"RULE_ENGINE_AUTH_SECRET_ENV", "MISSING"}});
+  const auto err =
+      error_of({{"RULE_ENGINE_AUTH_MODE", "bearer"}, {"RULE_ENGINE_AUTH_SECRET_ENV", "MISSING"}});
   EXPECT_NE(err.find("MISSING"), std::string::npos);
   EXPECT_EQ(err.find("s3cret"), std::string::npos);
 }

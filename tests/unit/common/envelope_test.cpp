@@ -1,8 +1,8 @@
 #include "common/envelope.hpp"
 
 #include <gtest/gtest.h>
-#include <msgpack.hpp>
 
+#include <msgpack.hpp>
 #include <random>
 
 namespace courier {

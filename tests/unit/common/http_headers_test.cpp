@@ -6,10 +6,14 @@ namespace courier {
 namespace {
 
 TEST(HttpHeaders, HopByHopAndConnectionNamedHeadersAreRemovedOrderKept) {
-  const Headers in = {{"A", "1"},          {"Connection", "close, X-Secret"},
-                      {"X-Secret", "s"},   {"Keep-Alive", "t=1"},
-                      {"Transfer-Encoding", "chunked"}, {"a", "2"},
-                      {"Host", "h"},       {"Content-Length", "3"}};
+  const Headers in = {{"A", "1"},
+                      {"Connection", "close, X-Secret"},
+                      {"X-Secret", "s"},
+                      {"Keep-Alive", "t=1"},
+                      {"Transfer-Encoding", "chunked"},
+                      {"a", "2"},
+                      {"Host", "h"},
+                      {"Content-Length", "3"}};
   const Headers expected = {{"A", "1"}, {"a", "2"}};
   EXPECT_EQ(end_to_end(in), expected);
 }
