@@ -2,6 +2,10 @@
 // Boost 1.74's awaitable.hpp uses std::exchange without including <utility>; g++ 12 needs it first.
 #pragma once
 
+// clang-format off: <utility> must come first (see above), so the includes are not sorted.
+#include <utility>
+// clang-format on
+
 #include <boost/asio.hpp>
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/co_spawn.hpp>
@@ -10,7 +14,6 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
-#include <utility>
 
 namespace courier {
 namespace asio = boost::asio;
