@@ -10,7 +10,7 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 
 if [[ $WHICH == asan || $WHICH == all ]]; then
   # -O1: sanitizer builds of coroutine-heavy Beast code are slow to compile at -O2.
-  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DCOURIER_BUILD_BENCH=OFF \
+  cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1 -Wno-mismatched-new-delete" -DCOURIER_BUILD_BENCH=OFF \
     -DCOURIER_SANITIZE=address,undefined "${launcher[@]}" >/dev/null
   cmake --build build-asan -j"$(nproc)"
   # Child processes (the real binaries) inherit these: any report fails the test that started them.
@@ -21,7 +21,7 @@ if [[ $WHICH == asan || $WHICH == all ]]; then
 fi
 
 if [[ $WHICH == tsan || $WHICH == all ]]; then
-  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1" -DCOURIER_BUILD_BENCH=OFF \
+  cmake -S . -B build-tsan -G Ninja -DCMAKE_BUILD_TYPE=None -DCMAKE_CXX_FLAGS="-O1 -g1 -Wno-mismatched-new-delete" -DCOURIER_BUILD_BENCH=OFF \
     -DCOURIER_SANITIZE=thread "${launcher[@]}" >/dev/null
   TSAN_TARGETS=(broker_unit_tests workers_unit_tests support_self_tests common_unit_tests)
   cmake --build build-tsan -j"$(nproc)" --target "${TSAN_TARGETS[@]}"
