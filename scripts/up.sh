@@ -23,6 +23,7 @@ stop_all() {
   for ((i=${#pids[@]}-1; i>=0; i--)); do kill -TERM "${pids[i]}" 2>/dev/null || true; done
   for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
   echo "stopped."
+  exit 0
 }
 trap stop_all INT TERM EXIT
 
@@ -71,3 +72,4 @@ Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" || true
 echo "a process exited; see $LOGS/" >&2
+exit 1
