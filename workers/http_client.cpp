@@ -16,7 +16,9 @@ struct ConnectionPool::Connection {
 namespace {
 
 constexpr std::uint64_t kBodyLimit = std::uint64_t{256} << 20;
-constexpr std::size_t kReadBufferSize = 16 * 1024;
+// 4 KiB: 16 reads for a 64 KiB body instead of 128, at a memory cost that stays small with
+// thousands of connections in flight (the buffer lives as long as its pooled connection).
+constexpr std::size_t kReadBufferSize = 4 * 1024;
 constexpr std::uint32_t kHeaderLimit = 64u << 10;
 
 struct Exchange {
@@ -45,7 +47,7 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
   }
 
   // Beast sizes each read by the buffer's spare capacity (512 bytes at first); the parser drains
-  // the buffer as it goes, so without room up front a 64 KiB body took 128 reads.
+  // the buffer as it goes, so without room up front a 64 KiB body took 128 reads of 512 bytes.
   if (buffer.capacity() < kReadBufferSize) buffer.reserve(kReadBufferSize);
   bool got_bytes = false;
   for (;;) {
