@@ -7,7 +7,9 @@ SECONDS_PER_TARGET=${1:-60}
 COURIER_EXTRA_PACKAGES="clang libclang-rt-14-dev" scripts/setup.sh --no-build
 BUILD_DIR=${COURIER_FUZZ_BUILD_DIR:-build-fuzz}
 launcher=()
+# ccache (when present) with paths relative to the checkout, so another clone reuses the cache.
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCOURIER_FUZZ=ON -DCOURIER_SANITIZE=address,undefined "${launcher[@]}" >/dev/null
 TARGETS=(frames_fuzz envelope_fuzz http_request_fuzz)

@@ -38,7 +38,9 @@ fi
 
 BUILD_DIR=${COURIER_BUILD_DIR:-build}
 launcher=()
+# ccache (when present) with paths relative to the checkout, so another clone reuses the cache.
 command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
+export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_BUILD_TYPE="${COURIER_BUILD_TYPE:-Release}" \
   "${launcher[@]}" "$@" >/dev/null
 cmake --build "$BUILD_DIR" -j"$(nproc)"
