@@ -239,7 +239,15 @@ TEST_F(GatewayTest, MetricsAreValidPrometheusText) {
                   "text/plain; version=0.0.4; charset=utf-8");
         parsed = pt::parse(r.body);
         EXPECT_EQ(parsed.error, "") << r.body;
-        return parsed.value("courier_broker_workers", {{"service", "rule-engine"}}).has_value();
+        // A request is counted just after its response is written, so a fast client can scrape
+        // before its own previous request shows: wait for those too.
+        return parsed.value("courier_broker_workers", {{"service", "rule-engine"}}).has_value() &&
+               parsed.value("courier_gateway_requests_total",
+                            {{"service", "none"}, {"status", "404"}})
+                       .value_or(0) >= 1 &&
+               parsed.value("courier_gateway_request_duration_seconds_count",
+                            {{"service", "rule-engine"}})
+                       .value_or(0) >= 1;
       },
       5s, 100ms);
   ASSERT_TRUE(has_broker);
