@@ -2,11 +2,11 @@
 #include <spdlog/spdlog.h>
 
 #include <fstream>
-#include <future>
 #include <sstream>
 
 #include "common/asio.hpp"
 #include "common/cli.hpp"
+#include "common/signals.hpp"
 #include "gateway/broker_client.hpp"
 #include "gateway/server.hpp"
 
@@ -160,19 +160,10 @@ int main(int argc, char** argv) {
     gateway::BrokerClient client(context, link);
     gateway::Server http(server, std::move(settings), client);
 
-    // Signals are waited for on a dedicated io_context: whichever thread the kernel picks,
-    // signal_set delivers the notification here.
-    asio::io_context signals_io;
-    asio::signal_set signals(signals_io, SIGTERM, SIGINT);
-    std::promise<int> got_signal;
-    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-      got_signal.set_value(ec ? 0 : signo);
-    });
+    TerminationSignals signals;  // installed before work starts: no signal is missed
     client.start();
     http.start();
-    std::thread signal_thread([&] { signals_io.run(); });
-    const int signo = got_signal.get_future().get();
-    signal_thread.join();
+    const int signo = signals.wait();
     spdlog::info("gateway received signal {}; finishing in-flight requests", signo);
     http.stop(shutdown_grace);
     client.stop();

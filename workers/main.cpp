@@ -2,10 +2,9 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <future>
-
 #include "common/asio.hpp"
 #include "common/cli.hpp"
+#include "common/signals.hpp"
 #include "workers/worker.hpp"
 
 int main(int argc, char** argv) {
@@ -65,20 +64,11 @@ int main(int argc, char** argv) {
     options.drain_timeout = parse_seconds("--drain-timeout (worker.drain_timeout)",
                                           resolve(drain, file, "worker.drain_timeout", "30"));
 
-    // Wait for signals on a dedicated io_context: signal_set works whichever thread (libzmq's
-    // included) the kernel delivers to.
-    asio::io_context signals_io;
-    asio::signal_set signals(signals_io, SIGTERM, SIGINT);
-    std::promise<int> got_signal;
-    signals.async_wait([&](const boost::system::error_code& ec, int signo) {
-      got_signal.set_value(ec ? 0 : signo);
-    });
+    TerminationSignals signals;  // installed before work starts: no signal is missed
     zmq::context_t context(1);
     workers::Worker worker(context, options, config);
     worker.start();
-    std::thread signal_thread([&] { signals_io.run(); });
-    const int signo = got_signal.get_future().get();
-    signal_thread.join();
+    const int signo = signals.wait();
     spdlog::info("worker received signal {}; draining", signo);
     const auto left = worker.drain_and_stop();
     if (left > 0) spdlog::warn("worker stopped with {} requests unfinished", left);
