@@ -63,6 +63,13 @@ std::optional<std::pair<ErrorKind, std::string>> read_error_reply(const beast::e
   return std::nullopt;
 }
 
+// The gateway's own endpoints, answered without the broker and without credentials.
+bool is_local_endpoint(http::verb method, std::string_view target) {
+  if (method != http::verb::get && method != http::verb::head) return false;
+  return target == "/healthz" || target == "/readyz" || target == "/services" ||
+         target == "/metrics" || target == "/dashboard";
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
@@ -220,6 +227,9 @@ asio::awaitable<Server::ReadResult> Server::read_request(
       if (!iequals(expect, "100-continue")) {
         co_return ReadResult::rejected(ErrorKind::kBadRequest, "unsupported Expect header");
       }
+      // The client waits for our word before sending the body: refuse now what the head
+      // alone condemns (unknown service, bad credentials) rather than invite a body to reject.
+      if (auto refusal = check_head(parser.get())) co_return std::move(*refusal);
       if (!parser.is_done()) {
         http::response<http::empty_body> cont{http::status::continue_, 11};
         stream.expires_after(options_.body_timeout);
@@ -239,10 +249,30 @@ asio::awaitable<Server::ReadResult> Server::read_request(
   co_return ReadResult::closed();  // closed, timed out, or reset: nobody to answer
 }
 
+std::optional<Server::ReadResult> Server::check_head(
+    const http::request<http::string_body>& head) const {
+  const auto target = head.target();
+  if (is_local_endpoint(head.method(), target)) return std::nullopt;
+  const auto route_result = route(target);
+  if (!route_result || !settings_.find(route_result->service)) {
+    return ReadResult::rejected(ErrorKind::kUnknownService,
+                                "no service at " + std::string(target.substr(0, 200)));
+  }
+  if (auth_.enabled()) {
+    auto result = auth_.check(head[http::field::authorization], head["X-API-Key"],
+                              std::chrono::system_clock::now());
+    if (!result.ok) return ReadResult::rejected(ErrorKind::kUnauthorized, result.reason);
+  }
+  return std::nullopt;
+}
+
 asio::awaitable<void> Server::reject(beast::tcp_stream& stream, ReadResult failure,
                                      const std::string& client) {
   counters_.bad_requests.fetch_add(1);
   auto res = error_response(static_cast<int>(failure.kind), "", failure.detail, nullptr, "");
+  if (failure.kind == ErrorKind::kUnauthorized && auth_.accepts_bearer()) {
+    res.set(http::field::www_authenticate, "Bearer");
+  }
   res.keep_alive(false);
   metrics_.observe("none", res.result_int(), std::chrono::duration<double>(0));
   spdlog::info("access client={} status={} error=\"{}\"", client, res.result_int(), failure.detail);
@@ -282,12 +312,9 @@ void Server::record(const Exchange& ex) {
 asio::awaitable<void> Server::handle(Exchange& ex) {
   counters_.requests.fetch_add(1);
   const auto target = ex.request.target();
-  if (ex.request.method() == http::verb::get || ex.request.method() == http::verb::head) {
-    if (target == "/healthz" || target == "/readyz" || target == "/services" ||
-        target == "/metrics" || target == "/dashboard") {
-      local_endpoint(ex);
-      co_return;
-    }
+  if (is_local_endpoint(ex.request.method(), target)) {
+    local_endpoint(ex);
+    co_return;
   }
   if (!authenticate(ex)) co_return;
   co_await forward(ex);

@@ -67,6 +67,7 @@ class Server {
   struct ReadResult;
   asio::awaitable<ReadResult> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                            http::request_parser<http::string_body>& parser);
+  std::optional<ReadResult> check_head(const http::request<http::string_body>& head) const;
   asio::awaitable<void> reject(beast::tcp_stream& stream, ReadResult failure,
                                const std::string& client);
   struct Exchange;

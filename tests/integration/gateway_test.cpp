@@ -180,6 +180,15 @@ TEST_F(GatewayTest, ExpectContinueOverTheBodyLimitIs413WithoutContinue) {
   expect_error(conn.receive(3s), 413, "PAYLOAD_TOO_LARGE");
 }
 
+TEST_F(GatewayTest, ExpectContinueToAnUnknownServiceIs404WithoutContinue) {
+  TestHttpConnection conn;
+  ASSERT_FALSE(conn.connect(port()));
+  ASSERT_FALSE(
+      conn.send_raw("POST /no-such-service/x HTTP/1.1\r\nHost: x\r\n"
+                    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  expect_error(conn.receive(3s), 404, "UNKNOWN_SERVICE");
+}
+
 // --- slow clients ------------------------------------------------------------------------
 
 TEST_F(GatewayTest, StalledHalfSentRequestsDoNotDelayOthersAndAreClosed) {
@@ -454,6 +463,32 @@ TEST_F(GatewayAuthTest, MissingCredentialsAre401WithChallenge) {
   expect_error(r, 401, "UNAUTHORIZED");
   EXPECT_EQ(r.header("WWW-Authenticate"), "Bearer");
   EXPECT_EQ(upstream_->request_count(), before);
+}
+
+TEST_F(GatewayAuthTest, ExpectContinueWithoutCredentialsIs401WithoutContinue) {
+  const auto before = upstream_->request_count();
+  TestHttpConnection conn;
+  ASSERT_FALSE(conn.connect(topology_->gateway_port()));
+  ASSERT_FALSE(
+      conn.send_raw("POST /rule-engine/upload HTTP/1.1\r\nHost: x\r\n"
+                    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  const auto r = conn.receive(3s);
+  expect_error(r, 401, "UNAUTHORIZED");
+  EXPECT_EQ(r.header("WWW-Authenticate"), "Bearer");
+  EXPECT_EQ(upstream_->request_count(), before);
+}
+
+TEST_F(GatewayAuthTest, ExpectContinueWithAValidKeyGets100) {
+  TestHttpConnection conn;
+  ASSERT_FALSE(conn.connect(topology_->gateway_port()));
+  ASSERT_FALSE(
+      conn.send_raw("POST /rule-engine/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: key-for-ops\r\n"
+                    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  const auto interim = conn.receive(3s);
+  ASSERT_TRUE(interim.ok()) << interim.error.message();
+  EXPECT_EQ(interim.status, 100u);
+  ASSERT_FALSE(conn.send_raw("abcde"));
+  EXPECT_EQ(conn.receive().status, 200u);
 }
 
 TEST_F(GatewayAuthTest, ApiKeyPassesWithItsSubject) {
