@@ -37,8 +37,18 @@ void flatten(const YAML::Node& node, const std::string& prefix,
     out[prefix] = node.Scalar();
   } else if (node.IsNull()) {
     out[prefix] = "";
+  } else if (node.IsSequence()) {
+    // A list of plain values reads as their comma-separated text (`broker: [tcp://a:1, ...]`).
+    std::string joined;
+    for (const auto& item : node) {
+      if (!item.IsScalar()) {
+        throw ConfigError("config: " + prefix + ": a list may hold only plain values");
+      }
+      joined += (joined.empty() ? "" : ",") + item.Scalar();
+    }
+    out[prefix] = joined;
   } else {
-    throw ConfigError("config: " + prefix + ": expected a value or a mapping, not a list");
+    throw ConfigError("config: " + prefix + ": expected a value, a list or a mapping");
   }
 }
 
@@ -272,6 +282,28 @@ long long parse_int(const std::string& setting, const std::string& value, long l
                       std::to_string(max) + "]");
   }
   return v;
+}
+
+std::vector<std::string> parse_endpoints(const std::string& setting, const std::string& value) {
+  std::vector<std::string> out;
+  std::string_view rest = value;
+  while (true) {
+    const auto comma = rest.find(',');
+    const auto item = trim(std::string(rest.substr(0, comma)));
+    const bool known =
+        item.starts_with("tcp://") || item.starts_with("ipc://") || item.starts_with("inproc://");
+    if (!known || item.find("://") + 3 == item.size()) {
+      throw ConfigError(setting + ": '" + item +
+                        "' is not a ZeroMQ endpoint (tcp://host:port or ipc://path)");
+    }
+    if (std::find(out.begin(), out.end(), item) != out.end()) {
+      throw ConfigError(setting + ": '" + item + "' is listed twice");
+    }
+    out.push_back(item);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return out;
 }
 
 const ServiceConfig* Settings::find(const std::string& name) const {

@@ -2,16 +2,26 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+#include <nlohmann/json.hpp>
+
 #include "common/errors.hpp"
 
 namespace courier::gateway {
 
 using protocol::Command;
+using Clock = std::chrono::steady_clock;
 
 namespace {
 
 std::string key_of(const protocol::CorrelationId& id) {
   return std::string(reinterpret_cast<const char*>(id.data()), id.size());
+}
+
+protocol::CorrelationId id_of(const std::string& key) {
+  protocol::CorrelationId id{};
+  std::copy(key.begin(), key.end(), id.begin());
+  return id;
 }
 
 BrokerResult local_error(const std::string& service, const std::string& detail,
@@ -21,23 +31,86 @@ BrokerResult local_error(const std::string& service, const std::string& detail,
   return r;
 }
 
+std::uint64_t wall_ms() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
+
+// The services a STATS snapshot shows live workers for.
+std::vector<std::string> served_services(const std::string& stats_text) {
+  std::vector<std::string> out;
+  const auto stats = nlohmann::json::parse(stats_text, nullptr, false);
+  if (!stats.is_object()) return out;
+  const auto services = stats.find("services");
+  if (services == stats.end() || !services->is_object()) return out;
+  for (const auto& [name, entry] : services->items()) {
+    const auto workers = entry.is_object() ? entry.find("workers") : entry.end();
+    if (workers != entry.end() && workers->is_number() && workers->get<double>() > 0) {
+      out.push_back(name);
+    }
+  }
+  return out;
+}
+
 }  // namespace
 
+struct BrokerClient::Link {
+  Link(BrokerClient& owner, std::size_t index_, zmq::context_t& context, std::string endpoint_)
+      : index(index_),
+        endpoint(std::move(endpoint_)),
+        zmq(context, ZmqLink::Options{endpoint, std::chrono::milliseconds(20)},
+            ZmqLink::Handlers{
+                [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
+                [&owner, this](auto now) { owner.on_tick(*this, now); },
+                [&owner, this](protocol::Frames& f) { owner.on_unsent(*this, f); },
+                [&owner, this](int event) { owner.on_connection_event(*this, event); }}) {}
+
+  const std::size_t index;
+  const std::string endpoint;
+  std::atomic<bool> connected{false};
+  // Link-thread state.
+  Clock::time_point last_seen{};
+  Clock::time_point next_heartbeat{};
+  Clock::time_point next_stats{};
+  // Guarded by the owner's mutex_.
+  std::size_t pending = 0;
+  std::string stats;
+  std::vector<std::string> served;  // services `stats` shows live workers for
+  // Last: its thread calls back into the members above, so it must stop before they go.
+  ZmqLink zmq;
+};
+
 BrokerClient::BrokerClient(zmq::context_t& context, BrokerClientOptions options)
-    : options_(std::move(options)),
-      link_(context, ZmqLink::Options{options_.endpoint, std::chrono::milliseconds(20)},
-            ZmqLink::Handlers{[this](protocol::Frames& f) { on_message(f); },
-                              [this](auto now) { on_tick(now); },
-                              [this](protocol::Frames& f) { on_unsent(f); },
-                              [this](int event) { on_connection_event(event); }}) {}
+    : options_(std::move(options)) {
+  for (const auto& endpoint : options_.endpoints) {
+    links_.push_back(std::make_unique<Link>(*this, links_.size(), context, endpoint));
+  }
+}
 
 BrokerClient::~BrokerClient() { stop(); }
 
-void BrokerClient::start() { link_.start(); }
+void BrokerClient::start() {
+  for (auto& link : links_) link->zmq.start();
+}
 
 void BrokerClient::stop() {
-  link_.stop();
+  for (auto& link : links_) link->zmq.stop();
   fail_all("gateway shutting down");
+}
+
+bool BrokerClient::connected() const {
+  return std::any_of(links_.begin(), links_.end(),
+                     [](const auto& l) { return l->connected.load(std::memory_order_acquire); });
+}
+
+std::vector<BrokerStatus> BrokerClient::brokers() const {
+  std::vector<BrokerStatus> out;
+  std::lock_guard lock(mutex_);
+  for (const auto& l : links_) {
+    out.push_back({l->endpoint, l->connected.load(), l->pending, l->stats});
+  }
+  return out;
 }
 
 std::size_t BrokerClient::pending() const {
@@ -45,45 +118,73 @@ std::size_t BrokerClient::pending() const {
   return pending_.size();
 }
 
-std::string BrokerClient::stats_json() const {
-  std::lock_guard lock(mutex_);
-  return stats_;
+BrokerClient::Link* BrokerClient::choose(std::string_view service, const Link* except) {
+  Link* best = nullptr;
+  bool best_serves = false;
+  const auto n = links_.size();
+  for (std::size_t k = 0; k < n; ++k) {
+    Link& l = *links_[(rotation_ + k) % n];
+    if (&l == except || !l.connected.load(std::memory_order_acquire)) continue;
+    const bool serves = std::find(l.served.begin(), l.served.end(), service) != l.served.end();
+    if (!best || (serves && !best_serves) || (serves == best_serves && l.pending < best->pending)) {
+      best = &l;
+      best_serves = serves;
+    }
+  }
+  ++rotation_;
+  return best;
 }
 
 void BrokerClient::submit(const protocol::RequestHeader& header, zmq::message_t envelope,
                           Callback done) {
-  if (!connected()) {
-    done(local_error(std::string(header.service), "broker not connected", header.id));
-    return;
-  }
+  Link* link = nullptr;
+  const std::string service(header.service);
   {
     std::lock_guard lock(mutex_);
-    pending_.emplace(key_of(header.id),
-                     std::make_pair(std::string(header.service), std::move(done)));
+    link = choose(service);
+    if (link) {
+      Pending p{service, std::move(done), link->index, header.deadline_ms, header.flags, {}};
+      // Another broker may have to carry this request if this one is lost: keep a reference to
+      // the envelope (zmq_msg_copy shares the buffer; nothing is copied).
+      if (links_.size() > 1 && (header.flags & protocol::kFlagRetrySafe)) {
+        p.envelope.copy(envelope);
+      }
+      ++link->pending;
+      pending_.insert_or_assign(key_of(header.id), std::move(p));
+    }
+  }
+  if (!link) {
+    done(local_error(service, "broker not connected", header.id));
+    return;
   }
   protocol::Frames frames;
   frames.reserve(7);
   protocol::add_request(frames, header, std::move(envelope));
-  link_.post(std::move(frames));
+  link->zmq.post(std::move(frames));
 }
 
 bool BrokerClient::cancel(const protocol::CorrelationId& id) {
   std::lock_guard lock(mutex_);
-  return pending_.erase(key_of(id)) > 0;
+  const auto it = pending_.find(key_of(id));
+  if (it == pending_.end()) return false;
+  --links_[it->second.link]->pending;
+  pending_.erase(it);
+  return true;
 }
 
 BrokerClient::Callback BrokerClient::take(const protocol::CorrelationId& id) {
   std::lock_guard lock(mutex_);
   const auto it = pending_.find(key_of(id));
   if (it == pending_.end()) return {};
-  auto cb = std::move(it->second.second);
+  --links_[it->second.link]->pending;
+  auto cb = std::move(it->second.done);
   pending_.erase(it);
   return cb;
 }
 
-void BrokerClient::on_message(protocol::Frames& frames) {
-  last_seen_ = std::chrono::steady_clock::now();
-  if (!connected_.exchange(true)) spdlog::info("broker {} connected", options_.endpoint);
+void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
+  link.last_seen = Clock::now();
+  if (!link.connected.exchange(true)) spdlog::info("broker {} connected", link.endpoint);
   Command command{};
   if (protocol::parse_command(frames, 0, command)) {
     spdlog::debug("broker link: malformed message dropped");
@@ -92,6 +193,8 @@ void BrokerClient::on_message(protocol::Frames& frames) {
   if (command == Command::kReply) {
     protocol::CorrelationId id{};
     if (protocol::parse_reply(frames, 0, id)) return;
+    // Whichever broker carried it, a reply answers the request (a failed-over request may be
+    // answered by both: the second is late).
     if (auto cb = take(id)) {
       BrokerResult r;
       r.envelope = std::move(frames[3]);
@@ -100,63 +203,126 @@ void BrokerClient::on_message(protocol::Frames& frames) {
       late_replies_.fetch_add(1, std::memory_order_relaxed);
     }
   } else if (command == Command::kStats && frames.size() == 4) {
+    std::string text(protocol::view(frames[3]));
+    auto served = served_services(text);
     std::lock_guard lock(mutex_);
-    stats_ = std::string(protocol::view(frames[3]));
+    link.stats = std::move(text);
+    link.served = std::move(served);
   }
 }
 
-void BrokerClient::on_unsent(protocol::Frames& frames) {
+void BrokerClient::on_unsent(Link& link, protocol::Frames& frames) {
   protocol::RequestHeader header;
   if (protocol::parse_request(frames, 0, header)) return;
-  if (auto cb = take(header.id)) {
-    cb(local_error(std::string(header.service), "broker not reachable", header.id));
+  Callback failed;
+  Link* other = nullptr;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = pending_.find(key_of(header.id));
+    if (it == pending_.end() || it->second.link != link.index) return;
+    // Nobody received it, so any other broker may carry it, retry-safe or not.
+    other = choose(header.service, &link);
+    --link.pending;
+    if (other) {
+      ++other->pending;
+      it->second.link = other->index;
+    } else {
+      failed = std::move(it->second.done);
+      pending_.erase(it);
+    }
+  }
+  if (other) {
+    failovers_.fetch_add(1, std::memory_order_relaxed);
+    other->zmq.post(std::move(frames));
+  } else if (failed) {
+    failed(local_error(std::string(header.service), "broker not reachable", header.id));
   }
 }
 
-void BrokerClient::on_connection_event(int event) {
+void BrokerClient::on_connection_event(Link& link, int event) {
   if (event != ZMQ_EVENT_DISCONNECTED) return;
   // The broker routes replies by the connection's routing id, which a reconnect replaces: every
-  // pending reply is lost with the connection (typically the broker died). Answer them now.
-  if (connected_.exchange(false)) spdlog::warn("broker {} disconnected", options_.endpoint);
-  fail_all("broker connection lost");
+  // reply owed through this link is lost with the connection (typically the broker died).
+  if (link.connected.exchange(false)) spdlog::warn("broker {} disconnected", link.endpoint);
+  link_lost(link, "broker connection lost");
+}
+
+void BrokerClient::link_lost(Link& link, const std::string& detail) {
+  std::vector<std::pair<Link*, protocol::Frames>> resend;
+  std::vector<std::pair<std::string, Pending>> failed;
+  const auto now_ms = wall_ms();
+  {
+    std::lock_guard lock(mutex_);
+    link.stats.clear();
+    link.served.clear();
+    for (auto it = pending_.begin(); it != pending_.end();) {
+      auto& p = it->second;
+      if (p.link != link.index) {
+        ++it;
+        continue;
+      }
+      --link.pending;
+      Link* other =
+          !p.envelope.empty() && p.deadline_ms > now_ms ? choose(p.service, &link) : nullptr;
+      if (!other) {
+        failed.emplace_back(it->first, std::move(p));
+        it = pending_.erase(it);
+        continue;
+      }
+      ++other->pending;
+      p.link = other->index;
+      zmq::message_t shared;
+      shared.copy(p.envelope);
+      protocol::RequestHeader header;
+      header.service = p.service;
+      header.id = id_of(it->first);
+      header.deadline_ms = p.deadline_ms;
+      header.flags = p.flags;
+      protocol::Frames frames;
+      frames.reserve(7);
+      protocol::add_request(frames, header, std::move(shared));
+      resend.emplace_back(other, std::move(frames));
+      ++it;
+    }
+  }
+  if (!resend.empty() || !failed.empty()) {
+    spdlog::warn("broker {}: {}; {} pending request(s) sent through another broker, {} failed",
+                 link.endpoint, detail, resend.size(), failed.size());
+  }
+  failovers_.fetch_add(resend.size(), std::memory_order_relaxed);
+  for (auto& [other, frames] : resend) other->zmq.post(std::move(frames));
+  for (auto& [key, p] : failed) p.done(local_error(p.service, detail, id_of(key)));
 }
 
 void BrokerClient::fail_all(const std::string& detail) {
-  std::unordered_map<std::string, std::pair<std::string, Callback>> failed;
+  std::unordered_map<std::string, Pending> failed;
   {
     std::lock_guard lock(mutex_);
     failed.swap(pending_);
+    for (auto& l : links_) l->pending = 0;
   }
-  for (auto& [key, entry] : failed) {
-    protocol::CorrelationId id{};
-    std::copy(key.begin(), key.end(), id.begin());
-    entry.second(local_error(entry.first, detail, id));
-  }
+  for (auto& [key, p] : failed) p.done(local_error(p.service, detail, id_of(key)));
 }
 
-void BrokerClient::on_tick(std::chrono::steady_clock::time_point now) {
-  if (now >= next_heartbeat_) {
+void BrokerClient::on_tick(Link& link, Clock::time_point now) {
+  if (now >= link.next_heartbeat) {
     protocol::Frames hb;
     protocol::add_header(hb, Command::kHeartbeat);
-    link_.send_now(hb);
-    next_heartbeat_ = now + options_.heartbeat_interval;
+    link.zmq.send_now(hb);
+    link.next_heartbeat = now + options_.heartbeat_interval;
   }
-  if (connected() && now - last_seen_ > options_.heartbeat_interval * options_.liveness) {
-    connected_.store(false);
-    spdlog::warn("broker {} lost (no heartbeat for {} ms); failing pending requests",
-                 options_.endpoint, (options_.heartbeat_interval * options_.liveness).count());
-    {
-      std::lock_guard lock(mutex_);
-      stats_.clear();
-    }
-    fail_all("broker lost");
+  const auto limit = options_.heartbeat_interval * options_.liveness;
+  if (link.connected.load() && now - link.last_seen > limit) {
+    link.connected.store(false);
+    spdlog::warn("broker {} lost (no heartbeat for {} ms)", link.endpoint, limit.count());
+    link_lost(link, "broker lost");
   }
-  if (connected() && now >= next_stats_) {
+  if (link.connected.load() && now >= link.next_stats) {
     protocol::Frames st;
     protocol::add_header(st, Command::kStats);
     st.push_back(protocol::id_frame({}));
-    link_.send_now(st);
-    next_stats_ = now + options_.stats_interval;
+    link.zmq.send_now(st);
+    link.next_stats = now + options_.stats_interval;
   }
 }
 

@@ -1,5 +1,11 @@
-// The gateway's link to the broker: sends request envelopes, matches replies to their callers by
-// correlation ID, heartbeats, and answers every pending request at once when the broker is lost.
+// The gateway's link to its brokers: sends request envelopes, matches replies to their callers by
+// correlation ID, heartbeats each broker, and answers a lost broker's pending requests at once.
+//
+// With several brokers, each request goes to a connected broker that reports workers for its
+// service, the one with the fewest requests pending from this gateway (ties rotate). When a broker
+// is lost, its retry-safe pending requests are sent again through another connected broker (the
+// gateway keeps a shared, not copied, reference to their envelopes for that); the rest are
+// answered 503 BROKER_UNAVAILABLE.
 #pragma once
 
 #include <atomic>
@@ -10,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <unordered_map>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/envelope.hpp"
@@ -19,7 +26,7 @@
 namespace courier::gateway {
 
 struct BrokerClientOptions {
-  std::string endpoint = "tcp://127.0.0.1:5555";
+  std::vector<std::string> endpoints = {"tcp://127.0.0.1:5555"};
   std::chrono::milliseconds heartbeat_interval{250};
   int liveness = 4;
   std::chrono::milliseconds stats_interval{500};
@@ -32,6 +39,14 @@ struct BrokerResult {
   std::optional<ReplyEnvelope> local;  // set instead of `envelope` for gateway-made errors
 };
 
+// One broker as the gateway sees it.
+struct BrokerStatus {
+  std::string endpoint;
+  bool connected = false;
+  std::size_t pending = 0;  // requests sent through it and not yet answered
+  std::string stats_json;   // its latest STATS snapshot; empty while not connected
+};
+
 class BrokerClient {
  public:
   using Callback = std::function<void(BrokerResult)>;
@@ -42,35 +57,49 @@ class BrokerClient {
   void start();
   void stop();
 
-  // Thread-safe. `done` runs exactly once, on the link thread, unless cancel() wins first.
+  // Thread-safe. `done` runs exactly once, on a link thread (or the caller's, when no broker is
+  // connected), unless cancel() wins first.
   void submit(const protocol::RequestHeader& header, zmq::message_t envelope, Callback done);
   // The caller gave up (deadline): a reply arriving later is discarded and counted.
   bool cancel(const protocol::CorrelationId& id);
 
-  bool connected() const { return connected_.load(std::memory_order_acquire); }
-  // The broker's latest stats snapshot (JSON text), refreshed every stats_interval.
-  std::string stats_json() const;
+  // At least one broker answers heartbeats.
+  bool connected() const;
+  std::vector<BrokerStatus> brokers() const;
   std::uint64_t late_replies() const { return late_replies_.load(); }
+  // Pending requests sent again through another broker after theirs was lost.
+  std::uint64_t failovers() const { return failovers_.load(); }
   std::size_t pending() const;
 
  private:
-  void on_message(protocol::Frames& frames);
-  void on_tick(std::chrono::steady_clock::time_point now);
-  void on_unsent(protocol::Frames& frames);
-  void on_connection_event(int event);
+  struct Link;
+  struct Pending {
+    std::string service;
+    Callback done;
+    std::size_t link = 0;
+    std::uint64_t deadline_ms = 0;
+    std::uint8_t flags = 0;
+    zmq::message_t envelope;  // a shared reference, kept only where failover may need it
+  };
+
+  void on_message(Link& link, protocol::Frames& frames);
+  void on_tick(Link& link, std::chrono::steady_clock::time_point now);
+  void on_unsent(Link& link, protocol::Frames& frames);
+  void on_connection_event(Link& link, int event);
+  void link_lost(Link& link, const std::string& detail);
   void fail_all(const std::string& detail);
+  // Removes and returns the callback for `id`, if it is still pending.
   Callback take(const protocol::CorrelationId& id);
+  // Caller holds mutex_. The connected broker to send a request for `service` to, if any.
+  Link* choose(std::string_view service, const Link* except = nullptr);
 
   BrokerClientOptions options_;
-  ZmqLink link_;
+  std::vector<std::unique_ptr<Link>> links_;
   mutable std::mutex mutex_;
-  std::unordered_map<std::string, std::pair<std::string, Callback>> pending_;  // id -> service
-  std::atomic<bool> connected_{false};
-  std::chrono::steady_clock::time_point last_seen_{};
-  std::chrono::steady_clock::time_point next_heartbeat_{};
-  std::chrono::steady_clock::time_point next_stats_{};
-  std::string stats_;
+  std::unordered_map<std::string, Pending> pending_;  // correlation id bytes -> request
+  std::size_t rotation_ = 0;
   std::atomic<std::uint64_t> late_replies_{0};
+  std::atomic<std::uint64_t> failovers_{0};
 };
 
 }  // namespace courier::gateway

@@ -85,7 +85,9 @@ int main(int argc, char** argv) {
       heartbeat, liveness, grace, auth_leeway, auth_require_exp;
   app.add_option("--listen", listen, "HTTP listen address [0.0.0.0:8080]")
       ->envname("COURIER_GATEWAY_LISTEN");
-  app.add_option("--broker", broker, "Broker frontend endpoint [tcp://127.0.0.1:5555]")
+  app.add_option("--broker", broker,
+                 "Broker frontend endpoint, or several separated by commas "
+                 "[tcp://127.0.0.1:5555]")
       ->envname("COURIER_BROKER_URL");
   app.add_option("--threads", threads, "HTTP threads [number of cores]")
       ->envname("COURIER_GATEWAY_THREADS");
@@ -147,7 +149,9 @@ int main(int argc, char** argv) {
                                               resolve(grace, file, "gateway.shutdown_grace", "30"));
 
     gateway::BrokerClientOptions link;
-    link.endpoint = resolve(broker, file, "gateway.broker", "tcp://127.0.0.1:5555");
+    link.endpoints =
+        parse_endpoints("--broker (gateway.broker)",
+                        resolve(broker, file, "gateway.broker", "tcp://127.0.0.1:5555"));
     link.heartbeat_interval = parse_seconds("--heartbeat (gateway.heartbeat)",
                                             resolve(heartbeat, file, "gateway.heartbeat", "0.25"));
     if (link.heartbeat_interval.count() < 10) {

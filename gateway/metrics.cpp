@@ -34,9 +34,7 @@ void add_counters(prometheus::Family<prometheus::Counter>& family, const nlohman
 
 // The broker's snapshot into a registry made for this scrape, so services and workers that
 // disappeared do not linger as stale series.
-void add_broker_stats(prometheus::Registry& registry, std::string_view text) {
-  if (text.empty()) return;
-  const auto stats = nlohmann::json::parse(text, nullptr, false);
+void add_broker_stats(prometheus::Registry& registry, const nlohmann::json& stats) {
   if (!stats.is_object()) return;
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
@@ -45,6 +43,17 @@ void add_broker_stats(prometheus::Registry& registry, std::string_view text) {
                        .Help("Gateways connected to the broker")
                        .Register(registry);
   gateways.Add({}).Set(number(stats, "gateways"));
+  if (const auto it = stats.find("brokers"); it != stats.end() && it->is_array()) {
+    auto& up = BuildGauge()
+                   .Name("courier_gateway_broker_up")
+                   .Help("1 while the broker at this endpoint answers heartbeats")
+                   .Register(registry);
+    for (const auto& b : *it) {
+      if (!b.is_object()) continue;
+      up.Add({{"broker", b.value("endpoint", std::string())}})
+          .Set(b.value("connected", false) ? 1 : 0);
+    }
+  }
   auto& broker_events = BuildCounter()
                             .Name("courier_broker_events_total")
                             .Help("Broker-wide event counters, by event")
@@ -103,7 +112,7 @@ void GatewayMetrics::observe(std::string_view service, unsigned status,
 }
 
 std::string GatewayMetrics::render(const GatewaySnapshot& s,
-                                   std::string_view broker_stats_json) const {
+                                   const nlohmann::json& broker_stats) const {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   prometheus::Registry scrape;
@@ -116,7 +125,7 @@ std::string GatewayMetrics::render(const GatewaySnapshot& s,
   gauge("courier_gateway_in_flight", "Requests being handled", static_cast<double>(s.in_flight));
   gauge("courier_gateway_connections", "Open client connections",
         static_cast<double>(s.connections));
-  gauge("courier_gateway_broker_connected", "1 while the broker answers heartbeats",
+  gauge("courier_gateway_broker_connected", "1 while at least one broker answers heartbeats",
         s.broker_connected ? 1 : 0);
   counter("courier_gateway_bad_requests_total", "Requests rejected while being read (400/413/431)",
           static_cast<double>(s.bad_requests));
@@ -126,7 +135,10 @@ std::string GatewayMetrics::render(const GatewaySnapshot& s,
           static_cast<double>(s.rejected_connections));
   counter("courier_gateway_late_replies_total", "Replies that arrived after their deadline",
           static_cast<double>(s.late_replies));
-  add_broker_stats(scrape, broker_stats_json);
+  counter("courier_gateway_failovers_total",
+          "Pending requests sent through another broker after theirs was lost",
+          static_cast<double>(s.failovers));
+  add_broker_stats(scrape, broker_stats);
 
   auto families = registry_->Collect();
   auto more = scrape.Collect();

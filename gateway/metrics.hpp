@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
 
@@ -25,6 +26,7 @@ struct GatewaySnapshot {
   std::uint64_t timeouts = 0;
   std::uint64_t rejected_connections = 0;
   std::uint64_t late_replies = 0;
+  std::uint64_t failovers = 0;
   bool broker_connected = false;
 };
 
@@ -35,9 +37,9 @@ class GatewayMetrics {
   // Thread-safe. `service` must be a configured service name or "none" (bounded label values).
   void observe(std::string_view service, unsigned status, std::chrono::duration<double> elapsed);
 
-  // The exposition text: the recorded metrics, the snapshot, and `broker_stats_json` (the
-  // broker's STATS reply; empty or malformed adds nothing).
-  std::string render(const GatewaySnapshot& snapshot, std::string_view broker_stats_json) const;
+  // The exposition text: the recorded metrics, the snapshot, and `broker_stats` (one broker's
+  // STATS reply, or several merged by merge_broker_stats; malformed parts add nothing).
+  std::string render(const GatewaySnapshot& snapshot, const nlohmann::json& broker_stats) const;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;

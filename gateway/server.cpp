@@ -8,6 +8,7 @@
 #include "common/errors.hpp"
 #include "common/frames.hpp"
 #include "common/http_headers.hpp"
+#include "gateway/broker_view.hpp"
 #include "gateway/dashboard_html.hpp"
 #include "gateway/request_mapper.hpp"
 
@@ -350,7 +351,7 @@ void Server::local_endpoint(Exchange& ex) {
     ex.response.prepare_payload();
     return;
   }
-  const auto stats_text = broker_.stats_json();
+  const auto stats = merge_broker_stats(broker_.brokers());
   if (target == "/metrics") {
     GatewaySnapshot snapshot;
     snapshot.in_flight = counters_.in_flight.load();
@@ -359,23 +360,23 @@ void Server::local_endpoint(Exchange& ex) {
     snapshot.timeouts = counters_.timeouts.load();
     snapshot.rejected_connections = counters_.rejected_connections.load();
     snapshot.late_replies = broker_.late_replies();
+    snapshot.failovers = broker_.failovers();
     snapshot.broker_connected = broker_.connected();
     ex.response = HttpResponse{http::status::ok, ex.request.version()};
     ex.response.set(http::field::content_type, kMetricsContentType);
     ex.response.keep_alive(ex.request.keep_alive());
-    ex.response.body() = metrics_.render(snapshot, stats_text);
+    ex.response.body() = metrics_.render(snapshot, stats);
     ex.response.prepare_payload();
     return;
   }
-  nlohmann::json stats;
-  if (!stats_text.empty()) stats = nlohmann::json::parse(stats_text, nullptr, false);
+  const auto& services = stats["services"];
   if (target == "/readyz") {
+    // Ready when some broker answers and, across the connected brokers, every service has a
+    // live worker.
     std::vector<std::string> missing;
     for (const auto& [name, svc] : settings_.services) {
-      const auto* s =
-          stats.is_object() && stats.contains("services") ? &stats["services"] : nullptr;
-      const bool has = s && s->contains(name) && (*s)[name].value("workers", 0) > 0;
-      if (!has) missing.push_back(name);
+      const auto it = services.find(name);
+      if (it == services.end() || it->value("workers", 0) == 0) missing.push_back(name);
     }
     nlohmann::json body;
     if (!broker_.connected()) {
@@ -388,31 +389,36 @@ void Server::local_endpoint(Exchange& ex) {
     ex.response = json_response(body["status"] == "ready" ? 200 : 503, body.dump(), ex.request);
     return;
   }
-  // /services: configured services joined with what the broker reports.
+  // /services: configured services joined with what the brokers report.
   nlohmann::json out = nlohmann::json::object();
   for (const auto& [name, svc] : settings_.services) {
     nlohmann::json entry = {{"upstream", svc.upstream.text},
                             {"timeout_s", svc.timeout.count() / 1000.0},
                             {"max_attempts", svc.max_attempts}};
-    if (stats.is_object() && stats.contains("services") && stats["services"].contains(name)) {
-      entry.update(stats["services"][name]);
+    if (const auto it = services.find(name); it != services.end()) {
+      entry.update(*it);
     } else {
       entry.update({{"workers", 0}, {"capacity", 0}, {"in_flight", 0}, {"queue_depth", 0}});
     }
     entry["gateway"] = service_stats_.snapshot(name);
     out[name] = std::move(entry);
   }
-  nlohmann::json body = {{"broker_connected", broker_.connected()}, {"services", std::move(out)}};
-  if (stats.is_object()) {
-    body["broker"] = {{"id", stats.value("broker_id", "")},
-                      {"counters", stats.value("counters", nlohmann::json::object())}};
+  std::string ids;
+  for (const auto& b : stats["brokers"]) {
+    if (!b.contains("id")) continue;
+    ids += (ids.empty() ? "" : ",") + b["id"].get<std::string>();
   }
+  nlohmann::json body = {{"broker_connected", broker_.connected()},
+                         {"services", std::move(out)},
+                         {"broker", {{"id", ids}, {"counters", stats["counters"]}}},
+                         {"brokers", stats["brokers"]}};
   body["gateway"] = {{"requests", counters_.requests.load()},
                      {"in_flight", counters_.in_flight.load()},
                      {"connections", counters_.connections.load()},
                      {"bad_requests", counters_.bad_requests.load()},
                      {"timeouts", counters_.timeouts.load()},
-                     {"late_replies", broker_.late_replies()}};
+                     {"late_replies", broker_.late_replies()},
+                     {"failovers", broker_.failovers()}};
   ex.response = json_response(200, body.dump(2), ex.request);
 }
 

@@ -135,6 +135,29 @@ TEST(Config, ComponentKeysLayerFlagsOverEnvOverFile) {
   EXPECT_EQ(ConfigFile(s).get("gateway.listen", "COURIER_GATEWAY_LISTEN"), "9.9.9.9:3");
 }
 
+TEST(Config, AYamlListReadsAsCommaSeparatedText) {
+  ConfigSources s;
+  s.file_path = write_temp("gateway:\n  broker: [tcp://10.0.0.1:5555, tcp://10.0.0.2:5555]\n");
+  EXPECT_EQ(ConfigFile(s).get("gateway.broker", ""), "tcp://10.0.0.1:5555,tcp://10.0.0.2:5555");
+  s.file_path = write_temp("gateway:\n  broker:\n    - {a: 1}\n");
+  EXPECT_THROW(ConfigFile{s}, ConfigError);
+}
+
+TEST(Config, EndpointListsAreCheckedAndNameTheSetting) {
+  EXPECT_EQ(parse_endpoints("--broker", "tcp://127.0.0.1:5555"),
+            std::vector<std::string>{"tcp://127.0.0.1:5555"});
+  EXPECT_EQ(parse_endpoints("--broker", " tcp://a:1 , ipc:///run/b "),
+            (std::vector<std::string>{"tcp://a:1", "ipc:///run/b"}));
+  for (const char* bad : {"", "a:1", "tcp://a:1,", "tcp://", "http://a:1", "tcp://a:1,tcp://a:1"}) {
+    try {
+      parse_endpoints("--broker (gateway.broker)", bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const ConfigError& e) {
+      EXPECT_NE(std::string(e.what()).find("gateway.broker"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(Config, ServiceEnvPrefix) {
   EXPECT_EQ(service_env_prefix("rule-engine"), "RULE_ENGINE");
   EXPECT_EQ(service_env_prefix("ai-gm"), "AI_GM");

@@ -22,6 +22,8 @@ const char* kBrokerStats = R"({
               "counters": {}}
   }})";
 
+nlohmann::json stats(const char* text) { return nlohmann::json::parse(text, nullptr, false); }
+
 TEST(PrometheusTextReader, RejectsBrokenText) {
   EXPECT_FALSE(pt::parse("a 1\n").error.size());
   EXPECT_TRUE(pt::parse("a{b=\"1\" 1\n").error.size());
@@ -41,7 +43,7 @@ TEST(GatewayMetrics, RendersValidTextWithRequestsAndLatency) {
   s.in_flight = 5;
   s.connections = 7;
   s.broker_connected = true;
-  const auto text = m.render(s, "");
+  const auto text = m.render(s, nlohmann::json());
   const auto parsed = pt::parse(text);
   ASSERT_EQ(parsed.error, "") << text;
   EXPECT_EQ(parsed.types.at("courier_gateway_requests_total"), "counter");
@@ -65,7 +67,7 @@ TEST(GatewayMetrics, RendersValidTextWithRequestsAndLatency) {
 
 TEST(GatewayMetrics, TurnsBrokerStatsIntoPerServiceSeries) {
   GatewayMetrics m;
-  const auto text = m.render({}, kBrokerStats);
+  const auto text = m.render({}, stats(kBrokerStats));
   const auto parsed = pt::parse(text);
   ASSERT_EQ(parsed.error, "") << text;
   EXPECT_EQ(parsed.value("courier_broker_workers", {{"service", "rule-engine"}}), 2);
@@ -83,17 +85,17 @@ TEST(GatewayMetrics, TurnsBrokerStatsIntoPerServiceSeries) {
 
 TEST(GatewayMetrics, MalformedOrMissingBrokerStatsAddNothing) {
   GatewayMetrics m;
-  for (const char* stats : {"", "not json", "[]", R"({"services": 3})"}) {
-    const auto parsed = pt::parse(m.render({}, stats));
-    EXPECT_EQ(parsed.error, "") << stats;
-    EXPECT_FALSE(parsed.value("courier_broker_workers")) << stats;
+  for (const char* text : {"", "not json", "[]", R"({"services": 3})"}) {
+    const auto parsed = pt::parse(m.render({}, stats(text)));
+    EXPECT_EQ(parsed.error, "") << text;
+    EXPECT_FALSE(parsed.value("courier_broker_workers")) << text;
   }
 }
 
 TEST(GatewayMetrics, RenderingTwiceDoesNotDoubleBrokerCounters) {
   GatewayMetrics m;
-  m.render({}, kBrokerStats);
-  const auto parsed = pt::parse(m.render({}, kBrokerStats));
+  m.render({}, stats(kBrokerStats));
+  const auto parsed = pt::parse(m.render({}, stats(kBrokerStats)));
   EXPECT_EQ(parsed.value("courier_broker_events_total", {{"event", "requests"}}), 10);
 }
 

@@ -1,0 +1,288 @@
+// The gateway's broker link against scripted brokers (ROUTER sockets on loopback, driven by the
+// test thread): spreading requests over several brokers, preferring one with workers, failing
+// over a lost broker's retry-safe requests and answering the others 503 at once.
+#include "gateway/broker_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <future>
+#include <map>
+#include <nlohmann/json.hpp>
+
+#include "common/errors.hpp"
+
+namespace courier::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+using protocol::Command;
+using Clock = std::chrono::steady_clock;
+
+// A broker the test drives by hand: answers heartbeats and STATS, records the requests it gets.
+class ScriptedBroker {
+ public:
+  explicit ScriptedBroker(zmq::context_t& context, std::string stats)
+      : socket_(context, zmq::socket_type::router), stats_(std::move(stats)) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind("tcp://127.0.0.1:*");
+    endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
+  }
+
+  const std::string& endpoint() const { return endpoint_; }
+
+  struct Received {
+    std::string peer;  // routing id
+    protocol::CorrelationId id{};
+    std::uint8_t flags = 0;
+    std::string envelope;
+  };
+  std::vector<Received> requests;
+
+  // Handles whatever arrives within `wait`.
+  void pump(std::chrono::milliseconds wait = 5ms) {
+    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+    if (zmq::poll(&item, 1, wait) <= 0) return;
+    for (;;) {
+      protocol::Frames frames;
+      if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
+        return;
+      }
+      Command command{};
+      if (protocol::parse_command(frames, 1, command)) continue;
+      if (command == Command::kHeartbeat) {
+        protocol::Frames hb;
+        hb.push_back(copy(frames[0]));
+        protocol::add_header(hb, Command::kHeartbeat);
+        zmq::send_multipart(socket_, hb);
+      } else if (command == Command::kStats) {
+        protocol::Frames st;
+        st.push_back(copy(frames[0]));
+        protocol::add_header(st, Command::kStats);
+        st.push_back(protocol::id_frame({}));
+        st.emplace_back(stats_.data(), stats_.size());
+        zmq::send_multipart(socket_, st);
+      } else if (command == Command::kRequest) {
+        protocol::RequestHeader header;
+        if (protocol::parse_request(frames, 1, header)) continue;
+        requests.push_back({std::string(protocol::view(frames[0])), header.id, header.flags,
+                            std::string(protocol::view(frames.back()))});
+      }
+    }
+  }
+
+  void reply(const Received& r, const std::string& body) {
+    protocol::Frames frames;
+    frames.emplace_back(r.peer.data(), r.peer.size());
+    ReplyEnvelope reply;
+    reply.id = r.id;
+    reply.status = 200;
+    reply.body = body;
+    protocol::add_reply(frames, r.id, encode(reply));
+    zmq::send_multipart(socket_, frames);
+  }
+
+  void close() { socket_.close(); }
+
+ private:
+  static zmq::message_t copy(const zmq::message_t& m) { return zmq::message_t(m.data(), m.size()); }
+  zmq::socket_t socket_;
+  std::string stats_;
+  std::string endpoint_;
+};
+
+const std::string kServes =
+    R"({"broker_id":"b","gateways":1,"services":{"svc":{"workers":1,"capacity":4}},"counters":{}})";
+const std::string kServesNothing =
+    R"({"broker_id":"b","gateways":1,"services":{"svc":{"workers":0,"capacity":0}},"counters":{}})";
+
+struct Outcome {
+  std::promise<BrokerResult> promise;
+  std::future<BrokerResult> future = promise.get_future();
+};
+
+class BrokerClientTest : public ::testing::Test {
+ protected:
+  zmq::context_t context_{1};
+
+  BrokerClientOptions options(const std::vector<ScriptedBroker*>& brokers) {
+    BrokerClientOptions o;
+    o.endpoints.clear();
+    for (auto* b : brokers) o.endpoints.push_back(b->endpoint());
+    o.heartbeat_interval = 20ms;
+    o.stats_interval = 20ms;
+    o.liveness = 50;  // loss comes from the disconnect event in these tests, not silence
+    return o;
+  }
+
+  // Pumps the brokers until `done` holds or 5 s pass.
+  static bool pump_until(const std::vector<ScriptedBroker*>& brokers,
+                         const std::function<bool()>& done) {
+    const auto until = Clock::now() + 5s;
+    while (!done()) {
+      if (Clock::now() > until) return false;
+      for (auto* b : brokers) b->pump();
+    }
+    return true;
+  }
+
+  // Until the client sees every broker connected with fresh stats.
+  static bool settle(BrokerClient& client, const std::vector<ScriptedBroker*>& brokers) {
+    return pump_until(brokers, [&] {
+      const auto all = client.brokers();
+      return std::all_of(all.begin(), all.end(),
+                         [](const auto& b) { return b.connected && !b.stats_json.empty(); });
+    });
+  }
+
+  std::uint64_t next_id_ = 1;
+  std::shared_ptr<Outcome> submit(BrokerClient& client, bool retry_safe) {
+    protocol::RequestHeader header;
+    header.service = "svc";
+    const auto n = next_id_++;
+    for (int i = 0; i < 8; ++i) header.id[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
+    header.deadline_ms =
+        static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                       (std::chrono::system_clock::now() + 60s).time_since_epoch())
+                                       .count());
+    header.flags = retry_safe ? protocol::kFlagRetrySafe : 0;
+    RequestEnvelope envelope;
+    envelope.id = header.id;
+    envelope.service = "svc";
+    envelope.method = retry_safe ? "GET" : "POST";
+    envelope.target = "/x";
+    envelope.deadline_ms = header.deadline_ms;
+    auto outcome = std::make_shared<Outcome>();
+    client.submit(header, encode(envelope),
+                  [outcome](BrokerResult r) { outcome->promise.set_value(std::move(r)); });
+    return outcome;
+  }
+};
+
+bool ready(const std::shared_ptr<Outcome>& o) {
+  return o->future.wait_for(0s) == std::future_status::ready;
+}
+
+TEST_F(BrokerClientTest, WithNoBrokerConnectedARequestIsAnswered503AtOnce) {
+  BrokerClientOptions o;
+  o.endpoints = {"tcp://127.0.0.1:1"};
+  BrokerClient client(context_, o);
+  client.start();
+  auto outcome = submit(client, true);
+  ASSERT_TRUE(ready(outcome));
+  auto r = outcome->future.get();
+  ASSERT_TRUE(r.local);
+  EXPECT_EQ(r.local->status, 503);
+  EXPECT_EQ(r.local->error->code, "BROKER_UNAVAILABLE");
+}
+
+TEST_F(BrokerClientTest, RequestsSpreadEvenlyOverConnectedBrokers) {
+  ScriptedBroker a(context_, kServes), b(context_, kServes);
+  BrokerClient client(context_, options({&a, &b}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a, &b}));
+  std::vector<std::shared_ptr<Outcome>> outcomes;
+  for (int i = 0; i < 20; ++i) outcomes.push_back(submit(client, true));
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return a.requests.size() + b.requests.size() == 20; }));
+  EXPECT_EQ(a.requests.size(), 10u);
+  EXPECT_EQ(b.requests.size(), 10u);
+  // Each reply reaches its own caller, whichever broker carried it.
+  for (auto* broker : {&a, &b}) {
+    for (const auto& r : broker->requests) broker->reply(r, "ok");
+  }
+  ASSERT_TRUE(
+      pump_until({&a, &b}, [&] { return std::all_of(outcomes.begin(), outcomes.end(), ready); }));
+  for (auto& o : outcomes) {
+    auto r = o->future.get();
+    EXPECT_FALSE(r.local);
+    ReplyEnvelope reply;
+    ASSERT_FALSE(decode(protocol::view(r.envelope), reply));
+    EXPECT_EQ(reply.body, "ok");
+  }
+  EXPECT_EQ(client.pending(), 0u);
+}
+
+TEST_F(BrokerClientTest, ABrokerWithWorkersForTheServiceIsPreferred) {
+  ScriptedBroker empty(context_, kServesNothing), serving(context_, kServes);
+  BrokerClient client(context_, options({&empty, &serving}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&empty, &serving}));
+  for (int i = 0; i < 10; ++i) submit(client, true);
+  ASSERT_TRUE(pump_until({&empty, &serving}, [&] { return serving.requests.size() == 10; }));
+  empty.pump(50ms);
+  EXPECT_EQ(empty.requests.size(), 0u);
+}
+
+TEST_F(BrokerClientTest, ALostBrokersRetrySafeRequestsMoveAndTheOthersGet503) {
+  ScriptedBroker a(context_, kServes), b(context_, kServes);
+  BrokerClient client(context_, options({&a, &b}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a, &b}));
+  std::map<std::string, std::pair<std::shared_ptr<Outcome>, bool>> by_id;  // id -> (outcome, safe)
+  for (int i = 0; i < 20; ++i) {
+    const bool safe = i % 2 == 0;
+    auto o = submit(client, safe);
+    protocol::CorrelationId id{};
+    for (int k = 0; k < 8; ++k) id[15 - k] = static_cast<std::uint8_t>((next_id_ - 1) >> (8 * k));
+    by_id[std::string(id.begin(), id.end())] = {o, safe};
+  }
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return a.requests.size() + b.requests.size() == 20; }));
+  const auto on_a = a.requests;
+  const auto b_before = b.requests.size();
+  std::size_t safe_on_a = 0;
+  for (const auto& r : on_a) safe_on_a += (r.flags & protocol::kFlagRetrySafe) != 0;
+  ASSERT_GT(on_a.size(), 0u);
+
+  a.close();  // the gateway sees the connection drop
+  ASSERT_TRUE(pump_until({&b}, [&] { return b.requests.size() == b_before + safe_on_a; }))
+      << "retry-safe requests of the lost broker should arrive at the other";
+  for (const auto& r : on_a) {
+    const auto& [outcome, safe] = by_id.at(std::string(r.id.begin(), r.id.end()));
+    if (safe) {
+      EXPECT_FALSE(ready(outcome));
+    } else {
+      ASSERT_TRUE(pump_until({&b}, [&] { return ready(outcome); }));
+      auto result = outcome->future.get();
+      ASSERT_TRUE(result.local);
+      EXPECT_EQ(result.local->error->code, "BROKER_UNAVAILABLE");
+    }
+  }
+  // The moved requests carry the same ids and envelopes, and their replies reach the callers.
+  for (std::size_t i = b_before; i < b.requests.size(); ++i) {
+    const auto& r = b.requests[i];
+    EXPECT_TRUE(std::any_of(on_a.begin(), on_a.end(), [&](const auto& x) {
+      return x.id == r.id && x.envelope == r.envelope;
+    }));
+    b.reply(r, "moved");
+  }
+  for (const auto& r : on_a) {
+    const auto& [outcome, safe] = by_id.at(std::string(r.id.begin(), r.id.end()));
+    if (!safe) continue;
+    ASSERT_TRUE(pump_until({&b}, [&] { return ready(outcome); }));
+    auto result = outcome->future.get();
+    ASSERT_FALSE(result.local);
+  }
+  EXPECT_EQ(client.failovers(), safe_on_a);
+  const auto status = client.brokers();
+  EXPECT_FALSE(status[0].connected);
+  EXPECT_TRUE(status[1].connected);
+  EXPECT_TRUE(client.connected());
+}
+
+TEST_F(BrokerClientTest, ALateDuplicateReplyIsCountedNotDelivered) {
+  ScriptedBroker a(context_, kServes);
+  BrokerClient client(context_, options({&a}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a}));
+  auto o = submit(client, true);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 1; }));
+  a.reply(a.requests[0], "first");
+  a.reply(a.requests[0], "second");
+  ASSERT_TRUE(pump_until({&a}, [&] { return client.late_replies() == 1; }));
+  ReplyEnvelope reply;
+  auto r = o->future.get();
+  ASSERT_FALSE(decode(protocol::view(r.envelope), reply));
+  EXPECT_EQ(reply.body, "first");
+}
+
+}  // namespace
+}  // namespace courier::gateway
