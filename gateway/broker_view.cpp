@@ -48,6 +48,7 @@ json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
     const auto id = stats.value("broker_id", std::string());
     entry["id"] = id;
     entry["gateways"] = stats.value("gateways", 0);
+    entry["counters"] = stats.value("counters", json::object());
     gateways = std::max(gateways, number(stats, "gateways"));
     if (const auto it = stats.find("counters"); it != stats.end()) add_numbers(counters, *it);
     const auto svcs = stats.find("services");

@@ -16,7 +16,9 @@ int main(int argc, char** argv) {
   std::string service, broker, worker_id, concurrency, heartbeat, liveness, drain;
   app.add_option("-s,--service", service, "Service to serve, e.g. rule-engine (required)")
       ->envname("COURIER_SERVICE");
-  app.add_option("--broker", broker, "Broker backend endpoint [tcp://127.0.0.1:5556]")
+  app.add_option("--broker", broker,
+                 "Broker backend endpoint, or several separated by commas (the capacity is split "
+                 "between them) [tcp://127.0.0.1:5556]")
       ->envname("COURIER_WORKER_BROKER");
   app.add_option("--id", worker_id, "Worker id in logs and stats [host-pid]")
       ->envname("COURIER_WORKER_ID");
@@ -49,7 +51,8 @@ int main(int argc, char** argv) {
           static_cast<std::uint32_t>(parse_int("--concurrency", concurrency, 1, 100000));
     }
     workers::WorkerOptions options;
-    options.broker = resolve(broker, file, "worker.broker", "tcp://127.0.0.1:5556");
+    options.brokers = parse_endpoints(
+        "--broker (worker.broker)", resolve(broker, file, "worker.broker", "tcp://127.0.0.1:5556"));
     char host[256] = "worker";
     ::gethostname(host, sizeof host - 1);
     options.worker_id =

@@ -11,86 +11,134 @@
 namespace courier::workers {
 
 using protocol::Command;
+using Clock = std::chrono::steady_clock;
+
+std::uint32_t capacity_share(std::uint32_t total, std::size_t brokers, std::size_t rank) {
+  brokers = std::max<std::size_t>(1, brokers);
+  const auto base = total / brokers;
+  const auto extra = rank < total % brokers ? 1u : 0u;
+  return std::max<std::uint32_t>(1, static_cast<std::uint32_t>(base + extra));
+}
+
+struct Worker::Link {
+  Link(Worker& owner, std::size_t index_, zmq::context_t& context, std::string endpoint_)
+      : index(index_),
+        endpoint(std::move(endpoint_)),
+        zmq(context, ZmqLink::Options{endpoint, std::chrono::milliseconds(20)},
+            ZmqLink::Handlers{
+                [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
+                [&owner, this](auto now) { owner.on_tick(*this, now); }, nullptr,
+                [&owner, this](int event) { owner.on_connection_event(*this, event); }}) {}
+
+  const std::size_t index;
+  const std::string endpoint;
+  std::atomic<bool> alive{false};  // the broker answers
+  // Link-thread state.
+  Clock::time_point last_seen{};
+  Clock::time_point next_heartbeat{};
+  std::uint32_t advertised = 0;  // the capacity the last READY carried
+  // Last: its thread calls back into the members above, so it must stop before they go.
+  ZmqLink zmq;
+};
 
 Worker::Worker(zmq::context_t& context, WorkerOptions options, ServiceConfig service)
     : options_(std::move(options)),
       service_(std::move(service)),
       work_(io_.get_executor()),
-      forwarder_(io_.get_executor(), service_, options_.worker_id, std::random_device{}()),
-      link_(context, ZmqLink::Options{options_.broker, std::chrono::milliseconds(20)},
-            ZmqLink::Handlers{[this](protocol::Frames& f) { on_message(f); },
-                              [this](auto now) { on_tick(now); }, nullptr,
-                              [this](int event) { on_connection_event(event); }}) {}
+      forwarder_(io_.get_executor(), service_, options_.worker_id, std::random_device{}()) {
+  for (const auto& endpoint : options_.brokers) {
+    links_.push_back(std::make_unique<Link>(*this, links_.size(), context, endpoint));
+  }
+}
 
 Worker::~Worker() {
-  link_.stop();
+  stop_links();
   work_.reset();
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();
 }
 
-void Worker::start() {
-  io_thread_ = std::thread([this] { io_.run(); });
-  link_.start();
-  spdlog::info("worker {} for {} -> {} (capacity {}), broker {}", options_.worker_id, service_.name,
-               service_.upstream.text, service_.worker_concurrency, options_.broker);
+void Worker::stop_links() {
+  for (auto& link : links_) link->zmq.stop();
 }
 
-void Worker::send_ready() {
+void Worker::start() {
+  io_thread_ = std::thread([this] { io_.run(); });
+  for (auto& link : links_) link->zmq.start();
+  std::string brokers;
+  for (const auto& b : options_.brokers) brokers += (brokers.empty() ? "" : ", ") + b;
+  spdlog::info("worker {} for {} -> {} (capacity {}), broker {}", options_.worker_id, service_.name,
+               service_.upstream.text, service_.worker_concurrency, brokers);
+}
+
+std::uint32_t Worker::share_for(const Link& link) const {
+  // This link counts as live: a READY it sends is what makes its broker answer.
+  std::size_t live = 0;
+  std::size_t rank = 0;
+  for (const auto& l : links_) {
+    if (l.get() != &link && !l->alive.load()) continue;
+    ++live;
+    if (l->index < link.index) ++rank;
+  }
+  return capacity_share(service_.worker_concurrency, live, rank);
+}
+
+void Worker::send_ready(Link& link) {
   protocol::Frames frames;
-  protocol::add_ready(frames, service_.name, service_.worker_concurrency, options_.worker_id);
-  link_.send_now(frames);
+  link.advertised = share_for(link);
+  protocol::add_ready(frames, service_.name, link.advertised, options_.worker_id);
+  link.zmq.send_now(frames);
   if (draining_.load()) {
     protocol::Frames drain;
     protocol::add_header(drain, Command::kDrain);
-    link_.send_now(drain);
+    link.zmq.send_now(drain);
   }
 }
 
-void Worker::on_message(protocol::Frames& frames) {
-  last_seen_ = std::chrono::steady_clock::now();
+void Worker::on_message(Link& link, protocol::Frames& frames) {
+  link.last_seen = Clock::now();
   Command command{};
   if (protocol::parse_command(frames, 0, command)) {
-    spdlog::warn("malformed message from broker dropped");
+    spdlog::warn("malformed message from broker {} dropped", link.endpoint);
     return;
   }
-  if (!broker_alive_) {
-    broker_alive_ = true;
-    spdlog::info("broker {} reachable", options_.broker);
-  }
+  if (!link.alive.exchange(true)) spdlog::info("broker {} reachable", link.endpoint);
   switch (command) {
     case Command::kRequest: {
       protocol::RequestHeader header;
       if (protocol::parse_request(frames, 0, header)) {
-        spdlog::warn("malformed request from broker dropped");
+        spdlog::warn("malformed request from broker {} dropped", link.endpoint);
         return;
       }
       in_flight_.fetch_add(1);
-      asio::co_spawn(io_, run_request(header.id, std::move(frames[protocol::kEnvelopeIndex])),
-                     [this](std::exception_ptr e) {
-                       if (e) {
-                         try {
-                           std::rethrow_exception(e);
-                         } catch (const std::exception& ex) {
-                           spdlog::error("request failed with exception: {}", ex.what());
-                         }
-                       }
-                     });
+      asio::co_spawn(
+          io_, run_request(link.index, header.id, std::move(frames[protocol::kEnvelopeIndex])),
+          [](std::exception_ptr e) {
+            if (e) {
+              try {
+                std::rethrow_exception(e);
+              } catch (const std::exception& ex) {
+                spdlog::error("request failed with exception: {}", ex.what());
+              }
+            }
+          });
       return;
     }
     case Command::kDisconnect:
       // The broker does not know us (it restarted, or declared us dead): register again.
-      spdlog::info("broker asked us to register again");
-      send_ready();
+      spdlog::info("broker {} asked us to register again", link.endpoint);
+      send_ready(link);
       return;
     case Command::kHeartbeat:
       return;
     default:
-      spdlog::warn("unexpected command {} from broker", static_cast<int>(command));
+      spdlog::warn("unexpected command {} from broker {}", static_cast<int>(command),
+                   link.endpoint);
   }
 }
 
-asio::awaitable<void> Worker::run_request(protocol::CorrelationId id, zmq::message_t envelope) {
+asio::awaitable<void> Worker::run_request(std::size_t link, protocol::CorrelationId id,
+                                          zmq::message_t envelope) {
   RequestEnvelope request;
   ReplyEnvelope result;
   if (const auto ec = decode(protocol::view(envelope), request)) {
@@ -105,7 +153,7 @@ asio::awaitable<void> Worker::run_request(protocol::CorrelationId id, zmq::messa
   }
   result.id = id;
   result.worker_id = options_.worker_id;
-  reply(id, result);
+  reply(link, id, result);
   {
     const auto& s = forwarder_.stats();
     nlohmann::json status = {{"circuit", forwarder_.circuit_state()},
@@ -121,33 +169,38 @@ asio::awaitable<void> Worker::run_request(protocol::CorrelationId id, zmq::messa
   in_flight_.fetch_sub(1);
 }
 
-void Worker::reply(const protocol::CorrelationId& id, const ReplyEnvelope& reply) {
+void Worker::reply(std::size_t link, const protocol::CorrelationId& id,
+                   const ReplyEnvelope& reply) {
   protocol::Frames frames;
   frames.reserve(4);
   protocol::add_reply(frames, id, encode(reply));
-  link_.post(std::move(frames));
+  // Through the broker that sent the request: only it knows where the reply goes.
+  links_[link]->zmq.post(std::move(frames));
 }
 
-void Worker::on_connection_event(int event) {
+void Worker::on_connection_event(Link& link, int event) {
   if (event == ZMQ_EVENT_CONNECTED) {
-    send_ready();  // a new connection is a new peer to the broker: register at once
-  } else if (event == ZMQ_EVENT_DISCONNECTED && broker_alive_) {
-    broker_alive_ = false;
-    spdlog::warn("broker {} disconnected; will register again on reconnect", options_.broker);
+    send_ready(link);  // a new connection is a new peer to the broker: register at once
+  } else if (event == ZMQ_EVENT_DISCONNECTED && link.alive.exchange(false)) {
+    spdlog::warn("broker {} disconnected; will register again on reconnect", link.endpoint);
   }
 }
 
-void Worker::on_tick(std::chrono::steady_clock::time_point now) {
-  if (broker_alive_ && now - last_seen_ > options_.heartbeat_interval * options_.liveness) {
-    broker_alive_ = false;
-    spdlog::warn("broker {} silent for {} ms; will register again when it answers", options_.broker,
-                 (now - last_seen_) / std::chrono::milliseconds(1));
+void Worker::on_tick(Link& link, Clock::time_point now) {
+  if (link.alive.load() && now - link.last_seen > options_.heartbeat_interval * options_.liveness) {
+    link.alive.store(false);
+    spdlog::warn("broker {} silent for {} ms; will register again when it answers", link.endpoint,
+                 (now - link.last_seen) / std::chrono::milliseconds(1));
   }
-  if (now < next_heartbeat_) return;
-  next_heartbeat_ = now + options_.heartbeat_interval;
-  if (!broker_alive_) {
+  // Another broker came or went: this one's share of the capacity changed.
+  if (link.alive.load() && !draining_.load() && share_for(link) != link.advertised) {
+    send_ready(link);
+  }
+  if (now < link.next_heartbeat) return;
+  link.next_heartbeat = now + options_.heartbeat_interval;
+  if (!link.alive.load()) {
     // READY doubles as the heartbeat until the broker answers: it registers us on arrival.
-    send_ready();
+    send_ready(link);
     return;
   }
   protocol::Frames hb;
@@ -156,27 +209,29 @@ void Worker::on_tick(std::chrono::steady_clock::time_point now) {
     std::lock_guard lock(status_mutex_);
     if (!status_json_.empty()) hb.emplace_back(status_json_.data(), status_json_.size());
   }
-  link_.send_now(hb);
+  link.zmq.send_now(hb);
 }
 
 std::size_t Worker::drain_and_stop() {
   draining_.store(true);
-  {
+  for (auto& link : links_) {
     protocol::Frames drain;
     protocol::add_header(drain, Command::kDrain);
-    link_.post(std::move(drain));
+    link->zmq.post(std::move(drain));
   }
   spdlog::info("draining: {} requests in flight, waiting up to {} ms", in_flight_.load(),
                options_.drain_timeout.count());
-  const auto until = std::chrono::steady_clock::now() + options_.drain_timeout;
-  while (in_flight_.load() > 0 && std::chrono::steady_clock::now() < until) {
+  const auto until = Clock::now() + options_.drain_timeout;
+  while (in_flight_.load() > 0 && Clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   const auto left = static_cast<std::size_t>(std::max<std::int64_t>(0, in_flight_.load()));
-  protocol::Frames bye;
-  protocol::add_header(bye, Command::kDisconnect);
-  link_.post(std::move(bye));
-  link_.stop();  // flushes queued replies (linger) before closing
+  for (auto& link : links_) {
+    protocol::Frames bye;
+    protocol::add_header(bye, Command::kDisconnect);
+    link->zmq.post(std::move(bye));
+  }
+  stop_links();  // flushes queued replies (linger) before closing
   work_.reset();
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();

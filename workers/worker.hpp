@@ -1,11 +1,16 @@
-// The worker process: registers its service and capacity with the broker, runs each request it
-// is given through the Forwarder, replies, heartbeats, re-registers, and drains on shutdown.
+// The worker process: registers its service and capacity with its brokers, runs each request it
+// is given through the Forwarder, replies through the broker that sent it, heartbeats,
+// re-registers, and drains on shutdown.
+//
+// With several brokers, the worker splits its capacity between the ones that answer (see
+// capacity_share), and moves the share of a lost broker to the others until it returns.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <memory>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/asio.hpp"
@@ -15,8 +20,12 @@
 
 namespace courier::workers {
 
+// The credit a worker of `total` capacity gives the broker of `rank` (0-based) among `brokers`
+// live ones: an even split, the remainder to the first ranks, never less than 1.
+std::uint32_t capacity_share(std::uint32_t total, std::size_t brokers, std::size_t rank);
+
 struct WorkerOptions {
-  std::string broker = "tcp://127.0.0.1:5556";
+  std::vector<std::string> brokers = {"tcp://127.0.0.1:5556"};
   std::string worker_id;  // for logs and stats
   std::chrono::milliseconds heartbeat_interval{250};
   int liveness = 4;
@@ -36,28 +45,28 @@ class Worker {
   std::int64_t in_flight() const { return in_flight_.load(); }
 
  private:
-  void on_message(protocol::Frames& frames);
-  void on_tick(std::chrono::steady_clock::time_point now);
-  void on_connection_event(int event);
-  void send_ready();
-  asio::awaitable<void> run_request(protocol::CorrelationId id, zmq::message_t envelope);
-  void reply(const protocol::CorrelationId& id, const ReplyEnvelope& reply);
+  struct Link;
+  void on_message(Link& link, protocol::Frames& frames);
+  void on_tick(Link& link, std::chrono::steady_clock::time_point now);
+  void on_connection_event(Link& link, int event);
+  // Link thread only: registers with the link's broker, advertising its current share.
+  void send_ready(Link& link);
+  std::uint32_t share_for(const Link& link) const;
+  asio::awaitable<void> run_request(std::size_t link, protocol::CorrelationId id,
+                                    zmq::message_t envelope);
+  void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply);
+  void stop_links();
 
   WorkerOptions options_;
   ServiceConfig service_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   Forwarder forwarder_;
-  ZmqLink link_;
+  std::vector<std::unique_ptr<Link>> links_;
   std::thread io_thread_;
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
-  // Link-thread state.
-  std::chrono::steady_clock::time_point last_seen_{};
-  std::chrono::steady_clock::time_point next_heartbeat_{};
-  bool broker_alive_ = false;
-  std::atomic<std::uint64_t> status_seq_{0};
-  std::string status_json_;  // published from the io thread, read on the link thread
+  std::string status_json_;  // published from the io thread, read on the link threads
   std::mutex status_mutex_;
 };
 

@@ -15,12 +15,14 @@ std::string env_prefix(const std::string& service) {
 }  // namespace
 
 Topology::Topology(TopologyOptions options)
-    : options_(std::move(options)),
-      frontend_port_(free_tcp_port()),
-      backend_port_(free_tcp_port()),
-      gateway_port_(free_tcp_port()) {
+    : options_(std::move(options)), gateway_port_(free_tcp_port()) {
+  for (int i = 0; i < options_.brokers; ++i) {
+    frontend_ports_.push_back(free_tcp_port());
+    backend_ports_.push_back(free_tcp_port());
+  }
+  brokers_.resize(frontend_ports_.size());
   if (!options_.start) return;
-  start_broker();
+  for (std::size_t i = 0; i < brokers_.size(); ++i) start_broker(i);
   for (const auto& [service, url] : options_.upstreams) {
     for (int i = 0; i < options_.workers_per_service; ++i) start_worker(service);
   }
@@ -31,13 +33,23 @@ Topology::~Topology() {
   // Gateway first so nothing new arrives, then workers, then the broker.
   gateway_.reset();
   workers_.clear();
-  broker_.reset();
+  brokers_.clear();
 }
 
-std::string Topology::frontend() const {
-  return "tcp://127.0.0.1:" + std::to_string(frontend_port_);
+namespace {
+
+std::string endpoint(std::uint16_t port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+
+std::string endpoints(const std::vector<std::uint16_t>& ports) {
+  std::string out;
+  for (auto port : ports) out += (out.empty() ? "" : ",") + endpoint(port);
+  return out;
 }
-std::string Topology::backend() const { return "tcp://127.0.0.1:" + std::to_string(backend_port_); }
+
+}  // namespace
+
+std::string Topology::frontends() const { return endpoints(frontend_ports_); }
+std::string Topology::backends() const { return endpoints(backend_ports_); }
 
 EnvList Topology::environment() const {
   EnvList env = {{"COURIER_LOG_LEVEL", "info"}, {"COURIER_HEARTBEAT", "0.1"}};
@@ -54,16 +66,18 @@ EnvList Topology::environment() const {
   return env;
 }
 
-void Topology::start_broker() {
-  std::vector<std::string> args = {"--frontend", frontend(), "--backend",
-                                   backend(),    "--id",     "test-broker"};
+void Topology::start_broker(std::size_t index) {
+  std::vector<std::string> args = {"--frontend", endpoint(frontend_ports_.at(index)),
+                                   "--backend",  endpoint(backend_ports_.at(index)),
+                                   "--id",       "test-broker-" + std::to_string(index + 1)};
   args.insert(args.end(), options_.broker_args.begin(), options_.broker_args.end());
-  broker_ = std::make_unique<ChildProcess>(COURIER_BROKER_BIN, args, environment());
+  brokers_.at(index).reset();
+  brokers_.at(index) = std::make_unique<ChildProcess>(COURIER_BROKER_BIN, args, environment());
 }
 
 ChildProcess& Topology::start_worker(const std::string& service, std::vector<std::string> args) {
   std::vector<std::string> all = {"--service", service,
-                                  "--broker",  backend(),
+                                  "--broker",  backends(),
                                   "--id",      service + "-" + std::to_string(workers_.size() + 1)};
   all.insert(all.end(), options_.worker_args.begin(), options_.worker_args.end());
   all.insert(all.end(), args.begin(), args.end());
@@ -73,7 +87,7 @@ ChildProcess& Topology::start_worker(const std::string& service, std::vector<std
 
 void Topology::start_gateway() {
   std::vector<std::string> args = {"--listen",  "127.0.0.1:" + std::to_string(gateway_port_),
-                                   "--broker",  frontend(),
+                                   "--broker",  frontends(),
                                    "--threads", "2"};
   args.insert(args.end(), options_.gateway_args.begin(), options_.gateway_args.end());
   gateway_ = std::make_unique<ChildProcess>(COURIER_GATEWAY_BIN, args, environment());
@@ -102,7 +116,7 @@ std::string Topology::logs() const {
     if (text.size() > 6000) text = "...\n" + text.substr(text.size() - 6000);
     out += std::string("===== ") + name + " =====\n" + text + "\n";
   };
-  add("broker", broker_);
+  for (const auto& b : brokers_) add("broker", b);
   for (const auto& w : workers_) add("worker", w);
   add("gateway", gateway_);
   return out;

@@ -15,7 +15,8 @@ namespace courier::testing {
 struct TopologyOptions {
   std::map<std::string, std::string> upstreams;  // service -> URL; becomes <SVC>_URL
   int workers_per_service = 1;
-  EnvList env;  // extra environment for every process
+  int brokers = 1;  // every worker and the gateway connect to all of them
+  EnvList env;      // extra environment for every process
   std::vector<std::string> broker_args;
   std::vector<std::string> worker_args;
   std::vector<std::string> gateway_args;
@@ -27,16 +28,18 @@ class Topology {
   explicit Topology(TopologyOptions options);
   ~Topology();
 
-  void start_broker();
+  // (Re)starts broker `index` on its ports.
+  void start_broker(std::size_t index = 0);
   ChildProcess& start_worker(const std::string& service, std::vector<std::string> args = {});
   void start_gateway();
   // Waits until /readyz answers 200 (broker connected, a worker for every configured service).
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
   std::uint16_t gateway_port() const { return gateway_port_; }
-  std::string frontend() const;
-  std::string backend() const;
-  ChildProcess& broker() { return *broker_; }
+  // Every broker's endpoints, comma-separated (what --broker takes).
+  std::string frontends() const;
+  std::string backends() const;
+  ChildProcess& broker(std::size_t index = 0) { return *brokers_.at(index); }
   ChildProcess& gateway() { return *gateway_; }
   std::vector<std::unique_ptr<ChildProcess>>& workers() { return workers_; }
 
@@ -49,10 +52,10 @@ class Topology {
   EnvList environment() const;
 
   TopologyOptions options_;
-  std::uint16_t frontend_port_;
-  std::uint16_t backend_port_;
+  std::vector<std::uint16_t> frontend_ports_;
+  std::vector<std::uint16_t> backend_ports_;
   std::uint16_t gateway_port_;
-  std::unique_ptr<ChildProcess> broker_;
+  std::vector<std::unique_ptr<ChildProcess>> brokers_;
   std::unique_ptr<ChildProcess> gateway_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;
 };
