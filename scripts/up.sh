@@ -2,6 +2,7 @@
 # Starts the local Courier topology: broker, gateway and workers per service, plus demo upstreams
 # for any of RULE_ENGINE_URL / AI_GM_URL left unset. Ctrl-C stops everything it started.
 #   WORKERS_PER_SERVICE=2  GATEWAY_PORT=8080  BROKER_PORT=5555 (and +1)  DEMO_PORT=8031 (and +1)
+#   BROKERS=1 (more: broker k uses BROKER_PORT+2k and +2k+1; gateway and workers use them all)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -11,6 +12,7 @@ GATEWAY_PORT=${GATEWAY_PORT:-8080}
 BROKER_PORT=${BROKER_PORT:-5555}
 DEMO_PORT=${DEMO_PORT:-8031}
 WORKERS=${WORKERS_PER_SERVICE:-2}
+BROKERS=${BROKERS:-1}
 LOGS=run/logs
 mkdir -p "$LOGS"
 
@@ -43,14 +45,19 @@ if [[ -z "${AI_GM_URL:-}" ]]; then
   start demo-ai-gm "$BIN/demo/courier-demo-upstream" --role ai-gm --listen "127.0.0.1:$((DEMO_PORT + 1))" --latency-dist uniform:200:800
   export AI_GM_URL="http://127.0.0.1:$((DEMO_PORT + 1))"
 fi
-start broker "$BIN/broker/courier-broker" --frontend "tcp://127.0.0.1:$BROKER_PORT" --backend "tcp://127.0.0.1:$((BROKER_PORT + 1))"
+frontends=""; backends=""
+for ((k=0; k<BROKERS; k++)); do
+  front="tcp://127.0.0.1:$((BROKER_PORT + 2 * k))"; back="tcp://127.0.0.1:$((BROKER_PORT + 2 * k + 1))"
+  start "broker-$((k + 1))" "$BIN/broker/courier-broker" --frontend "$front" --backend "$back" --id "broker-$((k + 1))"
+  frontends+="${frontends:+,}$front"; backends+="${backends:+,}$back"
+done
 for service in rule-engine ai-gm; do
   for ((n=1; n<=WORKERS; n++)); do
     start "worker-$service-$n" "$BIN/workers/courier-worker" --service "$service" \
-      --broker "tcp://127.0.0.1:$((BROKER_PORT + 1))" --id "$service-$n"
+      --broker "$backends" --id "$service-$n"
   done
 done
-start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GATEWAY_PORT" --broker "tcp://127.0.0.1:$BROKER_PORT"
+start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GATEWAY_PORT" --broker "$frontends"
 
 ready=""
 for _ in $(seq 1 100); do
