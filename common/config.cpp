@@ -87,6 +87,10 @@ std::string trim(std::string s) {
   return s;
 }
 
+}  // namespace
+
+namespace detail {
+
 // One setting's value and where it came from, for error messages.
 struct Found {
   std::string value;
@@ -162,6 +166,10 @@ class Layers {
   std::string file_path_;
 };
 
+}  // namespace detail
+
+namespace {
+
 double parse_double(const std::string& setting, const std::string& value) {
   const auto t = trim(value);
   double d = 0;
@@ -172,7 +180,7 @@ double parse_double(const std::string& setting, const std::string& value) {
   return d;
 }
 
-std::string read_secret(const std::string& setting, const Layers& layers,
+std::string read_secret(const std::string& setting, const detail::Layers& layers,
                         const std::string& service, const EnvLookup& env) {
   // The secret itself never appears in messages: only where it was to come from.
   if (auto v = layers.get("services." + service + ".auth.secret_env",
@@ -312,7 +320,7 @@ const ServiceConfig* Settings::find(const std::string& name) const {
 }
 
 Settings load_settings(const ConfigSources& sources) {
-  const Layers layers(sources);
+  const detail::Layers layers(sources);
   static const std::set<std::string> kServiceFields = {
       "upstream",         "timeout",          "max_retries",        "retry_min_wait",
       "retry_max_wait",   "max_queue",        "concurrency",        "max_connections",
@@ -431,17 +439,11 @@ Settings load_settings(const ConfigSources& sources) {
 }
 
 ConfigFile::ConfigFile(const ConfigSources& sources)
-    : file_(read_file(sources.file_path)),
-      overrides_(read_overrides(sources.overrides)),
-      env_(sources.env) {}
+    : layers_(std::make_shared<const detail::Layers>(sources)) {}
 
 std::optional<std::string> ConfigFile::get(const std::string& key,
                                            const std::string& env_name) const {
-  if (auto it = overrides_.find(key); it != overrides_.end()) return it->second;
-  if (!env_name.empty() && env_) {
-    if (auto v = env_(env_name); v && !v->empty()) return v;
-  }
-  if (auto it = file_.find(key); it != file_.end()) return it->second;
+  if (auto found = layers_->get(key, env_name)) return std::move(found->value);
   return std::nullopt;
 }
 

@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -75,6 +76,10 @@ struct ConfigSources {
 };
 Settings load_settings(const ConfigSources& sources);
 
+namespace detail {
+class Layers;  // the sources read once, and the precedence rule; shared with load_settings
+}
+
 // Scalar lookup for a component's own options ("gateway.listen" etc.) with the same layering:
 // --set > env var `env_name` > file > nothing.
 class ConfigFile {
@@ -83,9 +88,7 @@ class ConfigFile {
   std::optional<std::string> get(const std::string& key, const std::string& env_name) const;
 
  private:
-  std::map<std::string, std::string> file_;
-  std::map<std::string, std::string> overrides_;
-  EnvLookup env_;
+  std::shared_ptr<const detail::Layers> layers_;
 };
 
 // Value parsers used by both: they throw ConfigError naming `setting`.

@@ -2,6 +2,8 @@
 
 #include <array>
 #include <cctype>
+#include <string>
+#include <vector>
 
 namespace courier {
 
@@ -53,18 +55,20 @@ bool listed_in(std::string_view list, std::string_view name) {
 
 }  // namespace
 
-Headers end_to_end(const Headers& headers) {
-  Headers out;
-  out.reserve(headers.size());
+Headers end_to_end(Headers headers) {
+  // The Connection values first (copied: erasing moves the strings they would point into).
+  std::vector<std::string> connection;
   for (const auto& h : headers) {
-    if (is_hop_by_hop(h.name)) continue;
-    bool named = false;
-    for (const auto& c : headers) {
-      if (iequals(c.name, "connection") && listed_in(c.value, h.name)) named = true;
-    }
-    if (!named) out.push_back(h);
+    if (iequals(h.name, "connection")) connection.push_back(h.value);
   }
-  return out;
+  std::erase_if(headers, [&](const Header& h) {
+    if (is_hop_by_hop(h.name)) return true;
+    for (const auto& list : connection) {
+      if (listed_in(list, h.name)) return true;
+    }
+    return false;
+  });
+  return headers;
 }
 
 const Header* find_header(const Headers& headers, std::string_view name) {

@@ -69,7 +69,7 @@ Headers forwarded_headers(const HttpRequest& request, std::string_view client_ad
     if (iequals(name, kSubjectHeader)) continue;
     headers.push_back({std::string(name), std::string(value)});
   }
-  headers = end_to_end(headers);
+  headers = end_to_end(std::move(headers));
   if (!client_address.empty()) {
     if (!xff.empty()) xff += ", ";
     xff += client_address;

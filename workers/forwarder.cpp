@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <optional>
 
 #include "common/errors.hpp"
 #include "common/http_headers.hpp"
@@ -148,12 +149,12 @@ ReplyEnvelope make_upstream_reply(const UpstreamResponse& response) {
   }
   ReplyEnvelope reply;
   reply.status = static_cast<std::uint16_t>(response.result_int());
-  reply.headers = end_to_end(headers);
   // end_to_end() drops Content-Length as a per-hop header, but the gateway answers HEAD with the
   // upstream's (a GET's body length), and there is no body here to recompute it from.
-  if (const auto* length = find_header(headers, "Content-Length")) {
-    reply.headers.push_back(*length);
-  }
+  std::optional<Header> length;
+  if (const auto* h = find_header(headers, "Content-Length")) length = *h;
+  reply.headers = end_to_end(std::move(headers));
+  if (length) reply.headers.push_back(std::move(*length));
   reply.body = response.body();
   return reply;
 }

@@ -18,6 +18,15 @@ TEST(HttpHeaders, HopByHopAndConnectionNamedHeadersAreRemovedOrderKept) {
   EXPECT_EQ(end_to_end(in), expected);
 }
 
+TEST(HttpHeaders, EveryConnectionHeaderCountsAndLargeListsKeepTheirOrder) {
+  Headers in = {{"connection", "X-One"}, {"X-One", "1"}, {"X-Two", "2"}};
+  for (int i = 0; i < 1000; ++i) in.push_back({"X-H" + std::to_string(i), std::to_string(i)});
+  in.push_back({"Connection", " x-two ,"});
+  const auto out = end_to_end(in);
+  ASSERT_EQ(out.size(), 1000u);
+  for (int i = 0; i < 1000; ++i) EXPECT_EQ(out[i].value, std::to_string(i));
+}
+
 TEST(HttpHeaders, RetrySafety) {
   EXPECT_TRUE(is_retry_safe("GET", {}));
   EXPECT_TRUE(is_retry_safe("PUT", {}));
