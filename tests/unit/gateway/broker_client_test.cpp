@@ -4,6 +4,7 @@
 #include "gateway/broker_client.hpp"
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include <future>
 #include <map>
@@ -102,6 +103,10 @@ struct Outcome {
 
 class BrokerClientTest : public ::testing::Test {
  protected:
+  // spdlog's registry is created on first use; create it here, before the link threads race to
+  // (spdlog is not TSan-instrumented, so its lazy static looks like a race).
+  static void SetUpTestSuite() { spdlog::set_level(spdlog::level::warn); }
+
   zmq::context_t context_{1};
 
   BrokerClientOptions options(const std::vector<ScriptedBroker*>& brokers) {
