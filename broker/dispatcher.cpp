@@ -205,9 +205,16 @@ void Dispatcher::handle_request(const Identity& gateway, Frames& frames, const N
     return;
   }
   auto key = key_of(header.id);
-  if (requests_->count(key)) {
+  if (const auto it = requests_->find(key); it != requests_->end()) {
     // Answering would give the original request's client a second reply.
     ++counters_.duplicate_requests;
+    // Ids are unique per gateway process, so the same id over another connection is the same
+    // gateway after a reconnect (it sent the request again after losing the old connection, or
+    // another broker): the reply must take the new route, the old one leads nowhere.
+    if (it->second.gateway != gateway) {
+      it->second.gateway = gateway;
+      ++counters_.rerouted_requests;
+    }
     return;
   }
   ++counters_.requests;
@@ -586,6 +593,7 @@ nlohmann::json Dispatcher::stats(const Now& now) const {
                 {"malformed", c.malformed},
                 {"late_replies", c.late_replies},
                 {"duplicate_requests", c.duplicate_requests},
+                {"rerouted_requests", c.rerouted_requests},
                 {"unroutable", c.unroutable},
                 {"gateway_gone_drops", c.gateway_gone_drops},
                 {"orphans", c.orphans},
@@ -623,8 +631,9 @@ nlohmann::json Dispatcher::stats(const Now& now) const {
       depth += it != requests_->end() && !it->second.worker;
     }
     json c = counters_json(svc->counters);
-    for (const char* k : {"requests", "malformed", "late_replies", "duplicate_requests",
-                          "unroutable", "gateway_gone_drops", "orphans", "workers_lost"}) {
+    for (const char* k :
+         {"requests", "malformed", "late_replies", "duplicate_requests", "rerouted_requests",
+          "unroutable", "gateway_gone_drops", "orphans", "workers_lost"}) {
       c.erase(k);
     }
     services[name] = {{"workers", live},

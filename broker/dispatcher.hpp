@@ -60,6 +60,7 @@ struct Counters {
   std::uint64_t malformed = 0;            // frames dropped as garbage
   std::uint64_t late_replies = 0;         // reply for a request not held by that worker
   std::uint64_t duplicate_requests = 0;   // correlation id already known
+  std::uint64_t rerouted_requests = 0;    // ... from another connection: its reply follows it
   std::uint64_t unroutable = 0;           // sends refused by a ROUTER socket
   std::uint64_t gateway_gone_drops = 0;   // requests dropped because their gateway vanished
   std::uint64_t orphans = 0;              // in flight far past the deadline, forgotten

@@ -292,15 +292,31 @@ long long parse_int(const std::string& setting, const std::string& value, long l
   return v;
 }
 
+namespace {
+
+// tcp://HOST:PORT (port 1-65535), ipc://PATH or inproc://NAME: what a DEALER can connect to.
+bool valid_endpoint(const std::string& e) {
+  if (e.starts_with("ipc://") || e.starts_with("inproc://")) return e.find("://") + 3 < e.size();
+  if (!e.starts_with("tcp://")) return false;
+  const std::string_view rest = std::string_view(e).substr(6);
+  const auto colon = rest.rfind(':');
+  if (colon == std::string_view::npos || colon == 0) return false;
+  const auto port = rest.substr(colon + 1);
+  unsigned value = 0;
+  const auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
+  return !port.empty() && ec == std::errc{} && ptr == port.data() + port.size() && value >= 1 &&
+         value <= 65535;
+}
+
+}  // namespace
+
 std::vector<std::string> parse_endpoints(const std::string& setting, const std::string& value) {
   std::vector<std::string> out;
   std::string_view rest = value;
   while (true) {
     const auto comma = rest.find(',');
     const auto item = trim(std::string(rest.substr(0, comma)));
-    const bool known =
-        item.starts_with("tcp://") || item.starts_with("ipc://") || item.starts_with("inproc://");
-    if (!known || item.find("://") + 3 == item.size()) {
+    if (!valid_endpoint(item)) {
       throw ConfigError(setting + ": '" + item +
                         "' is not a ZeroMQ endpoint (tcp://host:port or ipc://path)");
     }

@@ -15,8 +15,8 @@ bool iequals(std::string_view a, std::string_view b);
 bool is_hop_by_hop(std::string_view name);
 
 // Removes hop-by-hop headers and every header the Connection header names, keeping the order.
-// Linear in the header count (times the number of Connection headers). Pass an rvalue to filter
-// in place.
+// One pass over the headers, each checked against the Connection values (usually one short
+// list). Pass an rvalue to filter in place.
 Headers end_to_end(Headers headers);
 
 const Header* find_header(const Headers& headers, std::string_view name);

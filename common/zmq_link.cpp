@@ -11,12 +11,14 @@
 namespace courier {
 
 ZmqLink::ZmqLink(zmq::context_t& context, Options options, Handlers handlers)
-    : context_(context),
-      options_(std::move(options)),
-      handlers_(std::move(handlers)),
-      socket_(context_, zmq::socket_type::dealer) {
+    : context_(context), options_(std::move(options)), handlers_(std::move(handlers)) {
   wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
+  open_socket();
+}
+
+void ZmqLink::open_socket() {
+  socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
   socket_.set(zmq::sockopt::sndhwm, options_.high_water_mark);
   socket_.set(zmq::sockopt::rcvhwm, options_.high_water_mark);
   // Queue only to a live connection: with no broker, a send fails at once and the caller answers
@@ -36,6 +38,21 @@ ZmqLink::ZmqLink(zmq::context_t& context, Options options, Handlers handlers)
     monitor_.connect(address);
   }
   socket_.connect(options_.endpoint);
+}
+
+void ZmqLink::close_socket() {
+  if (monitor_) {
+    zmq_socket_monitor(socket_.handle(), nullptr, 0);
+    monitor_.close();
+  }
+  socket_.close();
+}
+
+void ZmqLink::reconnect() {
+  // Nothing queued on the old connection is wanted any more: drop it rather than linger.
+  socket_.set(zmq::sockopt::linger, 0);
+  close_socket();
+  open_socket();
 }
 
 ZmqLink::~ZmqLink() {
@@ -130,11 +147,7 @@ void ZmqLink::run() {
     }
   }
   drain_queue();
-  if (monitor_) {
-    zmq_socket_monitor(socket_.handle(), nullptr, 0);
-    monitor_.close();
-  }
-  socket_.close();
+  close_socket();
 }
 
 void ZmqLink::read_monitor() {

@@ -49,10 +49,17 @@ class ZmqLink {
   // Link thread only (inside a callback): sends at once; false (and on_unsent) if refused.
   bool send_now(protocol::Frames& frames);
 
+  // Link thread only (inside a callback): drops the connection and what is queued on it and
+  // connects again with a new socket, so the peer sees a new routing id. For a peer that went
+  // silent: whatever it still holds for the old id can no longer reach us.
+  void reconnect();
+
   std::uint64_t unsent() const { return unsent_.load(std::memory_order_relaxed); }
 
  private:
   void run();
+  void open_socket();
+  void close_socket();
   void drain_queue();
   void read_monitor();
 

@@ -95,7 +95,10 @@ void BrokerClient::start() {
 }
 
 void BrokerClient::stop() {
-  for (auto& link : links_) link->zmq.stop();
+  for (auto& link : links_) {
+    link->zmq.stop();
+    link->connected.store(false);  // a submit from now on is answered at once
+  }
   fail_all("gateway shutting down");
 }
 
@@ -316,6 +319,10 @@ void BrokerClient::on_tick(Link& link, Clock::time_point now) {
     link.connected.store(false);
     spdlog::warn("broker {} lost (no heartbeat for {} ms)", link.endpoint, limit.count());
     link_lost(link, "broker lost");
+    // A frozen broker that wakes up must not run what it queued for us: we answered or moved
+    // those requests. A new connection (new routing id) orphans them there; the broker drops a
+    // silent gateway's queue, and a request re-sent later under the same id follows the new route.
+    link.zmq.reconnect();
   }
   if (link.connected.load() && now >= link.next_stats) {
     protocol::Frames st;

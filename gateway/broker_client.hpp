@@ -57,8 +57,8 @@ class BrokerClient {
   void start();
   void stop();
 
-  // Thread-safe. `done` runs exactly once, on a link thread (or the caller's, when no broker is
-  // connected), unless cancel() wins first.
+  // Thread-safe. `done` runs exactly once, unless cancel() wins first: on a link thread, on the
+  // caller's when no broker is connected, or on the thread calling stop().
   void submit(const protocol::RequestHeader& header, zmq::message_t envelope, Callback done);
   // The caller gave up (deadline): a reply arriving later is discarded and counted.
   bool cancel(const protocol::CorrelationId& id);

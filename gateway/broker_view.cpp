@@ -1,5 +1,6 @@
 #include "gateway/broker_view.hpp"
 
+#include <map>
 #include <set>
 #include <string>
 

@@ -32,44 +32,26 @@ void add_counters(prometheus::Family<prometheus::Counter>& family, const nlohman
   }
 }
 
-// The broker's snapshot into a registry made for this scrape, so services and workers that
-// disappeared do not linger as stale series.
-void add_broker_stats(prometheus::Registry& registry, const nlohmann::json& stats) {
-  if (!stats.is_object()) return;
+// The brokers' snapshots into a registry made for this scrape, so brokers, services and workers
+// that disappeared do not linger as stale series. Every series carries its broker's endpoint:
+// each broker's counters are monotonic on their own (a sum over brokers would drop whenever one
+// disconnects, which Prometheus would read as a counter reset).
+void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerStatus>& brokers) {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
-  auto& gateways = BuildGauge()
-                       .Name("courier_broker_gateways")
-                       .Help("Gateways connected to the broker")
-                       .Register(registry);
-  gateways.Add({}).Set(number(stats, "gateways"));
-  if (const auto it = stats.find("brokers"); it != stats.end() && it->is_array()) {
-    auto& up = BuildGauge()
-                   .Name("courier_gateway_broker_up")
-                   .Help("1 while the broker at this endpoint answers heartbeats")
-                   .Register(registry);
-    for (const auto& b : *it) {
-      if (!b.is_object()) continue;
-      up.Add({{"broker", b.value("endpoint", std::string())}})
-          .Set(b.value("connected", false) ? 1 : 0);
-    }
-  }
+  const auto gauge = [&](const char* name,
+                         const char* help) -> prometheus::Family<prometheus::Gauge>& {
+    return BuildGauge().Name(name).Help(help).Register(registry);
+  };
+  auto& up = gauge("courier_gateway_broker_up", "1 while the broker answers heartbeats");
+  auto& gateways = gauge("courier_broker_gateways", "Gateways connected to the broker");
   auto& broker_events = BuildCounter()
                             .Name("courier_broker_events_total")
                             .Help("Broker-wide event counters, by event")
                             .Register(registry);
-  if (const auto it = stats.find("counters"); it != stats.end())
-    add_counters(broker_events, *it, {});
-
-  const auto services = stats.find("services");
-  if (services == stats.end() || !services->is_object()) return;
   struct PerService {
     const char* key;
     prometheus::Family<prometheus::Gauge>& family;
-  };
-  const auto gauge = [&](const char* name,
-                         const char* help) -> prometheus::Family<prometheus::Gauge>& {
-    return BuildGauge().Name(name).Help(help).Register(registry);
   };
   const PerService gauges[] = {
       {"workers", gauge("courier_broker_workers", "Live (not draining) workers, by service")},
@@ -82,11 +64,26 @@ void add_broker_stats(prometheus::Registry& registry, const nlohmann::json& stat
                              .Name("courier_broker_service_events_total")
                              .Help("Per-service broker event counters, by event")
                              .Register(registry);
-  for (const auto& [service, entry] : services->items()) {
-    if (!entry.is_object()) continue;
-    for (const auto& g : gauges) g.family.Add({{"service", service}}).Set(number(entry, g.key));
-    if (const auto it = entry.find("counters"); it != entry.end()) {
-      add_counters(service_events, *it, {{"service", service}});
+  for (const auto& b : brokers) {
+    const prometheus::Labels base = {{"broker", b.endpoint}};
+    up.Add(base).Set(b.connected ? 1 : 0);
+    if (!b.connected || b.stats_json.empty()) continue;
+    const auto stats = nlohmann::json::parse(b.stats_json, nullptr, false);
+    if (!stats.is_object()) continue;
+    gateways.Add(base).Set(number(stats, "gateways"));
+    if (const auto it = stats.find("counters"); it != stats.end()) {
+      add_counters(broker_events, *it, base);
+    }
+    const auto services = stats.find("services");
+    if (services == stats.end() || !services->is_object()) continue;
+    for (const auto& [service, entry] : services->items()) {
+      if (!entry.is_object()) continue;
+      auto labels = base;
+      labels["service"] = service;
+      for (const auto& g : gauges) g.family.Add(labels).Set(number(entry, g.key));
+      if (const auto it = entry.find("counters"); it != entry.end()) {
+        add_counters(service_events, *it, labels);
+      }
     }
   }
 }
@@ -112,7 +109,7 @@ void GatewayMetrics::observe(std::string_view service, unsigned status,
 }
 
 std::string GatewayMetrics::render(const GatewaySnapshot& s,
-                                   const nlohmann::json& broker_stats) const {
+                                   const std::vector<BrokerStatus>& brokers) const {
   using prometheus::BuildCounter;
   using prometheus::BuildGauge;
   prometheus::Registry scrape;
@@ -127,7 +124,8 @@ std::string GatewayMetrics::render(const GatewaySnapshot& s,
         static_cast<double>(s.connections));
   gauge("courier_gateway_broker_connected", "1 while at least one broker answers heartbeats",
         s.broker_connected ? 1 : 0);
-  counter("courier_gateway_bad_requests_total", "Requests rejected while being read (400/413/431)",
+  counter("courier_gateway_bad_requests_total",
+          "Requests refused while being read (400/413/431, and 401/404 before 100 Continue)",
           static_cast<double>(s.bad_requests));
   counter("courier_gateway_timeouts_total", "Requests answered 504 by the gateway's deadline",
           static_cast<double>(s.timeouts));
@@ -138,7 +136,7 @@ std::string GatewayMetrics::render(const GatewaySnapshot& s,
   counter("courier_gateway_failovers_total",
           "Pending requests sent through another broker after theirs was lost",
           static_cast<double>(s.failovers));
-  add_broker_stats(scrape, broker_stats);
+  add_broker_stats(scrape, brokers);
 
   auto families = registry_->Collect();
   auto more = scrape.Collect();

@@ -10,9 +10,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
-#include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "gateway/broker_client.hpp"
 
 namespace courier::gateway {
 
@@ -37,9 +39,10 @@ class GatewayMetrics {
   // Thread-safe. `service` must be a configured service name or "none" (bounded label values).
   void observe(std::string_view service, unsigned status, std::chrono::duration<double> elapsed);
 
-  // The exposition text: the recorded metrics, the snapshot, and `broker_stats` (one broker's
-  // STATS reply, or several merged by merge_broker_stats; malformed parts add nothing).
-  std::string render(const GatewaySnapshot& snapshot, const nlohmann::json& broker_stats) const;
+  // The exposition text: the recorded metrics, the snapshot, and each broker's STATS snapshot
+  // (series labelled `broker` with its endpoint; a malformed snapshot adds nothing).
+  std::string render(const GatewaySnapshot& snapshot,
+                     const std::vector<BrokerStatus>& brokers) const;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;

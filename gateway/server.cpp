@@ -254,15 +254,16 @@ std::optional<Server::ReadResult> Server::check_head(
     const http::request<http::string_body>& head) const {
   const auto target = head.target();
   if (is_local_endpoint(head.method(), target)) return std::nullopt;
-  const auto route_result = route(target);
-  if (!route_result || !settings_.find(route_result->service)) {
-    return ReadResult::rejected(ErrorKind::kUnknownService,
-                                "no service at " + std::string(target.substr(0, 200)));
-  }
+  // Credentials first, as for a request without Expect: strangers learn nothing of the routes.
   if (auth_.enabled()) {
     auto result = auth_.check(head[http::field::authorization], head["X-API-Key"],
                               std::chrono::system_clock::now());
     if (!result.ok) return ReadResult::rejected(ErrorKind::kUnauthorized, result.reason);
+  }
+  const auto route_result = route(target);
+  if (!route_result || !settings_.find(route_result->service)) {
+    return ReadResult::rejected(ErrorKind::kUnknownService,
+                                "no service at " + std::string(target.substr(0, 200)));
   }
   return std::nullopt;
 }
@@ -351,7 +352,7 @@ void Server::local_endpoint(Exchange& ex) {
     ex.response.prepare_payload();
     return;
   }
-  const auto stats = merge_broker_stats(broker_.brokers());
+  const auto brokers = broker_.brokers();
   if (target == "/metrics") {
     GatewaySnapshot snapshot;
     snapshot.in_flight = counters_.in_flight.load();
@@ -365,10 +366,11 @@ void Server::local_endpoint(Exchange& ex) {
     ex.response = HttpResponse{http::status::ok, ex.request.version()};
     ex.response.set(http::field::content_type, kMetricsContentType);
     ex.response.keep_alive(ex.request.keep_alive());
-    ex.response.body() = metrics_.render(snapshot, stats);
+    ex.response.body() = metrics_.render(snapshot, brokers);
     ex.response.prepare_payload();
     return;
   }
+  const auto stats = merge_broker_stats(brokers);
   const auto& services = stats["services"];
   if (target == "/readyz") {
     // Ready when some broker answers and, across the connected brokers, every service has a

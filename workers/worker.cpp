@@ -32,7 +32,8 @@ struct Worker::Link {
 
   const std::size_t index;
   const std::string endpoint;
-  std::atomic<bool> alive{false};  // the broker answers
+  std::atomic<bool> alive{false};       // the broker answers
+  std::atomic<bool> ever_alive{false};  // it has answered at least once
   // Link-thread state.
   Clock::time_point last_seen{};
   Clock::time_point next_heartbeat{};
@@ -63,6 +64,7 @@ void Worker::stop_links() {
 }
 
 void Worker::start() {
+  started_ = Clock::now();
   io_thread_ = std::thread([this] { io_.run(); });
   for (auto& link : links_) link->zmq.start();
   std::string brokers;
@@ -72,11 +74,15 @@ void Worker::start() {
 }
 
 std::uint32_t Worker::share_for(const Link& link) const {
-  // This link counts as live: a READY it sends is what makes its broker answer.
+  // A broker counts if it answers, if it has not answered yet but the worker has only just
+  // started (so the first READYs do not each carry the whole capacity), and always for the link
+  // asking: a READY it sends is what makes its broker answer.
+  const bool starting = Clock::now() < started_ + options_.heartbeat_interval * options_.liveness;
   std::size_t live = 0;
   std::size_t rank = 0;
   for (const auto& l : links_) {
-    if (l.get() != &link && !l->alive.load()) continue;
+    const bool counts = l.get() == &link || l->alive.load() || (starting && !l->ever_alive.load());
+    if (!counts) continue;
     ++live;
     if (l->index < link.index) ++rank;
   }
@@ -85,9 +91,9 @@ std::uint32_t Worker::share_for(const Link& link) const {
 
 void Worker::send_ready(Link& link) {
   protocol::Frames frames;
-  link.advertised = share_for(link);
-  protocol::add_ready(frames, service_.name, link.advertised, options_.worker_id);
-  link.zmq.send_now(frames);
+  const auto share = share_for(link);
+  protocol::add_ready(frames, service_.name, share, options_.worker_id);
+  if (link.zmq.send_now(frames)) link.advertised = share;
   if (draining_.load()) {
     protocol::Frames drain;
     protocol::add_header(drain, Command::kDrain);
@@ -102,7 +108,10 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
     spdlog::warn("malformed message from broker {} dropped", link.endpoint);
     return;
   }
-  if (!link.alive.exchange(true)) spdlog::info("broker {} reachable", link.endpoint);
+  if (!link.alive.exchange(true)) {
+    link.ever_alive.store(true);
+    spdlog::info("broker {} reachable", link.endpoint);
+  }
   switch (command) {
     case Command::kRequest: {
       protocol::RequestHeader header;
@@ -139,18 +148,27 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
 
 asio::awaitable<void> Worker::run_request(std::size_t link, protocol::CorrelationId id,
                                           zmq::message_t envelope) {
+  co_await acquire_slot();
   RequestEnvelope request;
   ReplyEnvelope result;
-  if (const auto ec = decode(protocol::view(envelope), request)) {
-    result = make_error_reply(ErrorKind::kBadRequest, service_.name,
-                              "invalid request envelope: " + ec.message(), id);
-  } else if (request.id != id) {
-    result = make_error_reply(ErrorKind::kBadRequest, service_.name,
-                              "envelope id does not match its frame", id);
-  } else {
-    envelope = zmq::message_t();  // free the request buffer before the upstream call
-    result = co_await forwarder_.forward(std::move(request));
+  try {
+    if (const auto ec = decode(protocol::view(envelope), request)) {
+      result = make_error_reply(ErrorKind::kBadRequest, service_.name,
+                                "invalid request envelope: " + ec.message(), id);
+    } else if (request.id != id) {
+      result = make_error_reply(ErrorKind::kBadRequest, service_.name,
+                                "envelope id does not match its frame", id);
+    } else {
+      envelope = zmq::message_t();  // free the request buffer before the upstream call
+      result = co_await forwarder_.forward(std::move(request));
+    }
+  } catch (const std::exception& e) {
+    // Whatever went wrong, the request is answered and its slot and credit come back.
+    spdlog::error("request failed with exception: {}", e.what());
+    result = make_error_reply(ErrorKind::kBadResponse, service_.name,
+                              std::string("worker error: ") + e.what(), id);
   }
+  release_slot();
   result.id = id;
   result.worker_id = options_.worker_id;
   reply(link, id, result);
@@ -167,6 +185,28 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
     status_json_ = status.dump();
   }
   in_flight_.fetch_sub(1);
+}
+
+asio::awaitable<void> Worker::acquire_slot() {
+  if (running_ < service_.worker_concurrency) {
+    ++running_;
+    co_return;
+  }
+  asio::steady_timer wake(io_, asio::steady_timer::time_point::max());
+  waiting_.push_back(&wake);
+  boost::system::error_code ec;
+  co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  // release_slot() handed its slot to this request: running_ is unchanged.
+}
+
+void Worker::release_slot() {
+  if (!waiting_.empty()) {
+    auto* next = waiting_.front();
+    waiting_.pop_front();
+    next->cancel();
+    return;
+  }
+  --running_;
 }
 
 void Worker::reply(std::size_t link, const protocol::CorrelationId& id,

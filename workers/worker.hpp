@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <deque>
 #include <memory>
 #include <string>
 #include <vector>
@@ -55,6 +56,10 @@ class Worker {
   asio::awaitable<void> run_request(std::size_t link, protocol::CorrelationId id,
                                     zmq::message_t envelope);
   void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply);
+  // At most worker_concurrency requests run at once (io thread only). Brokers may together hold
+  // a little more credit than that while shares move between them; the excess waits here.
+  asio::awaitable<void> acquire_slot();
+  void release_slot();
   void stop_links();
 
   WorkerOptions options_;
@@ -67,6 +72,9 @@ class Worker {
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
   std::string status_json_;  // published from the io thread, read on the link threads
+  std::chrono::steady_clock::time_point started_{};
+  std::uint32_t running_ = 0;                // io thread only
+  std::deque<asio::steady_timer*> waiting_;  // io thread only
   std::mutex status_mutex_;
 };
 

@@ -335,9 +335,10 @@ TEST(GatewayBrokerLoss, PendingAndNewRequestsGet503PromptlyAndTheGatewayRecovers
 // A broker that hangs keeps its TCP connection open: only the missed heartbeats reveal it.
 TEST(GatewayBrokerLoss, FrozenBrokerIsDetectedByHeartbeatAndRecoversWhenItResumes) {
   TestUpstream upstream;
-  upstream.script("/hang", {Step::respond(200, "late").after(10s)});
+  upstream.script("/hang", {Step::respond(200, "late").after(2500ms)});
   TopologyOptions options;
   options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
+  options.worker_args = {"--concurrency", "1"};  // /hang holds the worker; /queued must wait
   Topology topology(options);
   ASSERT_TRUE(topology.wait_ready()) << topology.logs();
   const auto port = topology.gateway_port();
@@ -346,13 +347,27 @@ TEST(GatewayBrokerLoss, FrozenBrokerIsDetectedByHeartbeatAndRecoversWhenItResume
     return http_request(port, "GET", "/rule-engine/hang", {}, {}, 8s);
   });
   ASSERT_TRUE(upstream.wait_for_hits("/hang", 1, 5s));
+  auto queued = std::async(std::launch::async, [&] {
+    return http_request(port, "POST", "/rule-engine/queued", {}, "once", 8s);
+  });
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto s = nlohmann::json::parse(topology.get("/services").body, nullptr, false);
+        return s.is_object() && s["services"]["rule-engine"].value("queue_depth", 0) == 1;
+      },
+      5s, 10ms));
   ASSERT_FALSE(topology.broker().signal(SIGSTOP));
   const auto stopped_at = Clock::now();
   const auto r = pending.get();
   const auto detect_ms = ms_since(stopped_at);
+  const auto q = queued.get();
   topology.broker().signal(SIGCONT);  // before any assertion can return early
   expect_error(r, 503, "BROKER_UNAVAILABLE");
+  expect_error(q, 503, "BROKER_UNAVAILABLE");
   EXPECT_LT(detect_ms, 1000.0);
+  // The client was told 503: the POST the broker had queued must not run once it wakes up,
+  // even after /hang finishes and frees the worker.
+  EXPECT_FALSE(upstream.wait_for_hits("/queued", 1, 3s)) << topology.logs();
   std::cerr << "[measure] frozen broker (SIGSTOP): pending request answered 503 after " << detect_ms
             << " ms (heartbeat 0.1 s x liveness 4)\n";
 

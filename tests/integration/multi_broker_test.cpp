@@ -160,6 +160,56 @@ TEST(MultiBroker, LoadIsSharedAndLosingABrokerLosesNoRetrySafeRequest) {
   if (HasFailure()) std::cerr << topology.logs();
 }
 
+TEST(MultiBroker, AWorkerNeverRunsMoreThanItsCapacityAcrossBrokers) {
+  // Capacity 1 over two brokers: each broker must get a credit of 1, so together they may send
+  // the worker two requests at once. The second waits in the worker, not at the upstream.
+  TestUpstream upstream;
+  upstream.set_default(Step::echo().after(1500ms));
+  TopologyOptions options;
+  options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
+  options.brokers = 2;
+  options.worker_args = {"--concurrency", "1"};
+  Topology topology(options);
+  ASSERT_TRUE(topology.wait_ready()) << topology.logs();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        return capacity_by_broker(services(topology)) ==
+               std::map<std::string, int>{{"test-broker-1", 1}, {"test-broker-2", 1}};
+      },
+      10s, 20ms))
+      << services(topology).dump(2);
+
+  std::vector<HttpResult> results(2);
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 2; ++i) {
+    clients.emplace_back([&, i] {
+      results[i] = http_request(topology.gateway_port(), "GET",
+                                "/rule-engine/one/" + std::to_string(i), {}, {}, 10s);
+    });
+  }
+  struct Join {
+    std::vector<std::thread>& threads;
+    ~Join() {
+      for (auto& t : threads) t.join();
+    }
+  } join{clients};
+  ASSERT_TRUE(upstream.wait_for_requests(1, 5s));
+  // Both brokers dispatched (each had a credit), but the upstream sees one request at a time.
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto s = services(topology);
+        return s.is_object() && s["services"]["rule-engine"]["in_flight"] == 2;
+      },
+      5s, 20ms))
+      << services(topology).dump(2);
+  EXPECT_FALSE(upstream.wait_for_requests(2, 500ms)) << "the worker ran two requests at once";
+  ASSERT_TRUE(upstream.wait_for_requests(2, 5s));
+  for (auto& t : clients) t.join();
+  clients.clear();
+  for (const auto& r : results) EXPECT_EQ(r.status, 200u) << r.body;
+  if (HasFailure()) std::cerr << topology.logs();
+}
+
 TEST(MultiBroker, BadBrokerListStopsStartupNamingTheSetting) {
   const std::vector<std::pair<const char*, std::vector<std::string>>> cases = {
       {COURIER_GATEWAY_BIN, {"--listen", "127.0.0.1:0", "--broker", "tcp://127.0.0.1:1,,"}},

@@ -549,13 +549,25 @@ TEST_F(DispatcherTest, MalformedMessagesAreCountedAndDroppedOnBothSides) {
 TEST_F(DispatcherTest, RequestReusingACorrelationIdInFlightIsDropped) {
   ready("w1", 2);
   request("g1", 1);
-  request("g2", 1);
+  request("g1", 1);
   EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
   EXPECT_TRUE(out_.gateway.empty());
   EXPECT_EQ(counters().duplicate_requests, 1u);
   reply("w1", 1);
   EXPECT_EQ(replies_to("g1").size(), 1u);
-  EXPECT_TRUE(replies_to("g2").empty());
+}
+
+TEST_F(DispatcherTest, AnIdResentOverANewConnectionTakesTheReplyWithIt) {
+  // The gateway lost its connection (new routing id) and sent the request again: it is not run
+  // twice, and its one reply goes where the gateway now listens.
+  ready("w1", 2);
+  request("g1", 1);
+  request("g1-reconnected", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  EXPECT_EQ(counters().rerouted_requests, 1u);
+  reply("w1", 1);
+  EXPECT_TRUE(replies_to("g1").empty());
+  EXPECT_EQ(replies_to("g1-reconnected").size(), 1u);
 }
 
 TEST_F(DispatcherTest, ShutdownAnswersQueuedWithBrokerUnavailableAndRefusesNewRequests) {
@@ -620,9 +632,10 @@ TEST_F(DispatcherTest, StatsReportServicesWorkersAndCounters) {
   EXPECT_EQ(stats["counters"]["requests"], 4);
   EXPECT_EQ(stats["counters"]["dispatched"], 4);
   EXPECT_EQ(stats["counters"]["replies"], 1);
-  for (const char* k : {"requeued", "worker_lost", "expired", "rejected_overloaded",
-                        "rejected_no_workers", "malformed", "late_replies", "duplicate_requests",
-                        "unroutable", "gateway_gone_drops", "orphans", "workers_lost"}) {
+  for (const char* k :
+       {"requeued", "worker_lost", "expired", "rejected_overloaded", "rejected_no_workers",
+        "malformed", "late_replies", "duplicate_requests", "rerouted_requests", "unroutable",
+        "gateway_gone_drops", "orphans", "workers_lost"}) {
     EXPECT_TRUE(stats["counters"].contains(k)) << k;
   }
   const auto& echo = stats["services"]["echo"];

@@ -148,7 +148,9 @@ TEST(Config, EndpointListsAreCheckedAndNameTheSetting) {
             std::vector<std::string>{"tcp://127.0.0.1:5555"});
   EXPECT_EQ(parse_endpoints("--broker", " tcp://a:1 , ipc:///run/b "),
             (std::vector<std::string>{"tcp://a:1", "ipc:///run/b"}));
-  for (const char* bad : {"", "a:1", "tcp://a:1,", "tcp://", "http://a:1", "tcp://a:1,tcp://a:1"}) {
+  for (const char* bad :
+       {"", "a:1", "tcp://a:1,", "tcp://", "http://a:1", "tcp://a:1,tcp://a:1", "tcp://host",
+        "tcp://:1", "tcp://a:0", "tcp://a:65536", "tcp://a:x", "ipc://"}) {
     try {
       parse_endpoints("--broker (gateway.broker)", bad);
       ADD_FAILURE() << "accepted '" << bad << "'";

@@ -22,7 +22,9 @@ const char* kBrokerStats = R"({
               "counters": {}}
   }})";
 
-nlohmann::json stats(const char* text) { return nlohmann::json::parse(text, nullptr, false); }
+std::vector<BrokerStatus> one_broker(const char* stats) {
+  return {{"tcp://b1:5555", true, 0, stats}};
+}
 
 TEST(PrometheusTextReader, RejectsBrokenText) {
   EXPECT_FALSE(pt::parse("a 1\n").error.size());
@@ -43,7 +45,7 @@ TEST(GatewayMetrics, RendersValidTextWithRequestsAndLatency) {
   s.in_flight = 5;
   s.connections = 7;
   s.broker_connected = true;
-  const auto text = m.render(s, nlohmann::json());
+  const auto text = m.render(s, {});
   const auto parsed = pt::parse(text);
   ASSERT_EQ(parsed.error, "") << text;
   EXPECT_EQ(parsed.types.at("courier_gateway_requests_total"), "counter");
@@ -67,7 +69,7 @@ TEST(GatewayMetrics, RendersValidTextWithRequestsAndLatency) {
 
 TEST(GatewayMetrics, TurnsBrokerStatsIntoPerServiceSeries) {
   GatewayMetrics m;
-  const auto text = m.render({}, stats(kBrokerStats));
+  const auto text = m.render({}, one_broker(kBrokerStats));
   const auto parsed = pt::parse(text);
   ASSERT_EQ(parsed.error, "") << text;
   EXPECT_EQ(parsed.value("courier_broker_workers", {{"service", "rule-engine"}}), 2);
@@ -81,12 +83,31 @@ TEST(GatewayMetrics, TurnsBrokerStatsIntoPerServiceSeries) {
   EXPECT_EQ(parsed.value("courier_broker_events_total", {{"event", "expired"}}), 1);
   EXPECT_EQ(parsed.value("courier_broker_gateways"), 2);
   EXPECT_EQ(parsed.value("courier_gateway_broker_connected"), 0);
+  EXPECT_EQ(parsed.value("courier_broker_workers", {{"broker", "tcp://b1:5555"}}), 2);
+  EXPECT_EQ(parsed.value("courier_gateway_broker_up", {{"broker", "tcp://b1:5555"}}), 1);
+}
+
+TEST(GatewayMetrics, EachBrokerHasItsOwnSeriesAndALostOneOnlyItsUpGauge) {
+  GatewayMetrics m;
+  const std::vector<BrokerStatus> brokers = {{"tcp://b1:5555", true, 0, kBrokerStats},
+                                             {"tcp://b2:5555", true, 0, kBrokerStats},
+                                             {"tcp://b3:5555", false, 0, ""}};
+  const auto text = m.render({}, brokers);
+  const auto parsed = pt::parse(text);
+  ASSERT_EQ(parsed.error, "") << text;
+  for (const char* b : {"tcp://b1:5555", "tcp://b2:5555"}) {
+    EXPECT_EQ(parsed.value("courier_broker_events_total", {{"broker", b}, {"event", "requests"}}),
+              10);
+    EXPECT_EQ(parsed.value("courier_gateway_broker_up", {{"broker", b}}), 1);
+  }
+  EXPECT_EQ(parsed.value("courier_gateway_broker_up", {{"broker", "tcp://b3:5555"}}), 0);
+  EXPECT_FALSE(parsed.value("courier_broker_workers", {{"broker", "tcp://b3:5555"}}));
 }
 
 TEST(GatewayMetrics, MalformedOrMissingBrokerStatsAddNothing) {
   GatewayMetrics m;
   for (const char* text : {"", "not json", "[]", R"({"services": 3})"}) {
-    const auto parsed = pt::parse(m.render({}, stats(text)));
+    const auto parsed = pt::parse(m.render({}, one_broker(text)));
     EXPECT_EQ(parsed.error, "") << text;
     EXPECT_FALSE(parsed.value("courier_broker_workers")) << text;
   }
@@ -94,8 +115,8 @@ TEST(GatewayMetrics, MalformedOrMissingBrokerStatsAddNothing) {
 
 TEST(GatewayMetrics, RenderingTwiceDoesNotDoubleBrokerCounters) {
   GatewayMetrics m;
-  m.render({}, stats(kBrokerStats));
-  const auto parsed = pt::parse(m.render({}, stats(kBrokerStats)));
+  m.render({}, one_broker(kBrokerStats));
+  const auto parsed = pt::parse(m.render({}, one_broker(kBrokerStats)));
   EXPECT_EQ(parsed.value("courier_broker_events_total", {{"event", "requests"}}), 10);
 }
 

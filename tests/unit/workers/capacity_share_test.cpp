@@ -14,7 +14,7 @@ std::uint32_t total_over(std::uint32_t capacity, std::size_t brokers) {
 
 TEST(CapacityShare, OneBrokerGetsEverything) {
   EXPECT_EQ(capacity_share(256, 1, 0), 256u);
-  EXPECT_EQ(capacity_share(256, 0, 0), 256u);  // nobody live yet: the first READY carries all
+  EXPECT_EQ(capacity_share(256, 0, 0), 256u);  // defensive: no broker counted at all
 }
 
 TEST(CapacityShare, SharesAddUpToTheCapacity) {
