@@ -83,12 +83,7 @@ bool control_shape_ok(Command command, std::size_t frames) {
 
 }  // namespace
 
-Now Now::current() {
-  return {Clock::now(),
-          static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                         std::chrono::system_clock::now().time_since_epoch())
-                                         .count())};
-}
+Now Now::current() { return {Clock::now(), protocol::unix_ms_now()}; }
 
 Dispatcher::Dispatcher(DispatcherOptions options, Outbox& outbox)
     : options_(std::move(options)), outbox_(outbox), requests_(std::make_unique<RequestMap>()) {}

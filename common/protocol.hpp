@@ -3,6 +3,7 @@
 #pragma once
 
 #include <array>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -35,5 +36,13 @@ inline constexpr std::size_t kMaxBrokerIdSize = 128;
 
 // Envelope format version, element 0 of every msgpack envelope.
 inline constexpr std::uint8_t kEnvelopeVersion = 1;
+
+// Now as Unix epoch milliseconds: the clock request deadlines are written in, since they travel
+// between processes.
+inline std::uint64_t unix_ms_now() {
+  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch())
+                                        .count());
+}
 
 }  // namespace courier::protocol

@@ -24,17 +24,18 @@ protocol::CorrelationId id_of(const std::string& key) {
   return id;
 }
 
+protocol::Frames request_frames(const protocol::RequestHeader& header, zmq::message_t envelope) {
+  protocol::Frames frames;
+  frames.reserve(7);
+  protocol::add_request(frames, header, std::move(envelope));
+  return frames;
+}
+
 BrokerResult local_error(const std::string& service, const std::string& detail,
                          const protocol::CorrelationId& id) {
   BrokerResult r;
   r.local = make_error_reply(ErrorKind::kBrokerUnavailable, service, detail, id);
   return r;
-}
-
-std::uint64_t wall_ms() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
 }
 
 // The services a STATS snapshot shows live workers for.
@@ -160,10 +161,7 @@ void BrokerClient::submit(const protocol::RequestHeader& header, zmq::message_t 
     done(local_error(service, "broker not connected", header.id));
     return;
   }
-  protocol::Frames frames;
-  frames.reserve(7);
-  protocol::add_request(frames, header, std::move(envelope));
-  link->zmq.post(std::move(frames));
+  link->zmq.post(request_frames(header, std::move(envelope)));
 }
 
 bool BrokerClient::cancel(const protocol::CorrelationId& id) {
@@ -253,7 +251,7 @@ void BrokerClient::on_connection_event(Link& link, int event) {
 void BrokerClient::link_lost(Link& link, const std::string& detail) {
   std::vector<std::pair<Link*, protocol::Frames>> resend;
   std::vector<std::pair<std::string, Pending>> failed;
-  const auto now_ms = wall_ms();
+  const auto now_ms = protocol::unix_ms_now();
   {
     std::lock_guard lock(mutex_);
     link.stats.clear();
@@ -281,10 +279,7 @@ void BrokerClient::link_lost(Link& link, const std::string& detail) {
       header.id = id_of(it->first);
       header.deadline_ms = p.deadline_ms;
       header.flags = p.flags;
-      protocol::Frames frames;
-      frames.reserve(7);
-      protocol::add_request(frames, header, std::move(shared));
-      resend.emplace_back(other, std::move(frames));
+      resend.emplace_back(other, request_frames(header, std::move(shared)));
       ++it;
     }
   }

@@ -10,11 +10,6 @@ namespace {
 
 using nlohmann::json;
 
-double number(const json& j, const char* key) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
-}
-
 void add_numbers(json& into, const json& from) {
   if (!from.is_object()) return;
   for (const auto& [name, value] : from.items()) {
@@ -31,6 +26,11 @@ void integral(json& j) {
 }
 
 }  // namespace
+
+double json_number(const json& j, const char* key) {
+  const auto it = j.find(key);
+  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
+}
 
 json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
   json list = json::array();
@@ -50,7 +50,7 @@ json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
     entry["id"] = id;
     entry["gateways"] = stats.value("gateways", 0);
     entry["counters"] = stats.value("counters", json::object());
-    gateways = std::max(gateways, number(stats, "gateways"));
+    gateways = std::max(gateways, json_number(stats, "gateways"));
     if (const auto it = stats.find("counters"); it != stats.end()) add_numbers(counters, *it);
     const auto svcs = stats.find("services");
     if (svcs != stats.end() && svcs->is_object()) {
@@ -68,7 +68,7 @@ json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
                  {"counters", json::object()}};
         }
         for (const char* k : {"capacity", "in_flight", "queue_depth", "max_queue"}) {
-          out[k] = out[k].get<std::int64_t>() + static_cast<std::int64_t>(number(s, k));
+          out[k] = out[k].get<std::int64_t>() + static_cast<std::int64_t>(json_number(s, k));
         }
         const auto circuit = s.value("circuit", std::string("unknown"));
         const auto seen = out["circuit"].get<std::string>();

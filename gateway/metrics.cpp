@@ -5,6 +5,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "gateway/broker_view.hpp"
+
 namespace courier::gateway {
 
 namespace {
@@ -13,11 +15,6 @@ const prometheus::Histogram::BucketBoundaries& latency_buckets() {
   static const prometheus::Histogram::BucketBoundaries kBuckets = {
       0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60};
   return kBuckets;
-}
-
-double number(const nlohmann::json& j, const char* key) {
-  const auto it = j.find(key);
-  return it != j.end() && it->is_number() ? it->get<double>() : 0.0;
 }
 
 // Counters the broker reports are monotonic totals: exposed as counters set to the total.
@@ -70,7 +67,7 @@ void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerSt
     if (!b.connected || b.stats_json.empty()) continue;
     const auto stats = nlohmann::json::parse(b.stats_json, nullptr, false);
     if (!stats.is_object()) continue;
-    gateways.Add(base).Set(number(stats, "gateways"));
+    gateways.Add(base).Set(json_number(stats, "gateways"));
     if (const auto it = stats.find("counters"); it != stats.end()) {
       add_counters(broker_events, *it, base);
     }
@@ -80,7 +77,7 @@ void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerSt
       if (!entry.is_object()) continue;
       auto labels = base;
       labels["service"] = service;
-      for (const auto& g : gauges) g.family.Add(labels).Set(number(entry, g.key));
+      for (const auto& g : gauges) g.family.Add(labels).Set(json_number(entry, g.key));
       if (const auto it = entry.find("counters"); it != entry.end()) {
         add_counters(service_events, *it, labels);
       }

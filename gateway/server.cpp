@@ -29,12 +29,6 @@ struct Server::Exchange {
 
 namespace {
 
-std::uint64_t wall_ms() {
-  return static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                        std::chrono::system_clock::now().time_since_epoch())
-                                        .count());
-}
-
 void log_exception(std::exception_ptr e, const char* what) {
   if (!e) return;
   try {
@@ -250,15 +244,14 @@ asio::awaitable<Server::ReadResult> Server::read_request(
   co_return ReadResult::closed();  // closed, timed out, or reset: nobody to answer
 }
 
-std::optional<Server::ReadResult> Server::check_head(
-    const http::request<http::string_body>& head) const {
+std::optional<Server::ReadResult> Server::check_head(const HttpRequest& head) const {
   const auto target = head.target();
   if (is_local_endpoint(head.method(), target)) return std::nullopt;
   // Credentials first, as for a request without Expect: strangers learn nothing of the routes.
   if (auth_.enabled()) {
-    auto result = auth_.check(head[http::field::authorization], head["X-API-Key"],
-                              std::chrono::system_clock::now());
-    if (!result.ok) return ReadResult::rejected(ErrorKind::kUnauthorized, result.reason);
+    if (auto result = check_credentials(head); !result.ok) {
+      return ReadResult::rejected(ErrorKind::kUnauthorized, result.reason);
+    }
   }
   const auto route_result = route(target);
   if (!route_result || !settings_.find(route_result->service)) {
@@ -272,9 +265,7 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, ReadResult failu
                                      const std::string& client) {
   counters_.bad_requests.fetch_add(1);
   auto res = error_response(static_cast<int>(failure.kind), "", failure.detail, nullptr, "");
-  if (failure.kind == ErrorKind::kUnauthorized && auth_.accepts_bearer()) {
-    res.set(http::field::www_authenticate, "Bearer");
-  }
+  if (failure.kind == ErrorKind::kUnauthorized) add_challenge(res);
   res.keep_alive(false);
   metrics_.observe("none", res.result_int(), std::chrono::duration<double>(0));
   spdlog::info("access client={} status={} error=\"{}\"", client, res.result_int(), failure.detail);
@@ -322,18 +313,25 @@ asio::awaitable<void> Server::handle(Exchange& ex) {
   co_await forward(ex);
 }
 
+AuthResult Server::check_credentials(const HttpRequest& req) const {
+  return auth_.check(req[http::field::authorization], req["X-API-Key"],
+                     std::chrono::system_clock::now());
+}
+
+void Server::add_challenge(HttpResponse& res) const {
+  if (auth_.accepts_bearer()) res.set(http::field::www_authenticate, "Bearer");
+}
+
 bool Server::authenticate(Exchange& ex) {
   if (!auth_.enabled()) return true;
-  const auto& req = ex.request;
-  auto result = auth_.check(req[http::field::authorization], req["X-API-Key"],
-                            std::chrono::system_clock::now());
+  auto result = check_credentials(ex.request);
   if (result.ok) {
     ex.subject = std::move(result.subject);
     return true;
   }
-  ex.response =
-      error_response(static_cast<int>(ErrorKind::kUnauthorized), "", result.reason, &req, "");
-  if (auth_.accepts_bearer()) ex.response.set(http::field::www_authenticate, "Bearer");
+  ex.response = error_response(static_cast<int>(ErrorKind::kUnauthorized), "", result.reason,
+                               &ex.request, "");
+  add_challenge(ex.response);
   return false;
 }
 
@@ -460,7 +458,7 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   // The upstream sees the id we settled on, whatever the client sent.
   std::erase_if(envelope.headers, [](const Header& h) { return iequals(h.name, "x-request-id"); });
   envelope.body = std::move(ex.request.body());
-  envelope.deadline_ms = wall_ms() + static_cast<std::uint64_t>(budget->count());
+  envelope.deadline_ms = protocol::unix_ms_now() + static_cast<std::uint64_t>(budget->count());
   envelope.request_id = ex.request_id;
 
   protocol::RequestHeader header;

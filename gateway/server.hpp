@@ -16,6 +16,7 @@
 #include "gateway/auth.hpp"
 #include "gateway/broker_client.hpp"
 #include "gateway/metrics.hpp"
+#include "gateway/request_mapper.hpp"
 #include "gateway/service_stats.hpp"
 
 namespace courier::gateway {
@@ -67,13 +68,15 @@ class Server {
   struct ReadResult;
   asio::awaitable<ReadResult> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                            http::request_parser<http::string_body>& parser);
-  std::optional<ReadResult> check_head(const http::request<http::string_body>& head) const;
+  std::optional<ReadResult> check_head(const HttpRequest& head) const;
   asio::awaitable<void> reject(beast::tcp_stream& stream, ReadResult failure,
                                const std::string& client);
   struct Exchange;
   asio::awaitable<void> handle(Exchange& ex);
   asio::awaitable<void> forward(Exchange& ex);
   bool authenticate(Exchange& ex);
+  AuthResult check_credentials(const HttpRequest& req) const;
+  void add_challenge(HttpResponse& res) const;  // WWW-Authenticate, when bearer tokens count
   void local_endpoint(Exchange& ex);
   void record(const Exchange& ex);
 

@@ -38,6 +38,13 @@ std::string random_bytes(std::size_t n, unsigned seed) {
   return out;
 }
 
+// The head of a POST that waits for 100 Continue before sending its `length`-byte body.
+std::string expect_continue_head(const std::string& target, std::size_t length,
+                                 const std::string& extra_headers = "") {
+  return "POST " + target + " HTTP/1.1\r\nHost: x\r\n" + extra_headers +
+         "Expect: 100-continue\r\nContent-Length: " + std::to_string(length) + "\r\n\r\n";
+}
+
 constexpr std::size_t kMaxBody = 6u << 20;
 
 class GatewayTest : public ::testing::Test {
@@ -157,9 +164,7 @@ TEST_F(GatewayTest, ChunkedRequestBodyIsReassembled) {
 TEST_F(GatewayTest, ExpectContinueGets100ThenTheResponse) {
   TestHttpConnection conn;
   ASSERT_FALSE(conn.connect(port()));
-  ASSERT_FALSE(
-      conn.send_raw("POST /rule-engine/expect HTTP/1.1\r\nHost: x\r\n"
-                    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  ASSERT_FALSE(conn.send_raw(expect_continue_head("/rule-engine/expect", 5)));
   const auto interim = conn.receive(3s);
   ASSERT_TRUE(interim.ok()) << interim.error.message();
   EXPECT_EQ(interim.status, 100u);
@@ -173,19 +178,14 @@ TEST_F(GatewayTest, ExpectContinueGets100ThenTheResponse) {
 TEST_F(GatewayTest, ExpectContinueOverTheBodyLimitIs413WithoutContinue) {
   TestHttpConnection conn;
   ASSERT_FALSE(conn.connect(port()));
-  ASSERT_FALSE(
-      conn.send_raw("POST /rule-engine/expect HTTP/1.1\r\nHost: x\r\n"
-                    "Expect: 100-continue\r\nContent-Length: " +
-                    std::to_string(kMaxBody + 1) + "\r\n\r\n"));
+  ASSERT_FALSE(conn.send_raw(expect_continue_head("/rule-engine/expect", kMaxBody + 1)));
   expect_error(conn.receive(3s), 413, "PAYLOAD_TOO_LARGE");
 }
 
 TEST_F(GatewayTest, ExpectContinueToAnUnknownServiceIs404WithoutContinue) {
   TestHttpConnection conn;
   ASSERT_FALSE(conn.connect(port()));
-  ASSERT_FALSE(
-      conn.send_raw("POST /no-such-service/x HTTP/1.1\r\nHost: x\r\n"
-                    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  ASSERT_FALSE(conn.send_raw(expect_continue_head("/no-such-service/x", 5)));
   expect_error(conn.receive(3s), 404, "UNKNOWN_SERVICE");
 }
 
@@ -484,9 +484,7 @@ TEST_F(GatewayAuthTest, ExpectContinueWithoutCredentialsIs401WithoutContinue) {
   const auto before = upstream_->request_count();
   TestHttpConnection conn;
   ASSERT_FALSE(conn.connect(topology_->gateway_port()));
-  ASSERT_FALSE(
-      conn.send_raw("POST /rule-engine/upload HTTP/1.1\r\nHost: x\r\n"
-                    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+  ASSERT_FALSE(conn.send_raw(expect_continue_head("/rule-engine/upload", 5)));
   const auto r = conn.receive(3s);
   expect_error(r, 401, "UNAUTHORIZED");
   EXPECT_EQ(r.header("WWW-Authenticate"), "Bearer");
@@ -497,8 +495,7 @@ TEST_F(GatewayAuthTest, ExpectContinueWithAValidKeyGets100) {
   TestHttpConnection conn;
   ASSERT_FALSE(conn.connect(topology_->gateway_port()));
   ASSERT_FALSE(
-      conn.send_raw("POST /rule-engine/upload HTTP/1.1\r\nHost: x\r\nX-API-Key: key-for-ops\r\n"
-                    "Expect: 100-continue\r\nContent-Length: 5\r\n\r\n"));
+      conn.send_raw(expect_continue_head("/rule-engine/upload", 5, "X-API-Key: key-for-ops\r\n")));
   const auto interim = conn.receive(3s);
   ASSERT_TRUE(interim.ok()) << interim.error.message();
   EXPECT_EQ(interim.status, 100u);

@@ -139,12 +139,17 @@ class BrokerClientTest : public ::testing::Test {
     });
   }
 
+  static protocol::CorrelationId id_for(std::uint64_t n) {
+    protocol::CorrelationId id{};
+    for (int i = 0; i < 8; ++i) id[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
+    return id;
+  }
+
   std::uint64_t next_id_ = 1;
   std::shared_ptr<Outcome> submit(BrokerClient& client, bool retry_safe) {
     protocol::RequestHeader header;
     header.service = "svc";
-    const auto n = next_id_++;
-    for (int i = 0; i < 8; ++i) header.id[15 - i] = static_cast<std::uint8_t>(n >> (8 * i));
+    header.id = id_for(next_id_++);
     header.deadline_ms =
         static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
                                        (std::chrono::system_clock::now() + 60s).time_since_epoch())
@@ -226,8 +231,7 @@ TEST_F(BrokerClientTest, ALostBrokersRetrySafeRequestsMoveAndTheOthersGet503) {
   for (int i = 0; i < 20; ++i) {
     const bool safe = i % 2 == 0;
     auto o = submit(client, safe);
-    protocol::CorrelationId id{};
-    for (int k = 0; k < 8; ++k) id[15 - k] = static_cast<std::uint8_t>((next_id_ - 1) >> (8 * k));
+    const auto id = id_for(next_id_ - 1);
     by_id[std::string(id.begin(), id.end())] = {o, safe};
   }
   ASSERT_TRUE(pump_until({&a, &b}, [&] { return a.requests.size() + b.requests.size() == 20; }));
