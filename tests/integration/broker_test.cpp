@@ -31,6 +31,8 @@ TEST(BrokerWorkerLoss, KilledWorkersRequestsAreRequeuedOrAnsweredWorkerLost) {
   topology.start_worker("rule-engine");
   topology.start_gateway();
   ASSERT_TRUE(topology.wait_ready()) << topology.logs();
+  // Both rule-engine workers must hold capacity before the load, or the victim holds nothing.
+  ASSERT_TRUE(topology.wait_workers("rule-engine", 2)) << topology.logs();
 
   constexpr int kEach = 20;
   std::mutex mutex;

@@ -51,6 +51,7 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
   for (int i = 0; i < 3; ++i) topology.start_worker("rule-engine");
   topology.start_gateway();
   ASSERT_TRUE(topology.wait_ready()) << topology.logs();
+  ASSERT_TRUE(topology.wait_workers("rule-engine", 3)) << topology.logs();
 
   constexpr auto kDuration = 24s;
   constexpr int kClients = 6;

@@ -1,6 +1,7 @@
 #include "tests/integration/topology.hpp"
 
 #include <cctype>
+#include <nlohmann/json.hpp>
 
 namespace courier::testing {
 
@@ -99,6 +100,20 @@ bool Topology::wait_ready(std::chrono::milliseconds timeout) {
         const auto r =
             http_request(gateway_port_, "GET", "/readyz", {}, {}, std::chrono::milliseconds(500));
         return r.ok() && r.status == 200;
+      },
+      timeout, std::chrono::milliseconds(20));
+}
+
+bool Topology::wait_workers(const std::string& service, int count,
+                            std::chrono::milliseconds timeout) {
+  return wait_until(
+      [&] {
+        const auto r = get("/services", {}, std::chrono::milliseconds(500));
+        if (!r.ok() || r.status != 200) return false;
+        const auto j = nlohmann::json::parse(r.body, nullptr, false);
+        if (j.is_discarded()) return false;
+        const auto& s = j["services"];
+        return s.contains(service) && s[service].value("workers", 0) >= count;
       },
       timeout, std::chrono::milliseconds(20));
 }

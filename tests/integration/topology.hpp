@@ -34,6 +34,10 @@ class Topology {
   void start_gateway();
   // Waits until /readyz answers 200 (broker connected, a worker for every configured service).
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(15));
+  // Waits until the gateway's /services counts at least `count` workers for `service`. Readiness
+  // needs only one per service; a test that relies on several being registered waits for them.
+  bool wait_workers(const std::string& service, int count,
+                    std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
   std::uint16_t gateway_port() const { return gateway_port_; }
   // Every broker's endpoints, comma-separated (what --broker takes).
