@@ -42,13 +42,24 @@ struct Dispatcher::Request {
   std::uint64_t deadline_ms = 0;
   Clock::time_point deadline;
   std::uint8_t flags = 0;
-  zmq::message_t envelope;   // shares the received buffer (refcounted), kept for requeue
+  zmq::message_t envelope;   // kept for requeue; see own_envelope()
   Worker* worker = nullptr;  // null while queued
   Clock::time_point enqueued;
   int dispatches = 0;
 };
 
 namespace {
+
+// libzmq receives into 8 KiB batch buffers and hands out messages that point into them; a buffer
+// is freed only when its last message is. A request is held for its whole run (seconds, for a
+// slow service), so a small envelope kept as received can pin a whole batch buffer: at a few
+// messages per read, several KiB per request in flight. A small envelope is therefore copied
+// into its own allocation; a large one already has its own and is kept as is.
+zmq::message_t own_envelope(zmq::message_t received) {
+  constexpr std::size_t kCopyUpTo = 8 * 1024;
+  if (received.size() > kCopyUpTo) return received;
+  return zmq::message_t(received.data(), received.size());
+}
 
 constexpr std::size_t kMaxServices = 1024;
 
@@ -244,7 +255,7 @@ void Dispatcher::handle_request(const Identity& gateway, Frames& frames, const N
   request.deadline_ms = header.deadline_ms;
   request.deadline = deadline;
   request.flags = header.flags;
-  request.envelope = std::move(frames[1 + protocol::kEnvelopeIndex]);
+  request.envelope = own_envelope(std::move(frames[1 + protocol::kEnvelopeIndex]));
   request.enqueued = now.steady;
   requests_->emplace(key, std::move(request));
   svc.queue.push_back(std::move(key));

@@ -175,7 +175,8 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
     // Between requests the client may idle; once a request starts it must arrive promptly.
     if (!first && buffer.size() == 0) {
       stream.expires_after(options_.idle_timeout);
-      const auto n = co_await stream.async_read_some(buffer.prepare(4096),
+      // 1 KiB holds a typical request head; a longer one grows the buffer as it is read.
+      const auto n = co_await stream.async_read_some(buffer.prepare(1024),
                                                      asio::redirect_error(asio::use_awaitable, ec));
       if (ec) break;
       buffer.commit(n);
@@ -194,6 +195,9 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
     ex.client = client;
     ex.start = Clock::now();
     ex.request = parser.release();
+    // While the request is away (up to a minute for a slow service) its connection holds no read
+    // buffer; bytes of a pipelined next request keep it.
+    if (buffer.size() == 0) buffer.shrink_to_fit();
     // Counted until the response is written, so a graceful stop waits for the bytes too.
     counters_.in_flight.fetch_add(1);
     co_await handle(ex);

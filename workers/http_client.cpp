@@ -16,9 +16,10 @@ struct ConnectionPool::Connection {
 namespace {
 
 constexpr std::uint64_t kBodyLimit = std::uint64_t{256} << 20;
-// 4 KiB: 16 reads for a 64 KiB body instead of 128, at a memory cost that stays small with
-// thousands of connections in flight (the buffer lives as long as its pooled connection).
-constexpr std::size_t kReadBufferSize = 4 * 1024;
+// The buffer for reading a body: 16 reads for a 64 KiB body instead of 128 with Beast's 512-byte
+// default. It is taken only once a head announces a body still to come, and given back after the
+// exchange, so the thousands of requests waiting on a slow upstream hold 512 bytes each, not 4 KiB.
+constexpr std::size_t kBodyReadBufferSize = 4 * 1024;
 constexpr std::uint32_t kHeaderLimit = 64u << 10;
 
 struct Exchange {
@@ -46,9 +47,6 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
     co_return exchange;
   }
 
-  // Beast sizes each read by the buffer's spare capacity (512 bytes at first); the parser drains
-  // the buffer as it goes, so without room up front a 64 KiB body took 128 reads of 512 bytes.
-  if (buffer.capacity() < kReadBufferSize) buffer.reserve(kReadBufferSize);
   bool got_bytes = false;
   for (;;) {
     http::response_parser<http::string_body> parser;
@@ -56,8 +54,16 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
     parser.header_limit(kHeaderLimit);
     // A response to HEAD describes a body it does not carry; without this the parser waits for it.
     parser.skip(request.method() == http::verb::head);
-    co_await http::async_read(stream, buffer, parser,
-                              asio::redirect_error(asio::use_awaitable, ec));
+    // The wait for the head (up to the whole upstream latency) reads into Beast's default small
+    // buffer. Beast sizes each read by the buffer's spare capacity and the parser drains the
+    // buffer as it goes, so a body still to come gets room up front.
+    co_await http::async_read_header(stream, buffer, parser,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+    if (!ec && !parser.is_done()) {
+      if (buffer.capacity() < kBodyReadBufferSize) buffer.reserve(kBodyReadBufferSize);
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+    }
     got_bytes = got_bytes || parser.got_some();
     if (ec == beast::error::timeout) co_return failed(FetchOutcome::kTimeout, ec);
     if (ec && !got_bytes) {
@@ -77,6 +83,7 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
     Exchange exchange;
     // HTTP/1.0 keep-alive is rare and fragile; bytes beyond the response mean the framing is off.
     exchange.reusable = parser.keep_alive() && parser.get().version() == 11 && buffer.size() == 0;
+    if (buffer.size() == 0) buffer.shrink_to_fit();  // an idle or waiting connection holds none
     exchange.result.response = parser.release();
     co_return exchange;
   }
