@@ -23,6 +23,7 @@ struct Server::Exchange {
   std::string service;
   std::string request_id;
   std::string subject;  // authenticated caller, when auth is on
+  bool authenticated = false;  // credentials already verified (on the head, for Expect)
   std::uint32_t attempts = 0;
   Clock::time_point start;
 };
@@ -151,11 +152,13 @@ struct Server::ReadResult {
   enum class Outcome { kRequest, kClosed, kRejected } outcome = Outcome::kRequest;
   ErrorKind kind = ErrorKind::kBadRequest;  // when rejected
   std::string detail;
+  // Set when the head's credentials were verified before the body was invited (Expect).
+  std::optional<std::string> subject;
 
   static ReadResult request() { return {}; }
-  static ReadResult closed() { return {Outcome::kClosed, ErrorKind::kBadRequest, {}}; }
+  static ReadResult closed() { return {Outcome::kClosed, ErrorKind::kBadRequest, {}, {}}; }
   static ReadResult rejected(ErrorKind kind, std::string detail) {
-    return {Outcome::kRejected, kind, std::move(detail)};
+    return {Outcome::kRejected, kind, std::move(detail), {}};
   }
 };
 
@@ -195,6 +198,10 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
     ex.client = client;
     ex.start = Clock::now();
     ex.request = parser.release();
+    if (read.subject) {
+      ex.subject = std::move(*read.subject);
+      ex.authenticated = true;
+    }
     // While the request is away (up to a minute for a slow service) its connection holds no read
     // buffer; bytes of a pipelined next request keep it.
     if (buffer.size() == 0) buffer.shrink_to_fit();
@@ -218,6 +225,7 @@ asio::awaitable<Server::ReadResult> Server::read_request(
     beast::tcp_stream& stream, beast::flat_buffer& buffer,
     http::request_parser<http::string_body>& parser) {
   beast::error_code ec;
+  std::optional<std::string> subject;
   stream.expires_after(options_.header_timeout);
   co_await http::async_read_header(stream, buffer, parser,
                                    asio::redirect_error(asio::use_awaitable, ec));
@@ -228,7 +236,7 @@ asio::awaitable<Server::ReadResult> Server::read_request(
       }
       // The client waits for our word before sending the body: refuse now what the head
       // alone condemns (unknown service, bad credentials) rather than invite a body to reject.
-      if (auto refusal = check_head(parser.get())) co_return std::move(*refusal);
+      if (auto refusal = check_head(parser.get(), subject)) co_return std::move(*refusal);
       if (!parser.is_done()) {
         http::response<http::empty_body> cont{http::status::continue_, 11};
         stream.expires_after(options_.body_timeout);
@@ -241,21 +249,26 @@ asio::awaitable<Server::ReadResult> Server::read_request(
     co_await http::async_read(stream, buffer, parser,
                               asio::redirect_error(asio::use_awaitable, ec));
   }
-  if (!ec) co_return ReadResult::request();
+  if (!ec) {
+    auto result = ReadResult::request();
+    result.subject = std::move(subject);
+    co_return result;
+  }
   if (const auto reply = read_error_reply(ec)) {
     co_return ReadResult::rejected(reply->first, reply->second);
   }
   co_return ReadResult::closed();  // closed, timed out, or reset: nobody to answer
 }
 
-std::optional<Server::ReadResult> Server::check_head(const HttpRequest& head) const {
+std::optional<Server::ReadResult> Server::check_head(const HttpRequest& head,
+                                                     std::optional<std::string>& subject) const {
   const auto target = head.target();
   if (is_local_endpoint(head.method(), target)) return std::nullopt;
   // Credentials first, as for a request without Expect: strangers learn nothing of the routes.
   if (auth_.enabled()) {
-    if (auto result = check_credentials(head); !result.ok) {
-      return ReadResult::rejected(ErrorKind::kUnauthorized, result.reason);
-    }
+    auto result = check_credentials(head);
+    if (!result.ok) return ReadResult::rejected(ErrorKind::kUnauthorized, result.reason);
+    subject = std::move(result.subject);  // verified once: the full request is not checked again
   }
   const auto route_result = route(target);
   if (!route_result || !settings_.find(route_result->service)) {
@@ -327,7 +340,7 @@ void Server::add_challenge(HttpResponse& res) const {
 }
 
 bool Server::authenticate(Exchange& ex) {
-  if (!auth_.enabled()) return true;
+  if (!auth_.enabled() || ex.authenticated) return true;
   auto result = check_credentials(ex.request);
   if (result.ok) {
     ex.subject = std::move(result.subject);

@@ -6,6 +6,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -68,7 +69,10 @@ class Server {
   struct ReadResult;
   asio::awaitable<ReadResult> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                            http::request_parser<http::string_body>& parser);
-  std::optional<ReadResult> check_head(const HttpRequest& head) const;
+  // Refuses a head that announced a body (Expect) when its credentials or route are bad; on
+  // success with auth on, `subject` is the verified caller.
+  std::optional<ReadResult> check_head(const HttpRequest& head,
+                                       std::optional<std::string>& subject) const;
   asio::awaitable<void> reject(beast::tcp_stream& stream, ReadResult failure,
                                const std::string& client);
   struct Exchange;

@@ -501,6 +501,10 @@ TEST_F(GatewayAuthTest, ExpectContinueWithAValidKeyGets100) {
   EXPECT_EQ(interim.status, 100u);
   ASSERT_FALSE(conn.send_raw("abcde"));
   EXPECT_EQ(conn.receive().status, 200u);
+  // The credentials verified on the head carry their subject to the upstream with the body.
+  ASSERT_TRUE(upstream_->last_request().has_value());
+  EXPECT_EQ(upstream_->last_request()->header("X-Courier-Subject"), "ops");
+  EXPECT_EQ(upstream_->last_request()->body, "abcde");
 }
 
 TEST_F(GatewayAuthTest, ApiKeyPassesWithItsSubject) {
