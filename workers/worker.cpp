@@ -172,7 +172,17 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
   result.id = id;
   result.worker_id = options_.worker_id;
   reply(link, id, result);
-  {
+  schedule_status();
+  in_flight_.fetch_sub(1);
+}
+
+void Worker::schedule_status() {
+  // Read only by heartbeats, so built once per pass of the io loop, not once per request: under
+  // load many requests finish before the posted job runs.
+  if (status_scheduled_) return;
+  status_scheduled_ = true;
+  asio::post(io_, [this] {
+    status_scheduled_ = false;
     const auto& s = forwarder_.stats();
     nlohmann::json status = {{"circuit", forwarder_.circuit_state()},
                              {"requests", s.requests},
@@ -181,10 +191,10 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
                              {"error_replies", s.error_replies},
                              {"circuit_rejections", s.circuit_rejections},
                              {"budget_rejections", s.budget_rejections}};
+    auto text = status.dump();
     std::lock_guard lock(status_mutex_);
-    status_json_ = status.dump();
-  }
-  in_flight_.fetch_sub(1);
+    status_json_ = std::move(text);
+  });
 }
 
 asio::awaitable<void> Worker::acquire_slot() {

@@ -60,6 +60,8 @@ class Worker {
   // a little more credit than that while shares move between them; the excess waits here.
   asio::awaitable<void> acquire_slot();
   void release_slot();
+  // Rebuilds the status JSON the heartbeats carry, once per pass of the io loop (io thread).
+  void schedule_status();
   void stop_links();
 
   WorkerOptions options_;
@@ -72,6 +74,7 @@ class Worker {
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
   std::string status_json_;  // published from the io thread, read on the link threads
+  bool status_scheduled_ = false;  // io thread only
   std::chrono::steady_clock::time_point started_{};
   std::uint32_t running_ = 0;                // io thread only
   std::deque<asio::steady_timer*> waiting_;  // io thread only
