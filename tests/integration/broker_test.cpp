@@ -38,6 +38,14 @@ TEST(BrokerWorkerLoss, KilledWorkersRequestsAreRequeuedOrAnsweredWorkerLost) {
   std::mutex mutex;
   std::vector<std::pair<std::string, HttpResult>> results;
   std::vector<std::thread> clients;
+  struct Join {  // a failed ASSERT returns with the clients still running
+    std::vector<std::thread>& threads;
+    ~Join() {
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } join{clients};
   for (int i = 0; i < 2 * kEach; ++i) {
     clients.emplace_back([&, i] {
       const std::string method = i % 2 ? "POST" : "GET";

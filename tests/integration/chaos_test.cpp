@@ -60,11 +60,22 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
   std::mutex mutex;
   std::vector<Outcome> outcomes;
   std::vector<std::thread> clients;
+  struct Join {  // a failed ASSERT returns with the clients still running: stop them first
+    std::vector<std::thread>& threads;
+    std::atomic<bool>& stop;
+    ~Join() {
+      stop.store(true);
+      for (auto& t : threads) {
+        if (t.joinable()) t.join();
+      }
+    }
+  } join{clients, stop};
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
       std::uint64_t n = 0;
       while (!stop.load()) {
-        const std::string id = "c" + std::to_string(c) + "-" + std::to_string(n++);
+        std::string id = "c";
+        id += std::to_string(c) + '-' + std::to_string(n++);
         const bool get = n % 2 == 0;
         Outcome o;
         o.method = get ? "GET" : "POST";
@@ -107,7 +118,9 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
       topology.broker().signal(SIGKILL);
       topology.broker().wait_exit(5s);
       topology.start_broker();
-      ASSERT_TRUE(topology.wait_ready(10s)) << topology.logs();
+      ASSERT_TRUE(topology.wait_ready(10s))
+          << (topology.broker().running() ? "" : "the restarted broker exited (port taken?)\n")
+          << topology.logs();
       broker_up = Clock::now();
       broker_restarted = true;
       continue;

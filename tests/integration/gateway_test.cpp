@@ -205,7 +205,7 @@ TEST_F(GatewayTest, StalledHalfSentRequestsDoNotDelayOthersAndAreClosed) {
   const auto normal_ms = ms_since(start);
   ASSERT_TRUE(r.ok()) << r.error.message();
   EXPECT_EQ(r.status, 200u);
-  EXPECT_LT(normal_ms, 500.0);
+  EXPECT_LT(normal_ms, 900.0) << "a stalled connection is closed after 1 s, not served first";
   std::cerr << "[measure] normal request beside 50 stalled ones: " << normal_ms << " ms\n";
 
   // --header-timeout 1: each stalled connection is closed about a second after it connected.
@@ -319,12 +319,14 @@ TEST(GatewayBrokerLoss, PendingAndNewRequestsGet503PromptlyAndTheGatewayRecovers
 
   const auto start = Clock::now();
   expect_error(topology.get("/rule-engine/new"), 503, "BROKER_UNAVAILABLE");
-  EXPECT_LT(ms_since(start), 200.0);
+  EXPECT_LT(ms_since(start), 1000.0) << "at once, not at the request's deadline";
   EXPECT_EQ(topology.get("/readyz").status, 503u);
 
   topology.start_broker();  // same ports
   const auto restarted_at = Clock::now();
-  ASSERT_TRUE(topology.wait_ready(15s)) << topology.logs();
+  ASSERT_TRUE(topology.wait_ready(15s))
+      << (topology.broker().running() ? "" : "the restarted broker exited (port taken?)\n")
+      << topology.logs();
   std::cerr << "[measure] /readyz 200 again " << ms_since(restarted_at)
             << " ms after the broker restarted\n";
   const auto after = topology.get("/rule-engine/again");
@@ -335,7 +337,9 @@ TEST(GatewayBrokerLoss, PendingAndNewRequestsGet503PromptlyAndTheGatewayRecovers
 // A broker that hangs keeps its TCP connection open: only the missed heartbeats reveal it.
 TEST(GatewayBrokerLoss, FrozenBrokerIsDetectedByHeartbeatAndRecoversWhenItResumes) {
   TestUpstream upstream;
-  upstream.script("/hang", {Step::respond(200, "late").after(2500ms)});
+  // /hang holds the worker until well after the broker has been frozen, detected and resumed
+  // and has expired the gateway's old connection, however slowly the steps below run.
+  upstream.script("/hang", {Step::respond(200, "late").after(5s)});
   TopologyOptions options;
   options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
   options.worker_args = {"--concurrency", "1"};  // /hang holds the worker; /queued must wait
@@ -347,6 +351,7 @@ TEST(GatewayBrokerLoss, FrozenBrokerIsDetectedByHeartbeatAndRecoversWhenItResume
     return http_request(port, "GET", "/rule-engine/hang", {}, {}, 8s);
   });
   ASSERT_TRUE(upstream.wait_for_hits("/hang", 1, 5s));
+  const auto hang_seen = Clock::now();
   auto queued = std::async(std::launch::async, [&] {
     return http_request(port, "POST", "/rule-engine/queued", {}, "once", 8s);
   });
@@ -366,8 +371,11 @@ TEST(GatewayBrokerLoss, FrozenBrokerIsDetectedByHeartbeatAndRecoversWhenItResume
   expect_error(q, 503, "BROKER_UNAVAILABLE");
   EXPECT_LT(detect_ms, 1000.0);
   // The client was told 503: the POST the broker had queued must not run once it wakes up,
-  // even after /hang finishes and frees the worker.
-  EXPECT_FALSE(upstream.wait_for_hits("/queued", 1, 3s)) << topology.logs();
+  // even after /hang finishes (5 s after it arrived) and frees the worker.
+  EXPECT_FALSE(upstream.wait_for_hits(
+      "/queued", 1,
+      std::chrono::duration_cast<std::chrono::milliseconds>(hang_seen + 6500ms - Clock::now())))
+      << topology.logs();
   std::cerr << "[measure] frozen broker (SIGSTOP): pending request answered 503 after " << detect_ms
             << " ms (heartbeat 0.1 s x liveness 4)\n";
 

@@ -77,7 +77,9 @@ TEST(MultiBroker, LoadIsSharedAndLosingABrokerLosesNoRetrySafeRequest) {
 
   // Slow requests in flight through both brokers (within the capacity of 32); then broker 1
   // dies.
-  upstream.set_default(Step::echo().after(2s));
+  // Long enough that all of them are still at the upstream when the broker dies, even when
+  // starting 24 clients is slow.
+  upstream.set_default(Step::echo().after(3s));
   constexpr int kGets = 16, kPosts = 8;
   const auto before = upstream.request_count();
   std::mutex mutex;
@@ -164,7 +166,7 @@ TEST(MultiBroker, AWorkerNeverRunsMoreThanItsCapacityAcrossBrokers) {
   // Capacity 1 over two brokers: each broker must get a credit of 1, so together they may send
   // the worker two requests at once. The second waits in the worker, not at the upstream.
   TestUpstream upstream;
-  upstream.set_default(Step::echo().after(1500ms));
+  upstream.set_default(Step::echo().after(4s));
   TopologyOptions options;
   options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
   options.brokers = 2;
@@ -184,7 +186,7 @@ TEST(MultiBroker, AWorkerNeverRunsMoreThanItsCapacityAcrossBrokers) {
   for (int i = 0; i < 2; ++i) {
     clients.emplace_back([&, i] {
       results[i] = http_request(topology.gateway_port(), "GET",
-                                "/rule-engine/one/" + std::to_string(i), {}, {}, 10s);
+                                "/rule-engine/one/" + std::to_string(i), {}, {}, 15s);
     });
   }
   struct Join {
@@ -194,6 +196,7 @@ TEST(MultiBroker, AWorkerNeverRunsMoreThanItsCapacityAcrossBrokers) {
     }
   } join{clients};
   ASSERT_TRUE(upstream.wait_for_requests(1, 5s));
+  const auto first_seen = std::chrono::steady_clock::now();
   // Both brokers dispatched (each had a credit), but the upstream sees one request at a time.
   ASSERT_TRUE(wait_until(
       [&] {
@@ -202,8 +205,14 @@ TEST(MultiBroker, AWorkerNeverRunsMoreThanItsCapacityAcrossBrokers) {
       },
       5s, 20ms))
       << services(topology).dump(2);
-  EXPECT_FALSE(upstream.wait_for_requests(2, 500ms)) << "the worker ran two requests at once";
-  ASSERT_TRUE(upstream.wait_for_requests(2, 5s));
+  // Until the first request is answered (4 s after it arrived) a second one at the upstream
+  // means the worker ran two at once. Watch for 1 s of that time, as the poll above allows.
+  const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+      first_seen + 3500ms - std::chrono::steady_clock::now());
+  ASSERT_GT(left.count(), 200) << "too slow to observe the worker";
+  EXPECT_FALSE(upstream.wait_for_requests(2, std::min(left, std::chrono::milliseconds(1000))))
+      << "the worker ran two requests at once";
+  ASSERT_TRUE(upstream.wait_for_requests(2, 8s));
   for (auto& t : clients) t.join();
   clients.clear();
   for (const auto& r : results) EXPECT_EQ(r.status, 200u) << r.body;

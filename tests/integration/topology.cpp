@@ -43,7 +43,10 @@ std::string endpoint(std::uint16_t port) { return "tcp://127.0.0.1:" + std::to_s
 
 std::string endpoints(const std::vector<std::uint16_t>& ports) {
   std::string out;
-  for (auto port : ports) out += (out.empty() ? "" : ",") + endpoint(port);
+  for (auto port : ports) {
+    if (!out.empty()) out += ',';
+    out += endpoint(port);
+  }
   return out;
 }
 

@@ -194,7 +194,8 @@ TEST_F(WorkerRetryTest, HeadReplyKeepsUpstreamContentLength) {
 // --- failures that need their own configuration ------------------------------------------------
 
 TEST(WorkerFailure, RefusedConnectionBecomes503JsonAfterRetriesWithinBoundedTime) {
-  const auto closed_url = "http://127.0.0.1:" + std::to_string(free_tcp_port());
+  const ReservedPort closed;  // bound, never listening: connections are refused
+  const auto closed_url = "http://127.0.0.1:" + std::to_string(closed.port());
   auto topology = start_ready(options_for(closed_url));
   for (const std::string method : {"GET", "POST"}) {
     SCOPED_TRACE(method);
@@ -307,7 +308,9 @@ TEST(WorkerAuth, BearerModeReplacesClientAuthorizationWithSecretFromEnv) {
 TEST(WorkerLifecycle, SigtermDrainsHundredInFlightRequestsAndExitsZero) {
   constexpr int kRequests = 100;
   TestUpstream upstream;
-  upstream.set_default(Step::echo().after(1s));
+  // Long enough that all 100 are at the upstream together even when starting them is slow (a
+  // loaded machine, sanitizers); far below the worker's drain timeout (30 s).
+  upstream.set_default(Step::echo().after(4s));
   auto options = options_for(upstream.url());
   options.start = false;
   Topology topology(options);
@@ -324,7 +327,7 @@ TEST(WorkerLifecycle, SigtermDrainsHundredInFlightRequestsAndExitsZero) {
   for (int i = 0; i < kRequests; ++i) {
     clients.emplace_back([&, i] {
       results[i] = http_request(topology.gateway_port(), "GET",
-                                "/rule-engine/drain/" + std::to_string(i), {}, {}, 15s);
+                                "/rule-engine/drain/" + std::to_string(i), {}, {}, 20s);
       answered[i] = SteadyClock::now();
     });
   }

@@ -41,6 +41,21 @@ std::error_code make_error_code(ClientError e);
 // prefer servers that bind port 0 themselves (TestUpstream does) when the binary allows it.
 std::uint16_t free_tcp_port();
 
+// A loopback port held bound but never listening, for as long as the object lives: connections
+// to it are refused, and no other process can take it meanwhile (unlike free_tcp_port()).
+class ReservedPort {
+ public:
+  ReservedPort();
+  ~ReservedPort();
+  ReservedPort(const ReservedPort&) = delete;
+  ReservedPort& operator=(const ReservedPort&) = delete;
+  std::uint16_t port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  std::uint16_t port_ = 0;
+};
+
 // Calls `condition` every `poll_interval` until it returns true (-> true) or `timeout` passes
 // (-> false; the condition is checked one last time at the deadline).
 bool wait_until(const std::function<bool()>& condition, std::chrono::milliseconds timeout,
