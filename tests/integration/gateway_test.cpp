@@ -9,8 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <random>
 
-#include "tests/integration/topology.hpp"
-#include "tests/support/test_upstream.hpp"
+#include "tests/integration/shared_topology.hpp"
 #include "tests/unit/gateway/prometheus_text.hpp"
 
 namespace courier::testing {
@@ -47,28 +46,11 @@ std::string expect_continue_head(const std::string& target, std::size_t length,
 
 constexpr std::size_t kMaxBody = 6u << 20;
 
-class GatewayTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    upstream_ = new TestUpstream();
-    TopologyOptions options;
-    options.upstreams = {{"rule-engine", upstream_->url()}, {"ai-gm", upstream_->url()}};
+class GatewayTest : public SharedTopologyTest<GatewayTest> {
+ public:
+  static void configure(TopologyOptions& options) {
     options.gateway_args = {"--max-body", std::to_string(kMaxBody), "--header-timeout", "1"};
-    topology_ = new Topology(options);
-    ASSERT_TRUE(topology_->wait_ready()) << topology_->logs();
   }
-  static void TearDownTestSuite() {
-    delete topology_;
-    delete upstream_;
-  }
-  void SetUp() override { upstream_->clear_scripts(); }
-  void TearDown() override {
-    if (HasFailure()) std::cerr << topology_->logs();
-  }
-
-  static std::uint16_t port() { return topology_->gateway_port(); }
-  static inline TestUpstream* upstream_ = nullptr;
-  static inline Topology* topology_ = nullptr;
 };
 
 // --- limits ------------------------------------------------------------------------------
@@ -432,29 +414,17 @@ constexpr const char* kOtherSecretToken =
     "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiJhbGljZSIsImV4cCI6NDEwMjQ0NDgwMH0."
     "CSabxqsooOnv77sEt0SOO6d37TWkH5ZT3MKuutyEIhs";
 
-class GatewayAuthTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    upstream_ = new TestUpstream();
-    TopologyOptions options;
-    options.upstreams = {{"rule-engine", upstream_->url()}, {"ai-gm", upstream_->url()}};
+class GatewayAuthTest : public SharedTopologyTest<GatewayAuthTest> {
+ public:
+  static void configure(TopologyOptions& options) {
     options.env = {{"COURIER_AUTH_JWT_SECRET", kSecret},
                    {"COURIER_AUTH_API_KEYS", "ops:key-for-ops"}};
-    topology_ = new Topology(options);
-    ASSERT_TRUE(topology_->wait_ready()) << topology_->logs();
   }
-  static void TearDownTestSuite() {
-    delete topology_;
-    delete upstream_;
-  }
-  void TearDown() override {
-    if (HasFailure()) std::cerr << topology_->logs();
-  }
+
+ protected:
   static HttpResult get(const HeaderList& headers) {
     return topology_->get("/rule-engine/private", headers);
   }
-  static inline TestUpstream* upstream_ = nullptr;
-  static inline Topology* topology_ = nullptr;
 };
 
 TEST_F(GatewayAuthTest, ValidTokenPassesAndItsSubjectReachesTheWorker) {

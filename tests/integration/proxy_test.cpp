@@ -4,36 +4,18 @@
 
 #include <nlohmann/json.hpp>
 
-#include "tests/integration/topology.hpp"
-#include "tests/support/test_upstream.hpp"
+#include "tests/integration/shared_topology.hpp"
 
 namespace courier::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-class ProxyTest : public ::testing::Test {
- protected:
-  static void SetUpTestSuite() {
-    upstream_ = new TestUpstream();
-    TopologyOptions options;
-    options.upstreams = {{"rule-engine", upstream_->url()}, {"ai-gm", upstream_->url()}};
+class ProxyTest : public SharedTopologyTest<ProxyTest> {
+ public:
+  static void configure(TopologyOptions& options) {
     options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"}, {"PROXY_RETRY_MAX_WAIT", "0.05"}};
-    topology_ = new Topology(options);
-    ASSERT_TRUE(topology_->wait_ready()) << topology_->logs();
   }
-  static void TearDownTestSuite() {
-    delete topology_;
-    delete upstream_;
-  }
-  void SetUp() override { upstream_->clear_scripts(); }
-  void TearDown() override {
-    if (HasFailure()) std::cerr << topology_->logs();
-  }
-
-  static std::uint16_t port() { return topology_->gateway_port(); }
-  static inline TestUpstream* upstream_ = nullptr;
-  static inline Topology* topology_ = nullptr;
 };
 
 std::string binary_body(const std::string& tag) {

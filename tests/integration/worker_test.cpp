@@ -8,8 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "tests/integration/topology.hpp"
-#include "tests/support/test_upstream.hpp"
+#include "tests/integration/shared_topology.hpp"
 
 namespace courier::testing {
 namespace {
@@ -68,29 +67,16 @@ std::string circuit_state(const Topology& topology, const std::string& service) 
 
 // --- retries and connection reuse against one shared topology ---------------------------------
 
-class WorkerRetryTest : public ::testing::Test {
+class WorkerRetryTest : public SharedTopologyTest<WorkerRetryTest> {
+ public:
+  static void configure(TopologyOptions& options) { options.env = worker_env(); }
+
  protected:
-  static void SetUpTestSuite() {
-    upstream_ = new TestUpstream();
-    topology_ = new Topology(options_for(upstream_->url()));
-    ASSERT_TRUE(topology_->wait_ready()) << topology_->logs();
-  }
-  static void TearDownTestSuite() {
-    delete topology_;
-    delete upstream_;
-  }
   void SetUp() override {
-    upstream_->clear_scripts();
+    SharedTopologyTest::SetUp();
     upstream_->set_idle_close(0ms);
     upstream_->set_close_after_response(false);
   }
-  void TearDown() override {
-    if (HasFailure()) std::cerr << topology_->logs();
-  }
-
-  static std::uint16_t port() { return topology_->gateway_port(); }
-  static inline TestUpstream* upstream_ = nullptr;
-  static inline Topology* topology_ = nullptr;
 };
 
 TEST_F(WorkerRetryTest, RetriesGatewayErrorsUntilUpstreamSucceedsOnThirdAttempt) {
