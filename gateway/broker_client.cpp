@@ -39,10 +39,8 @@ BrokerResult local_error(const std::string& service, const std::string& detail,
 }
 
 // The services a STATS snapshot shows live workers for.
-std::vector<std::string> served_services(const std::string& stats_text) {
+std::vector<std::string> served_services(const nlohmann::json& stats) {
   std::vector<std::string> out;
-  const auto stats = nlohmann::json::parse(stats_text, nullptr, false);
-  if (!stats.is_object()) return out;
   const auto services = stats.find("services");
   if (services == stats.end() || !services->is_object()) return out;
   for (const auto& [name, entry] : services->items()) {
@@ -55,6 +53,12 @@ std::vector<std::string> served_services(const std::string& stats_text) {
 }
 
 }  // namespace
+
+std::shared_ptr<const nlohmann::json> parse_stats(std::string_view text) {
+  auto stats = nlohmann::json::parse(text, nullptr, false);
+  if (!stats.is_object()) return nullptr;
+  return std::make_shared<const nlohmann::json>(std::move(stats));
+}
 
 struct BrokerClient::Link {
   Link(BrokerClient& owner, std::size_t index_, zmq::context_t& context, std::string endpoint_)
@@ -76,7 +80,7 @@ struct BrokerClient::Link {
   Clock::time_point next_stats{};
   // Guarded by the owner's mutex_.
   std::size_t pending = 0;
-  std::string stats;
+  std::shared_ptr<const nlohmann::json> stats;
   std::vector<std::string> served;  // services `stats` shows live workers for
   // Last: its thread calls back into the members above, so it must stop before they go.
   ZmqLink zmq;
@@ -204,10 +208,10 @@ void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
       late_replies_.fetch_add(1, std::memory_order_relaxed);
     }
   } else if (command == Command::kStats && frames.size() == 4) {
-    std::string text(protocol::view(frames[3]));
-    auto served = served_services(text);
+    auto stats = parse_stats(protocol::view(frames[3]));
+    auto served = stats ? served_services(*stats) : std::vector<std::string>{};
     std::lock_guard lock(mutex_);
-    link.stats = std::move(text);
+    link.stats = std::move(stats);
     link.served = std::move(served);
   }
 }
@@ -254,7 +258,7 @@ void BrokerClient::link_lost(Link& link, const std::string& detail) {
   const auto now_ms = protocol::unix_ms_now();
   {
     std::lock_guard lock(mutex_);
-    link.stats.clear();
+    link.stats.reset();
     link.served.clear();
     for (auto it = pending_.begin(); it != pending_.end();) {
       auto& p = it->second;

@@ -13,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -44,8 +45,13 @@ struct BrokerStatus {
   std::string endpoint;
   bool connected = false;
   std::size_t pending = 0;  // requests sent through it and not yet answered
-  std::string stats_json;   // its latest STATS snapshot; empty while not connected
+  // Its latest STATS snapshot, parsed once on arrival and shared by every reader; null while not
+  // connected or when the snapshot was not a JSON object.
+  std::shared_ptr<const nlohmann::json> stats;
 };
+
+// A STATS snapshot as BrokerStatus holds it: null unless `text` is a JSON object.
+std::shared_ptr<const nlohmann::json> parse_stats(std::string_view text);
 
 class BrokerClient {
  public:

@@ -40,12 +40,11 @@ json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
   double gateways = 0;
   for (const auto& b : brokers) {
     json entry = {{"endpoint", b.endpoint}, {"connected", b.connected}, {"pending", b.pending}};
-    const auto stats =
-        b.connected && !b.stats_json.empty() ? json::parse(b.stats_json, nullptr, false) : json();
-    if (!stats.is_object()) {
+    if (!b.connected || !b.stats) {
       list.push_back(std::move(entry));
       continue;
     }
+    const json& stats = *b.stats;
     const auto id = stats.value("broker_id", std::string());
     entry["id"] = id;
     entry["gateways"] = stats.value("gateways", 0);

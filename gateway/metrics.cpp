@@ -64,9 +64,8 @@ void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerSt
   for (const auto& b : brokers) {
     const prometheus::Labels base = {{"broker", b.endpoint}};
     up.Add(base).Set(b.connected ? 1 : 0);
-    if (!b.connected || b.stats_json.empty()) continue;
-    const auto stats = nlohmann::json::parse(b.stats_json, nullptr, false);
-    if (!stats.is_object()) continue;
+    if (!b.connected || !b.stats) continue;
+    const nlohmann::json& stats = *b.stats;
     gateways.Add(base).Set(json_number(stats, "gateways"));
     if (const auto it = stats.find("counters"); it != stats.end()) {
       add_counters(broker_events, *it, base);

@@ -135,7 +135,7 @@ class BrokerClientTest : public ::testing::Test {
     return pump_until(brokers, [&] {
       const auto all = client.brokers();
       return std::all_of(all.begin(), all.end(),
-                         [](const auto& b) { return b.connected && !b.stats_json.empty(); });
+                         [](const auto& b) { return b.connected && b.stats != nullptr; });
     });
   }
 

@@ -19,9 +19,9 @@ const char* kBrokerB = R"({"broker_id":"b","gateways":1,"counters":{"requests":5
     "worker_list":[{"id":"o1","capacity":8,"draining":false}]}}})";
 
 TEST(MergeBrokerStats, AddsUpConnectedBrokersAndCountsEachWorkerOnce) {
-  const auto m = merge_broker_stats({{"tcp://a:1", true, 3, kBrokerA},
-                                     {"tcp://b:1", true, 0, kBrokerB},
-                                     {"tcp://c:1", false, 0, ""}});
+  const auto m = merge_broker_stats({{"tcp://a:1", true, 3, parse_stats(kBrokerA)},
+                                     {"tcp://b:1", true, 0, parse_stats(kBrokerB)},
+                                     {"tcp://c:1", false, 0, nullptr}});
   const auto& svc = m["services"]["svc"];
   EXPECT_EQ(svc["workers"], 2);  // w1 and w2 (live on a), not four
   EXPECT_EQ(svc["capacity"], 8);
@@ -44,17 +44,18 @@ TEST(MergeBrokerStats, AddsUpConnectedBrokersAndCountsEachWorkerOnce) {
 }
 
 TEST(MergeBrokerStats, DisconnectedOrMalformedSnapshotsAddNothing) {
-  const auto m = merge_broker_stats({{"tcp://a:1", false, 0, kBrokerA},
-                                     {"tcp://b:1", true, 0, "not json"},
-                                     {"tcp://c:1", true, 0, R"({"services":[1,2]})"},
-                                     {"tcp://d:1", true, 0, R"({"services":{"svc":3}})"}});
+  const auto m =
+      merge_broker_stats({{"tcp://a:1", false, 0, parse_stats(kBrokerA)},
+                          {"tcp://b:1", true, 0, parse_stats("not json")},
+                          {"tcp://c:1", true, 0, parse_stats(R"({"services":[1,2]})")},
+                          {"tcp://d:1", true, 0, parse_stats(R"({"services":{"svc":3}})")}});
   EXPECT_TRUE(m["services"].empty());
   EXPECT_TRUE(m["counters"].empty());
   EXPECT_EQ(m["brokers"].size(), 4u);
 }
 
 TEST(MergeBrokerStats, OneBrokerReadsAsItself) {
-  const auto m = merge_broker_stats({{"tcp://a:1", true, 0, kBrokerA}});
+  const auto m = merge_broker_stats({{"tcp://a:1", true, 0, parse_stats(kBrokerA)}});
   const auto& svc = m["services"]["svc"];
   EXPECT_EQ(svc["workers"], 2);
   EXPECT_EQ(svc["capacity"], 4);

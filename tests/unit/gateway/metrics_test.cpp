@@ -23,7 +23,7 @@ const char* kBrokerStats = R"({
   }})";
 
 std::vector<BrokerStatus> one_broker(const char* stats) {
-  return {{"tcp://b1:5555", true, 0, stats}};
+  return {{"tcp://b1:5555", true, 0, parse_stats(stats)}};
 }
 
 TEST(PrometheusTextReader, RejectsBrokenText) {
@@ -89,9 +89,9 @@ TEST(GatewayMetrics, TurnsBrokerStatsIntoPerServiceSeries) {
 
 TEST(GatewayMetrics, EachBrokerHasItsOwnSeriesAndALostOneOnlyItsUpGauge) {
   GatewayMetrics m;
-  const std::vector<BrokerStatus> brokers = {{"tcp://b1:5555", true, 0, kBrokerStats},
-                                             {"tcp://b2:5555", true, 0, kBrokerStats},
-                                             {"tcp://b3:5555", false, 0, ""}};
+  const std::vector<BrokerStatus> brokers = {{"tcp://b1:5555", true, 0, parse_stats(kBrokerStats)},
+                                             {"tcp://b2:5555", true, 0, parse_stats(kBrokerStats)},
+                                             {"tcp://b3:5555", false, 0, nullptr}};
   const auto text = m.render({}, brokers);
   const auto parsed = pt::parse(text);
   ASSERT_EQ(parsed.error, "") << text;
