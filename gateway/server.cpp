@@ -22,7 +22,7 @@ struct Server::Exchange {
   std::string client;
   std::string service;
   std::string request_id;
-  std::string subject;  // authenticated caller, when auth is on
+  std::string subject;         // authenticated caller, when auth is on
   bool authenticated = false;  // credentials already verified (on the head, for Expect)
   std::uint32_t attempts = 0;
   Clock::time_point start;

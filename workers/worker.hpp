@@ -73,7 +73,7 @@ class Worker {
   std::thread io_thread_;
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
-  std::string status_json_;  // published from the io thread, read on the link threads
+  std::string status_json_;        // published from the io thread, read on the link threads
   bool status_scheduled_ = false;  // io thread only
   std::chrono::steady_clock::time_point started_{};
   std::uint32_t running_ = 0;                // io thread only
