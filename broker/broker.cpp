@@ -100,6 +100,12 @@ int Broker::run(bool handle_signals) {
   const auto tick =
       std::max(std::chrono::milliseconds(10), options_.dispatcher.heartbeat_interval / 4);
   auto next_tick = Clock::now();
+  // A gap this long between two wake-ups means the broker was not running (SIGSTOP, a paused
+  // container, CPU starvation) for about as long as its peers wait before declaring it lost: one
+  // heartbeat short of it, as the last heartbeat it sent may have been that much older.
+  const auto stall_limit =
+      options_.dispatcher.heartbeat_interval * std::max(1, options_.dispatcher.liveness - 1);
+  auto last_wake = Clock::now();
   std::optional<Clock::time_point> drain_until;
   while (true) {
     if (stop_.load() && !drain_until) {
@@ -126,6 +132,13 @@ int Broker::run(bool handle_signals) {
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
+    const auto woke = Clock::now();
+    if (woke - last_wake > stall_limit) {
+      // Before anything that arrived meanwhile: a reply freeing a worker must not dispatch a
+      // request whose client was already answered.
+      dispatcher_.on_stall(std::chrono::duration_cast<std::chrono::milliseconds>(woke - last_wake));
+    }
+    last_wake = woke;
     if (signal_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) {
       signalfd_siginfo info;
       if (::read(signal_fd, &info, sizeof info) == sizeof info) {

@@ -481,15 +481,34 @@ void Dispatcher::remove_worker(const Identity& id, const char* why, const Now& n
   if (shutting_down_) fail_queued(svc, "broker shutting down");
 }
 
-void Dispatcher::fail_queued(Service& svc, const std::string& detail) {
+std::size_t Dispatcher::fail_queued(Service& svc, const std::string& detail) {
+  std::size_t failed = 0;
   for (const auto& key : svc.queue) {
     const auto r = requests_->find(key);
     if (r == requests_->end() || r->second.worker) continue;
     reply_error(r->second.gateway, r->second.id, static_cast<int>(ErrorKind::kBrokerUnavailable),
                 r->second.service, detail);
     requests_->erase(r);
+    ++failed;
   }
   svc.queue.clear();
+  return failed;
+}
+
+void Dispatcher::on_stall(std::chrono::milliseconds stalled) {
+  const auto detail =
+      "broker stalled for " + std::to_string(stalled.count()) + " ms; the request was not run";
+  std::size_t failed = 0;
+  for (auto& [name, svc] : services_) {
+    const auto n = fail_queued(*svc, detail);
+    svc->counters.stall_drops += n;
+    failed += n;
+  }
+  counters_.stall_drops += failed;
+  spdlog::warn(
+      "broker did not run for {} ms (frozen or starved): its gateways have given up on it; {} "
+      "queued request(s) answered 503 and not run",
+      stalled.count(), failed);
 }
 
 void Dispatcher::fail_in_flight(const std::string& detail) {
@@ -603,6 +622,7 @@ nlohmann::json Dispatcher::stats(const Now& now) const {
                 {"unroutable", c.unroutable},
                 {"gateway_gone_drops", c.gateway_gone_drops},
                 {"orphans", c.orphans},
+                {"stall_drops", c.stall_drops},
                 {"workers_lost", c.workers_lost}};
   };
   json services = json::object();

@@ -64,6 +64,7 @@ struct Counters {
   std::uint64_t unroutable = 0;           // sends refused by a ROUTER socket
   std::uint64_t gateway_gone_drops = 0;   // requests dropped because their gateway vanished
   std::uint64_t orphans = 0;              // in flight far past the deadline, forgotten
+  std::uint64_t stall_drops = 0;          // queued when the broker stalled: 503, never run
   std::uint64_t workers_lost = 0;
 };
 
@@ -78,6 +79,12 @@ class Dispatcher {
   // Heartbeats, liveness, queue expiry, the no-worker grace. Call at least every
   // heartbeat_interval / 2.
   void on_tick(const Now& now);
+  // The broker did not run for `stalled` (frozen, or starved of CPU), long enough that its
+  // gateways have declared it lost and answered or moved every request they sent it. Call before
+  // handling anything received after the stall. What is still queued is answered 503
+  // BROKER_UNAVAILABLE and never dispatched: its client was already told it failed. Requests
+  // already at workers go on; a reply nobody waits for any more is discarded by the gateway.
+  void on_stall(std::chrono::milliseconds stalled);
   // Shutdown: answer everything queued with 503 BROKER_UNAVAILABLE and refuse new requests.
   void begin_shutdown(const Now& now);
   // Shutdown after the drain timeout: answer whatever is still held with 503 BROKER_UNAVAILABLE,
@@ -103,7 +110,8 @@ class Dispatcher {
   void dispatch(Service& svc, const Now& now);
   bool send_to_worker(Worker& worker, Request& request, const Now& now);
   void remove_worker(const Identity& id, const char* why, const Now& now);
-  void fail_queued(Service& svc, const std::string& detail);
+  // Answers what `svc` has queued with 503 BROKER_UNAVAILABLE; returns how many.
+  std::size_t fail_queued(Service& svc, const std::string& detail);
   void reply_error(const Identity& gateway, const protocol::CorrelationId& id, int kind,
                    const std::string& service, const std::string& detail,
                    const char* retry_after = nullptr);

@@ -365,6 +365,14 @@ TEST(GatewayBrokerLoss, FrozenBrokerIsDetectedByHeartbeatAndRecoversWhenItResume
   ASSERT_TRUE(topology.wait_ready(10s)) << topology.logs();
   std::cerr << "[measure] /readyz 200 again " << ms_since(resumed_at)
             << " ms after the broker resumed\n";
+  // On waking, the broker saw its own stall and answered what it had queued, without running it.
+  EXPECT_TRUE(wait_until(
+      [&] {
+        const auto s = nlohmann::json::parse(topology.get("/services").body, nullptr, false);
+        return s.is_object() && s["broker"]["counters"].value("stall_drops", 0) >= 1;
+      },
+      5s, 20ms))
+      << topology.get("/services").body;
   EXPECT_EQ(topology.get("/rule-engine/again").status, 200u);
 }
 

@@ -592,6 +592,29 @@ TEST_F(DispatcherTest, ShutdownAnswersQueuedWithBrokerUnavailableAndRefusesNewRe
   EXPECT_EQ(dispatcher_->in_flight(), 0u);
 }
 
+TEST_F(DispatcherTest, AStallAnswersWhatWasQueuedAndNeverDispatchesIt) {
+  ready("w1", 1);
+  request("g1", 1);  // at the worker
+  request("g1", 2);  // queued behind it
+  ASSERT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  // The broker was frozen past its gateways' patience: they answered request 2 themselves.
+  advance(2'000ms);
+  dispatcher_->on_stall(2'000ms);
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  const auto envelope = decode_reply(replies_to("g1")[0]);
+  EXPECT_EQ(envelope.status, 503);
+  EXPECT_EQ(envelope.error->code, "BROKER_UNAVAILABLE");
+  EXPECT_EQ(counters().stall_drops, 1u);
+  // The worker's reply frees it; what was queued before the stall must not run now.
+  reply("w1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  EXPECT_EQ(replies_to("g1").size(), 2u);
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+  // A request sent after the stall is served as usual.
+  request("g1", 3);
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 3}));
+}
+
 TEST_F(DispatcherTest, WorkerLostDuringShutdownLeavesNoRequestUnanswered) {
   ready("w1", 1);
   request("g1", 1, kSafe);
