@@ -1,168 +1,284 @@
 #include "common/zmq_link.hpp"
 
 #include <spdlog/spdlog.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
-#include <system_error>
+#include <future>
+#include <mutex>
 
 namespace courier {
 
-ZmqLink::ZmqLink(zmq::context_t& context, Options options, Handlers handlers)
-    : context_(context), options_(std::move(options)), handlers_(std::move(handlers)) {
-  wake_fd_ = ::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-  if (wake_fd_ < 0) throw std::system_error(errno, std::generic_category(), "eventfd");
-  open_socket();
-}
+// ZeroMQ's descriptor (ZMQ_FD) only says "something changed", edge-triggered, and any operation on
+// the socket may consume that edge. So: always read until EAGAIN before waiting on it, and after a
+// send check ZMQ_EVENTS and read again if the send made messages visible. The tick re-reads as a
+// safety net.
+struct ZmqLink::Core : std::enable_shared_from_this<Core> {
+  Core(zmq::context_t& context_, asio::io_context& io_, Options options_, Handlers handlers_)
+      : context(context_),
+        io(io_),
+        options(std::move(options_)),
+        handlers(std::move(handlers_)),
+        socket_fd(io_),
+        monitor_fd(io_),
+        ticker(io_) {}
 
-void ZmqLink::open_socket() {
-  socket_ = zmq::socket_t(context_, zmq::socket_type::dealer);
-  socket_.set(zmq::sockopt::sndhwm, options_.high_water_mark);
-  socket_.set(zmq::sockopt::rcvhwm, options_.high_water_mark);
+  zmq::context_t& context;
+  asio::io_context& io;
+  const Options options;
+  const Handlers handlers;
+  zmq::socket_t socket;
+  zmq::socket_t monitor;
+  asio::posix::stream_descriptor socket_fd;
+  asio::posix::stream_descriptor monitor_fd;
+  asio::steady_timer ticker;
+  // io_context state.
+  std::uint64_t generation = 0;  // of the socket: a handler for an older one does nothing
+  bool socket_waiting = false;
+  bool monitor_waiting = false;
+  bool pump_posted = false;
+  protocol::Frames frames;  // receive buffer
+  // Shared with other threads.
+  std::atomic<bool> closed{false};
+  std::mutex close_mutex;
+  std::mutex queue_mutex;
+  std::vector<protocol::Frames> queue;
+  std::vector<protocol::Frames> sending;
+  std::atomic<std::uint64_t> unsent{0};
+
+  void open_socket();
+  void close_socket();
+  void begin();
+  void pump();
+  void schedule_pump();
+  void wait_socket();
+  void wait_monitor();
+  void read_monitor();
+  void drain_queue();
+  bool send_now(protocol::Frames& frames);
+  void arm_ticker();
+  void close();
+};
+
+void ZmqLink::Core::open_socket() {
+  socket = zmq::socket_t(context, zmq::socket_type::dealer);
+  socket.set(zmq::sockopt::sndhwm, options.high_water_mark);
+  socket.set(zmq::sockopt::rcvhwm, options.high_water_mark);
   // Queue only to a live connection: with no broker, a send fails at once and the caller answers
   // 503 instead of the request waiting in a pipe to be delivered long after its deadline.
-  socket_.set(zmq::sockopt::immediate, 1);
-  socket_.set(zmq::sockopt::linger, static_cast<int>(options_.linger.count()));
-  socket_.set(zmq::sockopt::reconnect_ivl, 100);
-  socket_.set(zmq::sockopt::reconnect_ivl_max, 2'000);
-  if (handlers_.on_connection_event) {
+  socket.set(zmq::sockopt::immediate, 1);
+  socket.set(zmq::sockopt::linger, static_cast<int>(options.linger.count()));
+  socket.set(zmq::sockopt::reconnect_ivl, 100);
+  socket.set(zmq::sockopt::reconnect_ivl_max, 2'000);
+  if (handlers.on_connection_event) {
     static std::atomic<std::uint64_t> counter{0};
     const auto address = "inproc://courier-link-monitor-" + std::to_string(counter.fetch_add(1));
-    if (zmq_socket_monitor(socket_.handle(), address.c_str(),
+    if (zmq_socket_monitor(socket.handle(), address.c_str(),
                            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
       throw zmq::error_t();
     }
-    monitor_ = zmq::socket_t(context_, zmq::socket_type::pair);
-    monitor_.connect(address);
+    monitor = zmq::socket_t(context, zmq::socket_type::pair);
+    monitor.connect(address);
+    monitor_fd.assign(monitor.get(zmq::sockopt::fd));
   }
-  socket_.connect(options_.endpoint);
+  socket.connect(options.endpoint);
+  socket_fd.assign(socket.get(zmq::sockopt::fd));
 }
 
-void ZmqLink::close_socket() {
-  if (monitor_) {
-    zmq_socket_monitor(socket_.handle(), nullptr, 0);
-    monitor_.close();
+void ZmqLink::Core::close_socket() {
+  ++generation;
+  socket_waiting = false;
+  monitor_waiting = false;
+  // libzmq owns these descriptors: stop watching them, never close them.
+  if (socket_fd.is_open()) socket_fd.release();
+  if (monitor_fd.is_open()) monitor_fd.release();
+  if (monitor) {
+    zmq_socket_monitor(socket.handle(), nullptr, 0);
+    monitor.close();
   }
-  socket_.close();
+  socket.close();
 }
 
-void ZmqLink::reconnect() {
-  // Nothing queued on the old connection is wanted any more: drop it rather than linger.
-  socket_.set(zmq::sockopt::linger, 0);
-  close_socket();
-  open_socket();
+void ZmqLink::Core::begin() {
+  if (closed.load()) return;
+  arm_ticker();
+  pump();
 }
 
-ZmqLink::~ZmqLink() {
-  stop();
-  if (wake_fd_ >= 0) ::close(wake_fd_);
-}
-
-void ZmqLink::start() {
-  thread_ = std::thread([this] { run(); });
-}
-
-void ZmqLink::stop() {
-  if (stopping_.exchange(true)) {
-    if (thread_.joinable()) thread_.join();
-    return;
-  }
-  const std::uint64_t one = 1;
-  [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-  if (thread_.joinable()) thread_.join();
-}
-
-void ZmqLink::post(protocol::Frames frames) {
-  bool was_empty = false;
-  {
-    std::lock_guard lock(mutex_);
-    was_empty = queue_.empty();
-    queue_.push_back(std::move(frames));
-  }
-  // One wake-up per batch: the link thread swaps the whole queue out at once.
-  if (was_empty) {
-    const std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wake_fd_, &one, sizeof one);
-  }
-}
-
-bool ZmqLink::send_now(protocol::Frames& frames) {
-  bool sent = false;
-  try {
-    sent = zmq::send_multipart(socket_, frames, zmq::send_flags::dontwait).has_value();
-  } catch (const zmq::error_t& e) {
-    spdlog::warn("broker link: send failed: {}", e.what());
-  }
-  if (!sent) {
-    unsent_.fetch_add(1, std::memory_order_relaxed);
-    if (handlers_.on_unsent) handlers_.on_unsent(frames);
-  }
-  return sent;
-}
-
-void ZmqLink::drain_queue() {
-  {
-    std::lock_guard lock(mutex_);
-    sending_.swap(queue_);
-  }
-  for (auto& frames : sending_) send_now(frames);
-  sending_.clear();
-}
-
-void ZmqLink::run() {
-  auto next_tick = Clock::now() + options_.tick;
-  protocol::Frames frames;
-  while (!stopping_.load(std::memory_order_acquire)) {
-    zmq::pollitem_t items[] = {{socket_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, wake_fd_, ZMQ_POLLIN, 0},
-                               {monitor_.handle(), 0, ZMQ_POLLIN, 0}};
-    const auto wait =
-        std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+void ZmqLink::Core::pump() {
+  if (closed.load()) return;
+  if (monitor) read_monitor();
+  // Bounded batches keep sends, timers and other work flowing under a flood of messages.
+  for (int i = 0; i < 1024; ++i) {
+    frames.clear();
+    std::optional<std::size_t> got;
     try {
-      zmq::poll(items, monitor_ ? 3 : 2, std::max(wait, std::chrono::milliseconds(0)));
+      got = zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
-      if (e.num() == ETERM) break;
-      throw;
+      spdlog::warn("broker link: receive failed: {}", e.what());
+      break;
     }
-    if (items[1].revents & ZMQ_POLLIN) {
-      std::uint64_t n;
-      [[maybe_unused]] auto r = ::read(wake_fd_, &n, sizeof n);
+    if (!got) {
+      wait_socket();  // nothing left: only now is waiting on the descriptor safe
+      return;
     }
-    if (monitor_ && (items[2].revents & ZMQ_POLLIN)) read_monitor();
-    drain_queue();
-    // Bounded batches keep sends and ticks flowing under a flood of incoming messages.
-    for (int i = 0; i < 1024; ++i) {
-      frames.clear();
-      const auto got =
-          zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait);
-      if (!got) break;
-      handlers_.on_message(frames);
-    }
-    if (const auto now = Clock::now(); now >= next_tick) {
-      if (handlers_.on_tick) handlers_.on_tick(now);
-      next_tick = now + options_.tick;
-    }
+    handlers.on_message(frames);
+    if (closed.load()) return;
   }
-  drain_queue();
-  close_socket();
+  schedule_pump();
 }
 
-void ZmqLink::read_monitor() {
+void ZmqLink::Core::schedule_pump() {
+  if (pump_posted) return;
+  pump_posted = true;
+  asio::post(io, [self = shared_from_this()] {
+    self->pump_posted = false;
+    self->pump();
+  });
+}
+
+void ZmqLink::Core::wait_socket() {
+  if (socket_waiting) return;
+  socket_waiting = true;
+  socket_fd.async_wait(asio::posix::stream_descriptor::wait_read,
+                       [self = shared_from_this(), gen = generation](const auto& ec) {
+                         if (gen != self->generation) return;
+                         self->socket_waiting = false;
+                         if (!ec) self->pump();
+                       });
+}
+
+void ZmqLink::Core::wait_monitor() {
+  if (monitor_waiting || !monitor) return;
+  monitor_waiting = true;
+  monitor_fd.async_wait(asio::posix::stream_descriptor::wait_read,
+                        [self = shared_from_this(), gen = generation](const auto& ec) {
+                          if (gen != self->generation) return;
+                          self->monitor_waiting = false;
+                          if (!ec) self->pump();
+                        });
+}
+
+void ZmqLink::Core::read_monitor() {
   protocol::Frames event;
-  while (true) {
+  for (;;) {
     event.clear();
-    if (!zmq::recv_multipart(monitor_, std::back_inserter(event), zmq::recv_flags::dontwait)) {
-      return;
+    if (!zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) {
+      break;
     }
     // Frame 0: 16-bit event id and 32-bit value (native byte order); frame 1: the endpoint.
     if (event.size() != 2 || event[0].size() != 6) continue;
     std::uint16_t id = 0;
     std::memcpy(&id, event[0].data(), sizeof id);
-    handlers_.on_connection_event(id);
+    handlers.on_connection_event(id);
+    if (closed.load()) return;
+  }
+  wait_monitor();
+}
+
+bool ZmqLink::Core::send_now(protocol::Frames& message) {
+  bool sent = false;
+  if (!closed.load()) {
+    try {
+      sent = zmq::send_multipart(socket, message, zmq::send_flags::dontwait).has_value();
+      // The send may have consumed the edge that announced incoming messages.
+      if (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) schedule_pump();
+    } catch (const zmq::error_t& e) {
+      spdlog::warn("broker link: send failed: {}", e.what());
+    }
+  }
+  if (!sent) {
+    unsent.fetch_add(1, std::memory_order_relaxed);
+    if (handlers.on_unsent) handlers.on_unsent(message);
+  }
+  return sent;
+}
+
+void ZmqLink::Core::drain_queue() {
+  {
+    std::lock_guard lock(queue_mutex);
+    sending.swap(queue);
+  }
+  for (auto& message : sending) send_now(message);
+  sending.clear();
+}
+
+void ZmqLink::Core::arm_ticker() {
+  ticker.expires_after(options.tick);
+  ticker.async_wait([self = shared_from_this()](const auto& ec) {
+    if (ec || self->closed.load()) return;
+    if (self->handlers.on_tick) self->handlers.on_tick(Clock::now());
+    self->pump();
+    self->arm_ticker();
+  });
+}
+
+void ZmqLink::Core::close() {
+  std::lock_guard lock(close_mutex);
+  if (closed.load()) return;
+  drain_queue();  // what was posted before stop() still goes out (linger flushes it)
+  closed.store(true);
+  ticker.cancel();
+  close_socket();
+}
+
+ZmqLink::ZmqLink(zmq::context_t& context, asio::io_context& io, Options options, Handlers handlers)
+    : core_(std::make_shared<Core>(context, io, std::move(options), std::move(handlers))) {
+  core_->open_socket();
+}
+
+ZmqLink::~ZmqLink() { stop(); }
+
+void ZmqLink::start() {
+  asio::post(core_->io, [core = core_] { core->begin(); });
+}
+
+void ZmqLink::stop() {
+  auto& io = core_->io;
+  if (core_->closed.load()) return;
+  if (io.get_executor().running_in_this_thread() || io.stopped()) {
+    core_->close();
+    return;
+  }
+  auto done = std::make_shared<std::promise<void>>();
+  auto closed = done->get_future();
+  asio::post(io, [core = core_, done] {
+    core->close();
+    done->set_value();
+  });
+  // An io_context stopped before running it runs nothing else either: close here. (Owners stop
+  // their links before their io_context, so no handler of this link can be running then.)
+  while (closed.wait_for(std::chrono::milliseconds(50)) != std::future_status::ready) {
+    if (io.stopped()) {
+      core_->close();
+      return;
+    }
   }
 }
+
+void ZmqLink::post(protocol::Frames frames) {
+  bool was_empty = false;
+  {
+    std::lock_guard lock(core_->queue_mutex);
+    was_empty = core_->queue.empty();
+    core_->queue.push_back(std::move(frames));
+  }
+  // One hand-off per batch: the io_context takes the whole queue at once.
+  if (was_empty) asio::post(core_->io, [core = core_] { core->drain_queue(); });
+}
+
+bool ZmqLink::send_now(protocol::Frames& frames) { return core_->send_now(frames); }
+
+void ZmqLink::reconnect() {
+  // Nothing queued on the old connection is wanted any more: drop it rather than linger.
+  core_->socket.set(zmq::sockopt::linger, 0);
+  core_->close_socket();
+  core_->open_socket();
+  core_->pump();
+  core_->wait_monitor();
+}
+
+std::uint64_t ZmqLink::unsent() const { return core_->unsent.load(std::memory_order_relaxed); }
 
 }  // namespace courier

@@ -1,16 +1,20 @@
-// One ZeroMQ socket owned by one thread that polls it, with a thread-safe send queue.
-// Gateways and workers use it for their DEALER link to a broker; callbacks run on the link thread.
+// One ZeroMQ DEALER socket driven by an Asio io_context (no thread of its own): its descriptor is
+// watched by the io_context's event loop, and callbacks run there. Gateways and workers use it for
+// their link to a broker. A worker runs its links on the io_context that also runs its upstream
+// requests, so a request crosses no thread of ours between the socket and the upstream.
+//
+// The io_context must be run by one thread: a ZeroMQ socket has one owner.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <functional>
-#include <mutex>
+#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/asio.hpp"
 #include "common/frames.hpp"
 
 namespace courier {
@@ -35,46 +39,35 @@ class ZmqLink {
     std::function<void(int event)> on_connection_event;
   };
 
-  ZmqLink(zmq::context_t& context, Options options, Handlers handlers);
+  ZmqLink(zmq::context_t& context, asio::io_context& io, Options options, Handlers handlers);
   ~ZmqLink();
   ZmqLink(const ZmqLink&) = delete;
   ZmqLink& operator=(const ZmqLink&) = delete;
 
+  // Starts watching the socket and ticking. Thread-safe.
   void start();
-  // Sends what is queued, then closes the socket and joins the thread. Idempotent.
+  // Sends what is queued, then closes the socket; no callback runs after it returns. From another
+  // thread it waits for the io_context to do it, so that must be running or stopped (not merely
+  // not started yet). Idempotent.
   void stop();
 
-  // Thread-safe: queues a message for the link thread to send.
+  // Thread-safe: queues a message for the io_context to send.
   void post(protocol::Frames frames);
-  // Link thread only (inside a callback): sends at once; false (and on_unsent) if refused.
+  // io_context thread only (inside a callback): sends at once; false (and on_unsent) if refused.
   bool send_now(protocol::Frames& frames);
 
-  // Link thread only (inside a callback): drops the connection and what is queued on it and
+  // io_context thread only (inside a callback): drops the connection and what is queued on it and
   // connects again with a new socket, so the peer sees a new routing id. For a peer that went
   // silent: whatever it still holds for the old id can no longer reach us.
   void reconnect();
 
-  std::uint64_t unsent() const { return unsent_.load(std::memory_order_relaxed); }
+  std::uint64_t unsent() const;
 
  private:
-  void run();
-  void open_socket();
-  void close_socket();
-  void drain_queue();
-  void read_monitor();
-
-  zmq::context_t& context_;
-  Options options_;
-  Handlers handlers_;
-  zmq::socket_t socket_;
-  zmq::socket_t monitor_;
-  int wake_fd_ = -1;
-  std::mutex mutex_;
-  std::vector<protocol::Frames> queue_;
-  std::vector<protocol::Frames> sending_;
-  std::atomic<bool> stopping_{false};
-  std::atomic<std::uint64_t> unsent_{0};
-  std::thread thread_;
+  struct Core;
+  // Shared with the handlers the io_context holds, so that one still queued after stop() finds a
+  // closed core instead of a destroyed one.
+  std::shared_ptr<Core> core_;
 };
 
 }  // namespace courier

@@ -64,7 +64,7 @@ struct BrokerClient::Link {
   Link(BrokerClient& owner, std::size_t index_, zmq::context_t& context, std::string endpoint_)
       : index(index_),
         endpoint(std::move(endpoint_)),
-        zmq(context, ZmqLink::Options{endpoint, std::chrono::milliseconds(20)},
+        zmq(context, owner.io_, ZmqLink::Options{endpoint, std::chrono::milliseconds(20)},
             ZmqLink::Handlers{
                 [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
                 [&owner, this](auto now) { owner.on_tick(*this, now); },
@@ -74,7 +74,7 @@ struct BrokerClient::Link {
   const std::size_t index;
   const std::string endpoint;
   std::atomic<bool> connected{false};
-  // Link-thread state.
+  // Link-thread state (the client's io_ thread).
   Clock::time_point last_seen{};
   Clock::time_point next_heartbeat{};
   Clock::time_point next_stats{};
@@ -82,12 +82,12 @@ struct BrokerClient::Link {
   std::size_t pending = 0;
   std::shared_ptr<const nlohmann::json> stats;
   std::vector<std::string> served;  // services `stats` shows live workers for
-  // Last: its thread calls back into the members above, so it must stop before they go.
+  // Last: it calls back into the members above, so it must stop before they go.
   ZmqLink zmq;
 };
 
 BrokerClient::BrokerClient(zmq::context_t& context, BrokerClientOptions options)
-    : options_(std::move(options)) {
+    : options_(std::move(options)), work_(io_.get_executor()) {
   for (const auto& endpoint : options_.endpoints) {
     links_.push_back(std::make_unique<Link>(*this, links_.size(), context, endpoint));
   }
@@ -97,13 +97,18 @@ BrokerClient::~BrokerClient() { stop(); }
 
 void BrokerClient::start() {
   for (auto& link : links_) link->zmq.start();
+  thread_ = std::thread([this] { io_.run(); });
 }
 
 void BrokerClient::stop() {
+  if (!thread_.joinable()) io_.stop();  // never started: the links close on this thread
   for (auto& link : links_) {
     link->zmq.stop();
     link->connected.store(false);  // a submit from now on is answered at once
   }
+  work_.reset();
+  io_.stop();
+  if (thread_.joinable()) thread_.join();
   fail_all("gateway shutting down");
 }
 

@@ -16,6 +16,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 #include <zmq.hpp>
@@ -100,6 +101,10 @@ class BrokerClient {
   Link* choose(std::string_view service, const Link* except = nullptr);
 
   BrokerClientOptions options_;
+  // One thread runs every broker link (their sockets, heartbeats and reply hand-off).
+  asio::io_context io_;
+  asio::executor_work_guard<asio::io_context::executor_type> work_;
+  std::thread thread_;
   std::vector<std::unique_ptr<Link>> links_;
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Pending> pending_;  // correlation id bytes -> request

@@ -24,7 +24,7 @@ struct Worker::Link {
   Link(Worker& owner, std::size_t index_, zmq::context_t& context, std::string endpoint_)
       : index(index_),
         endpoint(std::move(endpoint_)),
-        zmq(context, ZmqLink::Options{endpoint, std::chrono::milliseconds(20)},
+        zmq(context, owner.io_, ZmqLink::Options{endpoint, std::chrono::milliseconds(20)},
             ZmqLink::Handlers{
                 [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
                 [&owner, this](auto now) { owner.on_tick(*this, now); }, nullptr,
@@ -34,11 +34,11 @@ struct Worker::Link {
   const std::string endpoint;
   std::atomic<bool> alive{false};       // the broker answers
   std::atomic<bool> ever_alive{false};  // it has answered at least once
-  // Link-thread state.
+  // io-thread state.
   Clock::time_point last_seen{};
   Clock::time_point next_heartbeat{};
   std::uint32_t advertised = 0;  // the capacity the last READY carried
-  // Last: its thread calls back into the members above, so it must stop before they go.
+  // Last: it calls back into the members above, so it must stop before they go.
   ZmqLink zmq;
 };
 
@@ -53,6 +53,7 @@ Worker::Worker(zmq::context_t& context, WorkerOptions options, ServiceConfig ser
 }
 
 Worker::~Worker() {
+  if (!io_thread_.joinable()) io_.stop();  // never started: the links close on this thread
   stop_links();
   work_.reset();
   io_.stop();
@@ -172,29 +173,19 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
   result.id = id;
   result.worker_id = options_.worker_id;
   reply(link, id, result);
-  schedule_status();
   in_flight_.fetch_sub(1);
 }
 
-void Worker::schedule_status() {
-  // Read only by heartbeats, so built once per pass of the io loop, not once per request: under
-  // load many requests finish before the posted job runs.
-  if (status_scheduled_) return;
-  status_scheduled_ = true;
-  asio::post(io_, [this] {
-    status_scheduled_ = false;
-    const auto& s = forwarder_.stats();
-    nlohmann::json status = {{"circuit", forwarder_.circuit_state()},
-                             {"requests", s.requests},
-                             {"attempts", s.attempts},
-                             {"retries", s.retries},
-                             {"error_replies", s.error_replies},
-                             {"circuit_rejections", s.circuit_rejections},
-                             {"budget_rejections", s.budget_rejections}};
-    auto text = status.dump();
-    std::lock_guard lock(status_mutex_);
-    status_json_ = std::move(text);
-  });
+std::string Worker::status_json() const {
+  const auto& s = forwarder_.stats();
+  return nlohmann::json{{"circuit", forwarder_.circuit_state()},
+                        {"requests", s.requests},
+                        {"attempts", s.attempts},
+                        {"retries", s.retries},
+                        {"error_replies", s.error_replies},
+                        {"circuit_rejections", s.circuit_rejections},
+                        {"budget_rejections", s.budget_rejections}}
+      .dump();
 }
 
 asio::awaitable<void> Worker::acquire_slot() {
@@ -255,10 +246,8 @@ void Worker::on_tick(Link& link, Clock::time_point now) {
   }
   protocol::Frames hb;
   protocol::add_header(hb, Command::kHeartbeat);
-  {
-    std::lock_guard lock(status_mutex_);
-    if (!status_json_.empty()) hb.emplace_back(status_json_.data(), status_json_.size());
-  }
+  const auto status = status_json();
+  hb.emplace_back(status.data(), status.size());
   link.zmq.send_now(hb);
 }
 

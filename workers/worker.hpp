@@ -46,23 +46,25 @@ class Worker {
   std::int64_t in_flight() const { return in_flight_.load(); }
 
  private:
+  // Everything below runs on the io thread (io_), which runs the broker links and the upstream
+  // requests alike, unless marked otherwise.
   struct Link;
   void on_message(Link& link, protocol::Frames& frames);
   void on_tick(Link& link, std::chrono::steady_clock::time_point now);
   void on_connection_event(Link& link, int event);
-  // Link thread only: registers with the link's broker, advertising its current share.
+  // Registers with the link's broker, advertising its current share.
   void send_ready(Link& link);
   std::uint32_t share_for(const Link& link) const;
   asio::awaitable<void> run_request(std::size_t link, protocol::CorrelationId id,
                                     zmq::message_t envelope);
   void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply);
-  // At most worker_concurrency requests run at once (io thread only). Brokers may together hold
-  // a little more credit than that while shares move between them; the excess waits here.
+  // At most worker_concurrency requests run at once. Brokers may together hold a little more
+  // credit than that while shares move between them; the excess waits here.
   asio::awaitable<void> acquire_slot();
   void release_slot();
-  // Rebuilds the status JSON the heartbeats carry, once per pass of the io loop (io thread).
-  void schedule_status();
-  void stop_links();
+  // What the heartbeats carry about this worker (JSON): its breaker state and counters.
+  std::string status_json() const;
+  void stop_links();  // from any thread
 
   WorkerOptions options_;
   ServiceConfig service_;
@@ -73,12 +75,9 @@ class Worker {
   std::thread io_thread_;
   std::atomic<std::int64_t> in_flight_{0};
   std::atomic<bool> draining_{false};
-  std::string status_json_;        // published from the io thread, read on the link threads
-  bool status_scheduled_ = false;  // io thread only
   std::chrono::steady_clock::time_point started_{};
-  std::uint32_t running_ = 0;                // io thread only
-  std::deque<asio::steady_timer*> waiting_;  // io thread only
-  std::mutex status_mutex_;
+  std::uint32_t running_ = 0;
+  std::deque<asio::steady_timer*> waiting_;
 };
 
 }  // namespace courier::workers
