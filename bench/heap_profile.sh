@@ -15,7 +15,7 @@ while (($#)); do
   case $1 in
     --connections) CONNECTIONS=$2; shift 2 ;;
     --seconds) SECONDS_LOAD=$2; shift 2 ;;
-    -h|--help) sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "heap_profile: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
