@@ -90,7 +90,7 @@ for name in broker worker gateway; do
   [[ -f $file ]] || { echo "heap_profile: no profile for $name" >&2; continue; }
   echo "== $name: $( (heaptrack_print -f "$file" 2>/dev/null || true) | grep 'peak heap memory' || true)"
   (heaptrack_print -f "$file" --print-peaks 1 --print-allocators 0 --print-temporary 0 \
-      --print-leaks 0 --print-histogram 0 --peak-limit 12 2>/dev/null || true) |
+      --print-leaks 0 --peak-limit 12 2>/dev/null || true) |
     grep -A1 'peak memory consumed over' | grep -v '^--' | paste - - |
     sed -e 's/  *in \/.*//' -e 's/(.*//' | cut -c1-150 || true
 done
