@@ -103,8 +103,10 @@ int Broker::run(bool handle_signals) {
   // A gap this long between two wake-ups means the broker was not running (SIGSTOP, a paused
   // container, CPU starvation) for about as long as its peers wait before declaring it lost: one
   // heartbeat short of it, as the last heartbeat it sent may have been that much older.
-  const auto stall_limit =
-      options_.dispatcher.heartbeat_interval * std::max(1, options_.dispatcher.liveness - 1);
+  // At least four ticks, so that an idle loop's ordinary lateness never counts.
+  const auto stall_limit = std::max<std::chrono::milliseconds>(
+      options_.dispatcher.heartbeat_interval * std::max(1, options_.dispatcher.liveness - 1),
+      4 * tick);
   auto last_wake = Clock::now();
   std::optional<Clock::time_point> drain_until;
   while (true) {

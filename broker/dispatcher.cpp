@@ -505,6 +505,11 @@ void Dispatcher::on_stall(std::chrono::milliseconds stalled) {
     failed += n;
   }
   counters_.stall_drops += failed;
+  if (failed == 0) {
+    spdlog::info("broker did not run for {} ms (frozen or starved); nothing was queued",
+                 stalled.count());
+    return;
+  }
   spdlog::warn(
       "broker did not run for {} ms (frozen or starved): its gateways have given up on it; {} "
       "queued request(s) answered 503 and not run",

@@ -296,11 +296,14 @@ namespace {
 
 // tcp://HOST:PORT (port 1-65535), ipc://PATH or inproc://NAME: what a DEALER can connect to.
 bool valid_endpoint(const std::string& e) {
-  if (e.starts_with("ipc://") || e.starts_with("inproc://")) return e.find("://") + 3 < e.size();
+  // A Unix socket path holds at most 107 bytes.
+  if (e.starts_with("ipc://")) return e.size() > 6 && e.size() - 6 <= 107;
+  if (e.starts_with("inproc://")) return e.size() > 9;
   if (!e.starts_with("tcp://")) return false;
   const std::string_view rest = std::string_view(e).substr(6);
   const auto colon = rest.rfind(':');
   if (colon == std::string_view::npos || colon == 0) return false;
+  if (rest.substr(0, colon) == "*") return false;  // a wildcard binds; it cannot be connected to
   const auto port = rest.substr(colon + 1);
   unsigned value = 0;
   const auto [ptr, ec] = std::from_chars(port.data(), port.data() + port.size(), value);
@@ -318,7 +321,7 @@ std::vector<std::string> parse_endpoints(const std::string& setting, const std::
     const auto item = trim(std::string(rest.substr(0, comma)));
     if (!valid_endpoint(item)) {
       throw ConfigError(setting + ": '" + item +
-                        "' is not a ZeroMQ endpoint (tcp://host:port or ipc://path)");
+                        "' is not a ZeroMQ endpoint to connect to (tcp://host:port or ipc://path)");
     }
     if (std::find(out.begin(), out.end(), item) != out.end()) {
       throw ConfigError(setting + ": '" + item + "' is listed twice");

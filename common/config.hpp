@@ -95,7 +95,8 @@ class ConfigFile {
 std::chrono::milliseconds parse_seconds(const std::string& setting, const std::string& value);
 long long parse_int(const std::string& setting, const std::string& value, long long min,
                     long long max);
-// A comma-separated list of ZeroMQ endpoints (tcp://, ipc://, inproc://), none empty or repeated.
+// A comma-separated list of ZeroMQ endpoints to connect to (tcp://host:port with a host, not the
+// wildcard `*`; ipc:// with a path of at most 107 bytes; inproc://), none empty or repeated.
 std::vector<std::string> parse_endpoints(const std::string& setting, const std::string& value);
 
 }  // namespace courier

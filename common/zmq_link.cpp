@@ -6,6 +6,7 @@
 #include <cstring>
 #include <future>
 #include <mutex>
+#include <stdexcept>
 
 namespace courier {
 
@@ -22,6 +23,11 @@ struct ZmqLink::Core : std::enable_shared_from_this<Core> {
         socket_fd(io_),
         monitor_fd(io_),
         ticker(io_) {}
+  // libzmq owns the descriptors: never let Asio close them (also when opening the socket failed).
+  ~Core() {
+    if (socket_fd.is_open()) socket_fd.release();
+    if (monitor_fd.is_open()) monitor_fd.release();
+  }
 
   zmq::context_t& context;
   asio::io_context& io;
@@ -39,6 +45,7 @@ struct ZmqLink::Core : std::enable_shared_from_this<Core> {
   bool pump_posted = false;
   protocol::Frames frames;  // receive buffer
   // Shared with other threads.
+  std::atomic<bool> started{false};  // start() was called: the io_context will drive the link
   std::atomic<bool> closed{false};
   std::mutex close_mutex;
   std::mutex queue_mutex;
@@ -57,7 +64,11 @@ struct ZmqLink::Core : std::enable_shared_from_this<Core> {
   void drain_queue();
   bool send_now(protocol::Frames& frames);
   void arm_ticker();
+  // Replaces the socket (new routing id). On failure (e.g. out of descriptors) the link stays
+  // without a socket, its sends refused, and the tick tries again.
+  void reopen();
   void close();
+  bool reopen_pending = false;  // io_context only
 };
 
 void ZmqLink::Core::open_socket() {
@@ -106,7 +117,7 @@ void ZmqLink::Core::begin() {
 }
 
 void ZmqLink::Core::pump() {
-  if (closed.load()) return;
+  if (closed.load() || !socket) return;  // no socket: a reopen is pending
   if (monitor) read_monitor();
   // Bounded batches keep sends, timers and other work flowing under a flood of messages.
   for (int i = 0; i < 1024; ++i) {
@@ -116,8 +127,13 @@ void ZmqLink::Core::pump() {
       got = zmq::recv_multipart(socket, std::back_inserter(frames), zmq::recv_flags::dontwait);
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
-      spdlog::warn("broker link: receive failed: {}", e.what());
-      break;
+      spdlog::warn("broker link {}: receive failed: {}", options.endpoint, e.what());
+      if (e.num() == ETERM) {
+        close();  // the context is shutting down: nothing will work on this socket again
+        return;
+      }
+      wait_socket();  // not in a loop: try again when the socket signals
+      return;
     }
     if (!got) {
       wait_socket();  // nothing left: only now is waiting on the descriptor safe
@@ -164,8 +180,14 @@ void ZmqLink::Core::read_monitor() {
   protocol::Frames event;
   for (;;) {
     event.clear();
-    if (!zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) {
-      break;
+    try {
+      if (!zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) {
+        break;
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      spdlog::warn("broker link {}: monitor failed: {}", options.endpoint, e.what());
+      return;  // connection events are lost; heartbeats still detect a lost broker
     }
     // Frame 0: 16-bit event id and 32-bit value (native byte order); frame 1: the endpoint.
     if (event.size() != 2 || event[0].size() != 6) continue;
@@ -179,7 +201,7 @@ void ZmqLink::Core::read_monitor() {
 
 bool ZmqLink::Core::send_now(protocol::Frames& message) {
   bool sent = false;
-  if (!closed.load()) {
+  if (!closed.load() && socket) {
     try {
       sent = zmq::send_multipart(socket, message, zmq::send_flags::dontwait).has_value();
       // The send may have consumed the edge that announced incoming messages.
@@ -190,7 +212,8 @@ bool ZmqLink::Core::send_now(protocol::Frames& message) {
   }
   if (!sent) {
     unsent.fetch_add(1, std::memory_order_relaxed);
-    if (handlers.on_unsent) handlers.on_unsent(message);
+    // After stop() no callback runs: a message posted too late is only counted.
+    if (handlers.on_unsent && !closed.load()) handlers.on_unsent(message);
   }
   return sent;
 }
@@ -208,7 +231,9 @@ void ZmqLink::Core::arm_ticker() {
   ticker.expires_after(options.tick);
   ticker.async_wait([self = shared_from_this()](const auto& ec) {
     if (ec || self->closed.load()) return;
+    if (self->reopen_pending) self->reopen();
     if (self->handlers.on_tick) self->handlers.on_tick(Clock::now());
+    if (self->closed.load()) return;  // the owner stopped the link from its tick
     self->pump();
     self->arm_ticker();
   });
@@ -225,19 +250,25 @@ void ZmqLink::Core::close() {
 
 ZmqLink::ZmqLink(zmq::context_t& context, asio::io_context& io, Options options, Handlers handlers)
     : core_(std::make_shared<Core>(context, io, std::move(options), std::move(handlers))) {
-  core_->open_socket();
+  try {
+    core_->open_socket();
+  } catch (const zmq::error_t& e) {
+    throw std::runtime_error("cannot connect to " + core_->options.endpoint + ": " + e.what());
+  }
 }
 
 ZmqLink::~ZmqLink() { stop(); }
 
 void ZmqLink::start() {
+  core_->started.store(true);
   asio::post(core_->io, [core = core_] { core->begin(); });
 }
 
 void ZmqLink::stop() {
   auto& io = core_->io;
   if (core_->closed.load()) return;
-  if (io.get_executor().running_in_this_thread() || io.stopped()) {
+  // Never started, on the io thread itself, or no io_context to run it: close here.
+  if (!core_->started.load() || io.get_executor().running_in_this_thread() || io.stopped()) {
     core_->close();
     return;
   }
@@ -270,14 +301,27 @@ void ZmqLink::post(protocol::Frames frames) {
 
 bool ZmqLink::send_now(protocol::Frames& frames) { return core_->send_now(frames); }
 
-void ZmqLink::reconnect() {
-  // Nothing queued on the old connection is wanted any more: drop it rather than linger.
-  core_->socket.set(zmq::sockopt::linger, 0);
-  core_->close_socket();
-  core_->open_socket();
-  core_->pump();
-  core_->wait_monitor();
+void ZmqLink::Core::reopen() {
+  try {
+    // Nothing queued on the old connection is wanted any more: drop it rather than linger.
+    if (socket) socket.set(zmq::sockopt::linger, 0);
+    close_socket();
+    open_socket();
+    reopen_pending = false;
+  } catch (const zmq::error_t& e) {
+    spdlog::error("broker link {}: cannot open a new socket ({}); retrying", options.endpoint,
+                  e.what());
+    if (socket_fd.is_open()) socket_fd.release();
+    if (monitor_fd.is_open()) monitor_fd.release();
+    if (monitor) monitor.close();
+    if (socket) socket.close();
+    reopen_pending = true;
+    return;
+  }
+  pump();
 }
+
+void ZmqLink::reconnect() { core_->reopen(); }
 
 std::uint64_t ZmqLink::unsent() const { return core_->unsent.load(std::memory_order_relaxed); }
 

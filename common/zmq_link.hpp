@@ -46,9 +46,9 @@ class ZmqLink {
 
   // Starts watching the socket and ticking. Thread-safe.
   void start();
-  // Sends what is queued, then closes the socket; no callback runs after it returns. From another
-  // thread it waits for the io_context to do it, so that must be running or stopped (not merely
-  // not started yet). Idempotent.
+  // Sends what is queued, then closes the socket; no callback runs after it returns. Idempotent.
+  // Once start() was called, from another thread it waits for the io_context to close it, so that
+  // io_context must then be running or stopped.
   void stop();
 
   // Thread-safe: queues a message for the io_context to send.
@@ -58,7 +58,8 @@ class ZmqLink {
 
   // io_context thread only (inside a callback): drops the connection and what is queued on it and
   // connects again with a new socket, so the peer sees a new routing id. For a peer that went
-  // silent: whatever it still holds for the old id can no longer reach us.
+  // silent: whatever it still holds for the old id can no longer reach us. If no socket can be
+  // opened (out of descriptors), sends are refused and the tick tries again.
   void reconnect();
 
   std::uint64_t unsent() const;

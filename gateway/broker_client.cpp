@@ -6,6 +6,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/errors.hpp"
+#include "common/io_loop.hpp"
 
 namespace courier::gateway {
 
@@ -97,7 +98,7 @@ BrokerClient::~BrokerClient() { stop(); }
 
 void BrokerClient::start() {
   for (auto& link : links_) link->zmq.start();
-  thread_ = std::thread([this] { io_.run(); });
+  thread_ = std::thread([this] { run_io(io_, "broker links"); });
 }
 
 void BrokerClient::stop() {

@@ -8,6 +8,7 @@
 #include "common/errors.hpp"
 #include "common/frames.hpp"
 #include "common/http_headers.hpp"
+#include "common/io_loop.hpp"
 #include "gateway/broker_view.hpp"
 #include "gateway/dashboard_html.hpp"
 #include "gateway/request_mapper.hpp"
@@ -97,7 +98,7 @@ std::uint16_t Server::start() {
   int n = options_.threads > 0
               ? options_.threads
               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 0; i < n; ++i) threads_.emplace_back([this] { io_.run(); });
+  for (int i = 0; i < n; ++i) threads_.emplace_back([this] { run_io(io_, "HTTP"); });
   spdlog::info("gateway listening on {}:{} with {} threads", options_.listen_address, port, n);
   return port;
 }

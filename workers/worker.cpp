@@ -7,6 +7,7 @@
 
 #include "common/errors.hpp"
 #include "common/ids.hpp"
+#include "common/io_loop.hpp"
 
 namespace courier::workers {
 
@@ -43,10 +44,9 @@ struct Worker::Link {
 };
 
 Worker::Worker(zmq::context_t& context, WorkerOptions options, ServiceConfig service)
-    : options_(std::move(options)),
-      service_(std::move(service)),
-      work_(io_.get_executor()),
-      forwarder_(io_.get_executor(), service_, options_.worker_id, std::random_device{}()) {
+    : options_(std::move(options)), service_(std::move(service)), work_(io_.get_executor()) {
+  forwarder_ = std::make_unique<Forwarder>(io_.get_executor(), service_, options_.worker_id,
+                                           std::random_device{}());
   for (const auto& endpoint : options_.brokers) {
     links_.push_back(std::make_unique<Link>(*this, links_.size(), context, endpoint));
   }
@@ -66,7 +66,7 @@ void Worker::stop_links() {
 
 void Worker::start() {
   started_ = Clock::now();
-  io_thread_ = std::thread([this] { io_.run(); });
+  io_thread_ = std::thread([this] { run_io(io_, "worker"); });
   for (auto& link : links_) link->zmq.start();
   std::string brokers;
   for (const auto& b : options_.brokers) brokers += (brokers.empty() ? "" : ", ") + b;
@@ -161,7 +161,7 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
                                 "envelope id does not match its frame", id);
     } else {
       envelope = zmq::message_t();  // free the request buffer before the upstream call
-      result = co_await forwarder_.forward(std::move(request));
+      result = co_await forwarder_->forward(std::move(request));
     }
   } catch (const std::exception& e) {
     // Whatever went wrong, the request is answered and its slot and credit come back.
@@ -177,8 +177,8 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
 }
 
 std::string Worker::status_json() const {
-  const auto& s = forwarder_.stats();
-  return nlohmann::json{{"circuit", forwarder_.circuit_state()},
+  const auto& s = forwarder_->stats();
+  return nlohmann::json{{"circuit", forwarder_->circuit_state()},
                         {"requests", s.requests},
                         {"attempts", s.attempts},
                         {"retries", s.retries},

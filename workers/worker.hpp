@@ -70,7 +70,8 @@ class Worker {
   ServiceConfig service_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
-  Forwarder forwarder_;
+  // Its pooled connections must go before io_, so it is declared after it.
+  std::unique_ptr<Forwarder> forwarder_;
   std::vector<std::unique_ptr<Link>> links_;
   std::thread io_thread_;
   std::atomic<std::int64_t> in_flight_{0};

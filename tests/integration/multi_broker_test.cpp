@@ -222,7 +222,12 @@ TEST(MultiBroker, AWorkerNeverRunsMoreThanItsCapacityAcrossBrokers) {
 TEST(MultiBroker, BadBrokerListStopsStartupNamingTheSetting) {
   const std::vector<std::pair<const char*, std::vector<std::string>>> cases = {
       {COURIER_GATEWAY_BIN, {"--listen", "127.0.0.1:0", "--broker", "tcp://127.0.0.1:1,,"}},
-      {COURIER_WORKER_BIN, {"--service", "rule-engine", "--broker", "tcp://127.0.0.1:1,,"}}};
+      {COURIER_WORKER_BIN, {"--service", "rule-engine", "--broker", "tcp://127.0.0.1:1,,"}},
+      // A bind wildcard where an address belongs, second in the list: it used to pass the check,
+      // fail in libzmq after the first link was made, and hang the process.
+      {COURIER_GATEWAY_BIN, {"--listen", "127.0.0.1:0", "--broker", "tcp://127.0.0.1:1,tcp://*:2"}},
+      {COURIER_WORKER_BIN,
+       {"--service", "rule-engine", "--broker", "tcp://127.0.0.1:1,tcp://*:2"}}};
   for (const auto& [bin, args] : cases) {
     ChildProcess p(bin, args, {});
     const auto status = p.wait_exit(10s);

@@ -148,9 +148,9 @@ TEST(Config, EndpointListsAreCheckedAndNameTheSetting) {
             std::vector<std::string>{"tcp://127.0.0.1:5555"});
   EXPECT_EQ(parse_endpoints("--broker", " tcp://a:1 , ipc:///run/b "),
             (std::vector<std::string>{"tcp://a:1", "ipc:///run/b"}));
-  for (const char* bad :
-       {"", "a:1", "tcp://a:1,", "tcp://", "http://a:1", "tcp://a:1,tcp://a:1", "tcp://host",
-        "tcp://:1", "tcp://a:0", "tcp://a:65536", "tcp://a:x", "ipc://"}) {
+  for (const char* bad : {"", "a:1", "tcp://a:1,", "tcp://", "http://a:1", "tcp://a:1,tcp://a:1",
+                          "tcp://host", "tcp://:1", "tcp://a:0", "tcp://a:65536", "tcp://a:x",
+                          "ipc://", "tcp://*:5555", "tcp://a:1,tcp://*:2"}) {
     try {
       parse_endpoints("--broker (gateway.broker)", bad);
       ADD_FAILURE() << "accepted '" << bad << "'";
@@ -158,6 +158,11 @@ TEST(Config, EndpointListsAreCheckedAndNameTheSetting) {
       EXPECT_NE(std::string(e.what()).find("gateway.broker"), std::string::npos) << e.what();
     }
   }
+}
+
+TEST(Config, AnIpcPathMustFitASocketAddress) {
+  EXPECT_NO_THROW(parse_endpoints("--broker", "ipc:///" + std::string(106, 'p')));
+  EXPECT_THROW(parse_endpoints("--broker", "ipc:///" + std::string(107, 'p')), ConfigError);
 }
 
 TEST(Config, ServiceEnvPrefix) {

@@ -113,7 +113,7 @@ class ZmqLinkTest : public ::testing::Test {
                   nullptr, nullptr, nullptr});
     self = &link;
     link.start();
-    std::thread io_thread([&] { io.run_for(30s); });
+    std::thread io_thread([&] { io.run(); });
     struct Join {  // a failed ASSERT must not leave the thread joinable
       asio::io_context& io;
       std::thread& thread;
@@ -156,7 +156,7 @@ TEST_F(ZmqLinkTest, StopFlushesWhatWasPostedAndRunsNoCallbackAfterwards) {
                 },
                 nullptr, nullptr, nullptr});
   link.start();
-  std::thread io_thread([&] { io_.run_for(30s); });
+  std::thread io_thread([&] { io_.run(); });
   struct Join {  // a failed ASSERT must not leave the thread joinable
     asio::io_context& io;
     std::thread& thread;
@@ -180,12 +180,28 @@ TEST_F(ZmqLinkTest, StopFlushesWhatWasPostedAndRunsNoCallbackAfterwards) {
   EXPECT_EQ(received.load(), after_stop);
 }
 
-TEST_F(ZmqLinkTest, StopWorksWhenTheIoContextNeverRan) {
+TEST_F(ZmqLinkTest, StopOfALinkNeverStartedClosesAtOnce) {
+  // As when a later link's constructor throws (a bad endpoint) before anything runs: the links
+  // already made are destroyed on this thread, with an io_context neither running nor stopped.
   ZmqLink link(context_, io_, {router_.endpoint(), 10ms},
                {[](protocol::Frames&) {}, nullptr, nullptr, nullptr});
-  io_.stop();
-  link.stop();  // closes on this thread instead of waiting for a loop that will not run
+  link.stop();
   SUCCEED();
+}
+
+TEST_F(ZmqLinkTest, StopAfterTheIoContextStoppedClosesOnTheCallingThread) {
+  ZmqLink link(context_, io_, {router_.endpoint(), 10ms},
+               {[](protocol::Frames&) {}, nullptr, nullptr, nullptr});
+  link.start();
+  io_.stop();
+  link.stop();
+  SUCCEED();
+}
+
+TEST_F(ZmqLinkTest, ABadEndpointThrowsAndLeavesNothingBehind) {
+  EXPECT_THROW(ZmqLink(context_, io_, {"tcp://*:1", 10ms},
+                       {[](protocol::Frames&) {}, nullptr, nullptr, [](int) {}}),
+               std::runtime_error);
 }
 
 }  // namespace
