@@ -8,6 +8,7 @@
 #include <thread>
 
 #include "tests/integration/topology.hpp"
+#include "tests/support/join_guard.hpp"
 #include "tests/support/test_upstream.hpp"
 
 namespace courier::testing {
@@ -38,14 +39,7 @@ TEST(BrokerWorkerLoss, KilledWorkersRequestsAreRequeuedOrAnsweredWorkerLost) {
   std::mutex mutex;
   std::vector<std::pair<std::string, HttpResult>> results;
   std::vector<std::thread> clients;
-  struct Join {  // a failed ASSERT returns with the clients still running
-    std::vector<std::thread>& threads;
-    ~Join() {
-      for (auto& t : threads) {
-        if (t.joinable()) t.join();
-      }
-    }
-  } join{clients};
+  JoinGuard join(clients);
   for (int i = 0; i < 2 * kEach; ++i) {
     clients.emplace_back([&, i] {
       const std::string method = i % 2 ? "POST" : "GET";

@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "tests/integration/topology.hpp"
+#include "tests/support/join_guard.hpp"
 #include "tests/support/test_upstream.hpp"
 
 namespace courier::testing {
@@ -60,16 +61,7 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
   std::mutex mutex;
   std::vector<Outcome> outcomes;
   std::vector<std::thread> clients;
-  struct Join {  // a failed ASSERT returns with the clients still running: stop them first
-    std::vector<std::thread>& threads;
-    std::atomic<bool>& stop;
-    ~Join() {
-      stop.store(true);
-      for (auto& t : threads) {
-        if (t.joinable()) t.join();
-      }
-    }
-  } join{clients, stop};
+  JoinGuard join(clients, [&] { stop.store(true); });
   for (int c = 0; c < kClients; ++c) {
     clients.emplace_back([&, c] {
       std::uint64_t n = 0;

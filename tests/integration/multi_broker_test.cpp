@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "tests/integration/topology.hpp"
+#include "tests/support/join_guard.hpp"
 #include "tests/support/test_upstream.hpp"
 
 namespace courier::testing {
@@ -85,14 +86,7 @@ TEST(MultiBroker, LoadIsSharedAndLosingABrokerLosesNoRetrySafeRequest) {
   std::mutex mutex;
   std::vector<std::pair<std::string, HttpResult>> results;
   std::vector<std::thread> clients;
-  struct Join {
-    std::vector<std::thread>& threads;
-    ~Join() {
-      for (auto& t : threads) {
-        if (t.joinable()) t.join();
-      }
-    }
-  } join{clients};
+  JoinGuard join(clients);
   for (int i = 0; i < kGets + kPosts; ++i) {
     clients.emplace_back([&, i] {
       const std::string method = i < kGets ? "GET" : "POST";
@@ -189,12 +183,7 @@ TEST(MultiBroker, AWorkerNeverRunsMoreThanItsCapacityAcrossBrokers) {
                                 "/rule-engine/one/" + std::to_string(i), {}, {}, 15s);
     });
   }
-  struct Join {
-    std::vector<std::thread>& threads;
-    ~Join() {
-      for (auto& t : threads) t.join();
-    }
-  } join{clients};
+  JoinGuard join(clients);
   ASSERT_TRUE(upstream.wait_for_requests(1, 5s));
   const auto first_seen = std::chrono::steady_clock::now();
   // Both brokers dispatched (each had a credit), but the upstream sees one request at a time.

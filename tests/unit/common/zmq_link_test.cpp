@@ -12,6 +12,8 @@
 #include <string>
 #include <thread>
 
+#include "tests/support/join_guard.hpp"
+
 namespace courier {
 namespace {
 
@@ -114,14 +116,7 @@ class ZmqLinkTest : public ::testing::Test {
     self = &link;
     link.start();
     std::thread io_thread([&] { io.run(); });
-    struct Join {  // a failed ASSERT must not leave the thread joinable
-      asio::io_context& io;
-      std::thread& thread;
-      ~Join() {
-        io.stop();
-        if (thread.joinable()) thread.join();
-      }
-    } join{io, io_thread};
+    testing::JoinGuard join(io_thread, [&] { io.stop(); });
     ASSERT_TRUE(wait_connected(link));
     const auto refused_while_connecting = link.unsent();
     for (std::uint64_t n = 0; n < kMessages / 2; ++n) link.post(message(n));
@@ -157,14 +152,7 @@ TEST_F(ZmqLinkTest, StopFlushesWhatWasPostedAndRunsNoCallbackAfterwards) {
                 nullptr, nullptr, nullptr});
   link.start();
   std::thread io_thread([&] { io_.run(); });
-  struct Join {  // a failed ASSERT must not leave the thread joinable
-    asio::io_context& io;
-    std::thread& thread;
-    ~Join() {
-      io.stop();
-      if (thread.joinable()) thread.join();
-    }
-  } join{io_, io_thread};
+  testing::JoinGuard join(io_thread, [&] { io_.stop(); });
   ASSERT_TRUE(wait_connected(link));
   const auto probes_echoed = router_.echoed();
   for (std::uint64_t n = 0; n < 100; ++n) link.post(message(n));
