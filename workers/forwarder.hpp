@@ -52,6 +52,8 @@ class Forwarder {
   const ServiceConfig& service() const { return service_; }
   const ForwarderStats& stats() const { return stats_; }
   const PoolStats& pool_stats() const { return pool_.stats(); }
+  // At shutdown, before the io_context goes: the forwarder then holds no I/O object of its own.
+  void close_idle() { pool_.close_idle(); }
   const char* circuit_state() const { return to_string(breaker_.state()); }
 
  private:

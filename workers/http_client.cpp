@@ -113,6 +113,8 @@ ConnectionPool::ConnectionPool(asio::any_io_executor executor, UpstreamUrl upstr
 
 ConnectionPool::~ConnectionPool() = default;
 
+void ConnectionPool::close_idle() { idle_.clear(); }
+
 asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& request,
                                                    TimePoint deadline) {
   auto finish = [this](std::unique_ptr<Connection> connection, Exchange exchange) {

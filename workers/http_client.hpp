@@ -55,6 +55,8 @@ class ConnectionPool {
 
   const UpstreamUrl& upstream() const { return upstream_; }
   std::size_t idle_connections() const { return idle_.size(); }
+  // Closes the idle connections (at shutdown: they must go before their io_context).
+  void close_idle();
   const PoolStats& stats() const { return stats_; }
 
  private:

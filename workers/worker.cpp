@@ -58,6 +58,10 @@ Worker::~Worker() {
   work_.reset();
   io_.stop();
   if (io_thread_.joinable()) io_thread_.join();
+  // Then the members go: links_, io_ (with any request still running: its coroutine is destroyed
+  // and lets go of the forwarder) and last the forwarder, by then without an I/O object.
+  links_.clear();
+  forwarder_->close_idle();
 }
 
 void Worker::stop_links() {

@@ -68,10 +68,12 @@ class Worker {
 
   WorkerOptions options_;
   ServiceConfig service_;
+  // Declared before io_, so it outlives it: destroying io_ destroys the coroutines of requests
+  // still running (a drain that timed out), and they use the forwarder until then. Its idle
+  // connections are closed first (~Worker), as they must go before their io_context.
+  std::unique_ptr<Forwarder> forwarder_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
-  // Its pooled connections must go before io_, so it is declared after it.
-  std::unique_ptr<Forwarder> forwarder_;
   std::vector<std::unique_ptr<Link>> links_;
   std::thread io_thread_;
   std::atomic<std::int64_t> in_flight_{0};

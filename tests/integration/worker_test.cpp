@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
 
@@ -343,6 +344,35 @@ TEST(WorkerLifecycle, SigtermDrainsHundredInFlightRequestsAndExitsZero) {
   ASSERT_TRUE(status.has_value()) << "worker still running after SIGTERM";
   EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_wait_status(*status);
   EXPECT_EQ(upstream.request_count(), static_cast<std::size_t>(kRequests));
+  if (::testing::Test::HasFailure()) std::cerr << topology.logs();
+}
+
+TEST(WorkerLifecycle, DrainTimeoutWithARequestStillRunningExitsCleanly) {
+  // The upstream holds the request far past the drain timeout: the worker stops with it still
+  // running, and must exit cleanly (no crash tearing down the unfinished request).
+  TestUpstream upstream;
+  upstream.set_default(Step::echo().after(10s));
+  auto options = options_for(upstream.url());
+  options.start = false;
+  Topology topology(options);
+  topology.start_broker();
+  topology.start_worker("ai-gm");
+  ChildProcess& worker = topology.start_worker("rule-engine", {"--drain-timeout", "0.3"});
+  topology.start_gateway();
+  ASSERT_TRUE(topology.wait_ready()) << topology.logs();
+
+  auto pending = std::async(std::launch::async, [&] {
+    return http_request(topology.gateway_port(), "POST", "/rule-engine/held", {}, "once", 15s);
+  });
+  ASSERT_TRUE(upstream.wait_for_requests(1, 10s)) << topology.logs();
+  EXPECT_FALSE(worker.signal(SIGTERM));
+  const auto status = worker.wait_exit(10s);
+  ASSERT_TRUE(status.has_value()) << "worker still running after SIGTERM";
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << describe_wait_status(*status);
+  // Its client is answered (the worker left holding it), not left waiting for its deadline.
+  const auto r = pending.get();
+  EXPECT_TRUE(r.ok()) << r.error.message();
+  EXPECT_EQ(r.status, 502u) << r.body;
   if (::testing::Test::HasFailure()) std::cerr << topology.logs();
 }
 
