@@ -597,16 +597,7 @@ void Dispatcher::on_tick(const Now& now) {
 
 void Dispatcher::begin_shutdown(const Now& now) {
   shutting_down_ = true;
-  for (auto r = requests_->begin(); r != requests_->end();) {
-    if (r->second.worker) {
-      ++r;
-      continue;
-    }
-    reply_error(r->second.gateway, r->second.id, static_cast<int>(ErrorKind::kBrokerUnavailable),
-                r->second.service, "broker shutting down");
-    r = requests_->erase(r);
-  }
-  for (auto& [name, svc] : services_) svc->queue.clear();
+  for (auto& [name, svc] : services_) fail_queued(*svc, "broker shutting down");
 }
 
 nlohmann::json Dispatcher::stats(const Now& now) const {

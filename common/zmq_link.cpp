@@ -23,11 +23,7 @@ struct ZmqLink::Core : std::enable_shared_from_this<Core> {
         socket_fd(io_),
         monitor_fd(io_),
         ticker(io_) {}
-  // libzmq owns the descriptors: never let Asio close them (also when opening the socket failed).
-  ~Core() {
-    if (socket_fd.is_open()) socket_fd.release();
-    if (monitor_fd.is_open()) monitor_fd.release();
-  }
+  ~Core() { release_descriptors(); }  // also when opening the socket failed
 
   zmq::context_t& context;
   asio::io_context& io;
@@ -58,8 +54,10 @@ struct ZmqLink::Core : std::enable_shared_from_this<Core> {
   void begin();
   void pump();
   void schedule_pump();
-  void wait_socket();
-  void wait_monitor();
+  // libzmq owns the descriptors: stop watching them, never let Asio close them.
+  void release_descriptors();
+  // Runs pump() once `fd` is readable, unless a wait on it is already pending.
+  void wait_readable(asio::posix::stream_descriptor& fd, bool& waiting);
   void read_monitor();
   void drain_queue();
   bool send_now(protocol::Frames& frames);
@@ -100,14 +98,17 @@ void ZmqLink::Core::close_socket() {
   ++generation;
   socket_waiting = false;
   monitor_waiting = false;
-  // libzmq owns these descriptors: stop watching them, never close them.
-  if (socket_fd.is_open()) socket_fd.release();
-  if (monitor_fd.is_open()) monitor_fd.release();
+  release_descriptors();
   if (monitor) {
-    zmq_socket_monitor(socket.handle(), nullptr, 0);
+    if (socket) zmq_socket_monitor(socket.handle(), nullptr, 0);
     monitor.close();
   }
   socket.close();
+}
+
+void ZmqLink::Core::release_descriptors() {
+  if (socket_fd.is_open()) socket_fd.release();
+  if (monitor_fd.is_open()) monitor_fd.release();
 }
 
 void ZmqLink::Core::begin() {
@@ -132,11 +133,12 @@ void ZmqLink::Core::pump() {
         close();  // the context is shutting down: nothing will work on this socket again
         return;
       }
-      wait_socket();  // not in a loop: try again when the socket signals
+      wait_readable(socket_fd, socket_waiting);  // not in a loop: try again when the socket signals
       return;
     }
     if (!got) {
-      wait_socket();  // nothing left: only now is waiting on the descriptor safe
+      wait_readable(socket_fd,
+                    socket_waiting);  // nothing left: only now is waiting on the descriptor safe
       return;
     }
     handlers.on_message(frames);
@@ -154,26 +156,15 @@ void ZmqLink::Core::schedule_pump() {
   });
 }
 
-void ZmqLink::Core::wait_socket() {
-  if (socket_waiting) return;
-  socket_waiting = true;
-  socket_fd.async_wait(asio::posix::stream_descriptor::wait_read,
-                       [self = shared_from_this(), gen = generation](const auto& ec) {
-                         if (gen != self->generation) return;
-                         self->socket_waiting = false;
-                         if (!ec) self->pump();
-                       });
-}
-
-void ZmqLink::Core::wait_monitor() {
-  if (monitor_waiting || !monitor) return;
-  monitor_waiting = true;
-  monitor_fd.async_wait(asio::posix::stream_descriptor::wait_read,
-                        [self = shared_from_this(), gen = generation](const auto& ec) {
-                          if (gen != self->generation) return;
-                          self->monitor_waiting = false;
-                          if (!ec) self->pump();
-                        });
+void ZmqLink::Core::wait_readable(asio::posix::stream_descriptor& fd, bool& waiting) {
+  if (waiting) return;
+  waiting = true;
+  fd.async_wait(asio::posix::stream_descriptor::wait_read,
+                [self = shared_from_this(), &waiting, gen = generation](const auto& ec) {
+                  if (gen != self->generation) return;  // an older socket's: `waiting` was reset
+                  waiting = false;
+                  if (!ec) self->pump();
+                });
 }
 
 void ZmqLink::Core::read_monitor() {
@@ -196,7 +187,7 @@ void ZmqLink::Core::read_monitor() {
     handlers.on_connection_event(id);
     if (closed.load()) return;
   }
-  wait_monitor();
+  wait_readable(monitor_fd, monitor_waiting);
 }
 
 bool ZmqLink::Core::send_now(protocol::Frames& message) {
@@ -311,10 +302,7 @@ void ZmqLink::Core::reopen() {
   } catch (const zmq::error_t& e) {
     spdlog::error("broker link {}: cannot open a new socket ({}); retrying", options.endpoint,
                   e.what());
-    if (socket_fd.is_open()) socket_fd.release();
-    if (monitor_fd.is_open()) monitor_fd.release();
-    if (monitor) monitor.close();
-    if (socket) socket.close();
+    close_socket();
     reopen_pending = true;
     return;
   }

@@ -33,9 +33,9 @@ struct Worker::Link {
 
   const std::size_t index;
   const std::string endpoint;
-  std::atomic<bool> alive{false};       // the broker answers
-  std::atomic<bool> ever_alive{false};  // it has answered at least once
-  // io-thread state.
+  // io-thread state, like everything the worker does with its links.
+  bool alive = false;       // the broker answers
+  bool ever_alive = false;  // it has answered at least once
   Clock::time_point last_seen{};
   Clock::time_point next_heartbeat{};
   std::uint32_t advertised = 0;  // the capacity the last READY carried
@@ -86,7 +86,7 @@ std::uint32_t Worker::share_for(const Link& link) const {
   std::size_t live = 0;
   std::size_t rank = 0;
   for (const auto& l : links_) {
-    const bool counts = l.get() == &link || l->alive.load() || (starting && !l->ever_alive.load());
+    const bool counts = l.get() == &link || l->alive || (starting && !l->ever_alive);
     if (!counts) continue;
     ++live;
     if (l->index < link.index) ++rank;
@@ -113,8 +113,9 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
     spdlog::warn("malformed message from broker {} dropped", link.endpoint);
     return;
   }
-  if (!link.alive.exchange(true)) {
-    link.ever_alive.store(true);
+  if (!link.alive) {
+    link.alive = true;
+    link.ever_alive = true;
     spdlog::info("broker {} reachable", link.endpoint);
   }
   switch (command) {
@@ -226,24 +227,25 @@ void Worker::reply(std::size_t link, const protocol::CorrelationId& id,
 void Worker::on_connection_event(Link& link, int event) {
   if (event == ZMQ_EVENT_CONNECTED) {
     send_ready(link);  // a new connection is a new peer to the broker: register at once
-  } else if (event == ZMQ_EVENT_DISCONNECTED && link.alive.exchange(false)) {
+  } else if (event == ZMQ_EVENT_DISCONNECTED && link.alive) {
+    link.alive = false;
     spdlog::warn("broker {} disconnected; will register again on reconnect", link.endpoint);
   }
 }
 
 void Worker::on_tick(Link& link, Clock::time_point now) {
-  if (link.alive.load() && now - link.last_seen > options_.heartbeat_interval * options_.liveness) {
-    link.alive.store(false);
+  if (link.alive && now - link.last_seen > options_.heartbeat_interval * options_.liveness) {
+    link.alive = false;
     spdlog::warn("broker {} silent for {} ms; will register again when it answers", link.endpoint,
                  (now - link.last_seen) / std::chrono::milliseconds(1));
   }
   // Another broker came or went: this one's share of the capacity changed.
-  if (link.alive.load() && !draining_.load() && share_for(link) != link.advertised) {
+  if (link.alive && !draining_.load() && share_for(link) != link.advertised) {
     send_ready(link);
   }
   if (now < link.next_heartbeat) return;
   link.next_heartbeat = now + options_.heartbeat_interval;
-  if (!link.alive.load()) {
+  if (!link.alive) {
     // READY doubles as the heartbeat until the broker answers: it registers us on arrival.
     send_ready(link);
     return;

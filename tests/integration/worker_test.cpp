@@ -41,6 +41,17 @@ std::unique_ptr<Topology> start_ready(TopologyOptions options) {
   return topology;
 }
 
+// For a topology made with `start = false`: the broker, an ai-gm worker, the rule-engine worker
+// under test (with `worker_args`) and the gateway. Returns that worker, for the test to signal.
+ChildProcess& start_with_worker_under_test(Topology& topology,
+                                           std::vector<std::string> worker_args) {
+  topology.start_broker();
+  topology.start_worker("ai-gm");
+  auto& worker = topology.start_worker("rule-engine", std::move(worker_args));
+  topology.start_gateway();
+  return worker;
+}
+
 std::optional<int> attempts_of(const HttpResult& r) {
   const auto value = r.header("X-Courier-Attempts");
   if (!value) return std::nullopt;
@@ -301,10 +312,7 @@ TEST(WorkerLifecycle, SigtermDrainsHundredInFlightRequestsAndExitsZero) {
   auto options = options_for(upstream.url());
   options.start = false;
   Topology topology(options);
-  topology.start_broker();
-  topology.start_worker("ai-gm");
-  ChildProcess& worker = topology.start_worker("rule-engine", {"--concurrency", "128"});
-  topology.start_gateway();
+  ChildProcess& worker = start_with_worker_under_test(topology, {"--concurrency", "128"});
   ASSERT_TRUE(topology.wait_ready()) << topology.logs();
 
   std::vector<HttpResult> results(kRequests);
@@ -355,10 +363,7 @@ TEST(WorkerLifecycle, DrainTimeoutWithARequestStillRunningExitsCleanly) {
   auto options = options_for(upstream.url());
   options.start = false;
   Topology topology(options);
-  topology.start_broker();
-  topology.start_worker("ai-gm");
-  ChildProcess& worker = topology.start_worker("rule-engine", {"--drain-timeout", "0.3"});
-  topology.start_gateway();
+  ChildProcess& worker = start_with_worker_under_test(topology, {"--drain-timeout", "0.3"});
   ASSERT_TRUE(topology.wait_ready()) << topology.logs();
 
   auto pending = std::async(std::launch::async, [&] {
