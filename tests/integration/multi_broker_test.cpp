@@ -59,7 +59,7 @@ TEST(MultiBroker, LoadIsSharedAndLosingABrokerLosesNoRetrySafeRequest) {
                std::map<std::string, int>{{"test-broker-1", 16}, {"test-broker-2", 16}};
       },
       10s, 20ms))
-      << services(topology).dump(2);
+      << services(topology).dump(2) << topology.logs();
   auto s = services(topology);
   EXPECT_EQ(s["services"]["rule-engine"]["workers"], 2) << "a worker counts once, not per broker";
   EXPECT_EQ(s["services"]["rule-engine"]["capacity"], 32);

@@ -15,11 +15,17 @@ std::string env_prefix(const std::string& service) {
 
 }  // namespace
 
-Topology::Topology(TopologyOptions options)
-    : options_(std::move(options)), gateway_port_(free_tcp_port()) {
+Topology::Topology(TopologyOptions options) : options_(std::move(options)) {
+  // Held for the topology's life: a broker restarted on its ports finds them free, and tests
+  // running in parallel cannot pick them in between.
+  const auto reserve = [this] {
+    reserved_.push_back(std::make_unique<ReservedPort>(/*for_server=*/true));
+    return reserved_.back()->port();
+  };
+  gateway_port_ = reserve();
   for (int i = 0; i < options_.brokers; ++i) {
-    frontend_ports_.push_back(free_tcp_port());
-    backend_ports_.push_back(free_tcp_port());
+    frontend_ports_.push_back(reserve());
+    backend_ports_.push_back(reserve());
   }
   brokers_.resize(frontend_ports_.size());
   if (!options_.start) return;

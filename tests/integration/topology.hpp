@@ -56,9 +56,10 @@ class Topology {
   EnvList environment() const;
 
   TopologyOptions options_;
+  std::vector<std::unique_ptr<ReservedPort>> reserved_;  // every port below, until destruction
   std::vector<std::uint16_t> frontend_ports_;
   std::vector<std::uint16_t> backend_ports_;
-  std::uint16_t gateway_port_;
+  std::uint16_t gateway_port_ = 0;
   std::vector<std::unique_ptr<ChildProcess>> brokers_;
   std::unique_ptr<ChildProcess> gateway_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;

@@ -92,9 +92,15 @@ std::uint16_t free_tcp_port() {
   return acceptor.local_endpoint().port();
 }
 
-ReservedPort::ReservedPort() {
+ReservedPort::ReservedPort(bool for_server) {
   fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "socket");
+  const int one = 1;
+  if (for_server && ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) != 0) {
+    const int error = errno;
+    ::close(fd_);
+    throw std::system_error(error, std::generic_category(), "setsockopt");
+  }
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);

@@ -42,10 +42,13 @@ std::error_code make_error_code(ClientError e);
 std::uint16_t free_tcp_port();
 
 // A loopback port held bound but never listening, for as long as the object lives: connections
-// to it are refused, and no other process can take it meanwhile (unlike free_tcp_port()).
+// to it are refused, and no other process picks it for itself meanwhile (unlike free_tcp_port()).
+// `for_server`: bound with SO_REUSEADDR, so that the server a test starts later (which sets it too,
+// as libzmq and the gateway do) can bind and listen on it, even again after a restart, while no
+// other test's ephemeral bind takes it in between.
 class ReservedPort {
  public:
-  ReservedPort();
+  explicit ReservedPort(bool for_server = false);
   ~ReservedPort();
   ReservedPort(const ReservedPort&) = delete;
   ReservedPort& operator=(const ReservedPort&) = delete;
