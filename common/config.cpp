@@ -180,6 +180,22 @@ double parse_double(const std::string& setting, const std::string& value) {
   return d;
 }
 
+// "none", or a comma-separated list of 5xx statuses ("502,503,504").
+std::vector<unsigned> parse_statuses(const std::string& setting, const std::string& value) {
+  std::vector<unsigned> out;
+  if (trim(value) == "none") return out;
+  std::string_view rest = value;
+  while (true) {
+    const auto comma = rest.find(',');
+    const auto item = std::string(rest.substr(0, comma));
+    const auto status = static_cast<unsigned>(parse_int(setting, item, 500, 599));
+    if (std::find(out.begin(), out.end(), status) == out.end()) out.push_back(status);
+    if (comma == std::string_view::npos) break;
+    rest.remove_prefix(comma + 1);
+  }
+  return out;
+}
+
 std::string read_secret(const std::string& setting, const detail::Layers& layers,
                         const std::string& service, const EnvLookup& env) {
   // The secret itself never appears in messages: only where it was to come from.
@@ -340,11 +356,27 @@ const ServiceConfig* Settings::find(const std::string& name) const {
 
 Settings load_settings(const ConfigSources& sources) {
   const detail::Layers layers(sources);
-  static const std::set<std::string> kServiceFields = {
-      "upstream",         "timeout",          "max_retries",        "retry_min_wait",
-      "retry_max_wait",   "max_queue",        "concurrency",        "max_connections",
-      "circuit_failures", "circuit_cooldown", "retry_budget_ratio", "retry_budget_min",
-      "auth.mode",        "auth.header",      "auth.secret_env",    "auth.secret_file"};
+  static const std::set<std::string> kServiceFields = {"upstream",
+                                                       "timeout",
+                                                       "max_retries",
+                                                       "retry_min_wait",
+                                                       "retry_max_wait",
+                                                       "max_queue",
+                                                       "concurrency",
+                                                       "max_connections",
+                                                       "circuit_failures",
+                                                       "circuit_cooldown",
+                                                       "retry_budget_ratio",
+                                                       "retry_budget_min",
+                                                       "auth.mode",
+                                                       "auth.header",
+                                                       "auth.secret_env",
+                                                       "auth.secret_file",
+                                                       "circuit_min_requests",
+                                                       "circuit_failure_rate",
+                                                       "circuit_window",
+                                                       "circuit_probes",
+                                                       "circuit_failure_statuses"};
   static const std::set<std::string> kTopLevel = {"defaults", "services", "gateway",
                                                   "broker",   "worker",   "logging"};
   // Unknown keys are mistakes (a typo silently ignored is a production incident).
@@ -418,10 +450,34 @@ Settings load_settings(const ConfigSources& sources) {
       svc.max_connections = static_cast<std::size_t>(parse_int(v->origin, v->value, 1, 100000));
     }
     if (auto v = layers.service_value(name, "circuit_failures", "COURIER_CIRCUIT_FAILURES")) {
-      svc.circuit_failure_threshold = static_cast<int>(parse_int(v->origin, v->value, 0, 100000));
+      svc.circuit_failures = static_cast<int>(parse_int(v->origin, v->value, 0, 1'000'000));
+    }
+    if (auto v =
+            layers.service_value(name, "circuit_min_requests", "COURIER_CIRCUIT_MIN_REQUESTS")) {
+      svc.circuit_min_requests = static_cast<int>(parse_int(v->origin, v->value, 1, 1'000'000));
+    }
+    if (auto v =
+            layers.service_value(name, "circuit_failure_rate", "COURIER_CIRCUIT_FAILURE_RATE")) {
+      svc.circuit_failure_rate = parse_double(v->origin, v->value);
+      if (!(svc.circuit_failure_rate > 0) || svc.circuit_failure_rate > 1) {
+        throw ConfigError(v->origin + ": must be above 0 and at most 1 (a share of attempts)");
+      }
+    }
+    if (auto v = layers.service_value(name, "circuit_window", "COURIER_CIRCUIT_WINDOW")) {
+      svc.circuit_window = parse_seconds(v->origin, v->value);
+      if (svc.circuit_window < std::chrono::milliseconds{100}) {
+        throw ConfigError(v->origin + ": must be at least 0.1 seconds");
+      }
     }
     if (auto v = layers.service_value(name, "circuit_cooldown", "COURIER_CIRCUIT_COOLDOWN")) {
       svc.circuit_cooldown = parse_seconds(v->origin, v->value);
+    }
+    if (auto v = layers.service_value(name, "circuit_probes", "COURIER_CIRCUIT_PROBES")) {
+      svc.circuit_probes = static_cast<int>(parse_int(v->origin, v->value, 1, 10'000));
+    }
+    if (auto v = layers.service_value(name, "circuit_failure_statuses",
+                                      "COURIER_CIRCUIT_FAILURE_STATUSES")) {
+      svc.circuit_failure_statuses = parse_statuses(v->origin, v->value);
     }
     if (auto v = layers.service_value(name, "retry_budget_ratio", "COURIER_RETRY_BUDGET_RATIO")) {
       svc.retry_budget_ratio = parse_double(v->origin, v->value);

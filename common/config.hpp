@@ -49,8 +49,17 @@ struct ServiceConfig {
   std::size_t max_queue = 1024;            // broker: waiting requests before 503 OVERLOADED
   std::uint32_t worker_concurrency = 256;  // worker: requests one worker runs at once
   std::size_t max_connections = 256;       // worker: pooled upstream connections
-  int circuit_failure_threshold = 5;       // consecutive failures that open the circuit
+  // The worker's circuit breaker (workers/circuit_breaker.hpp): it opens when the window holds
+  // circuit_min_requests attempts and circuit_failures failures and their ratio reaches the rate.
+  int circuit_failures = 5;  // 0 turns the breaker off
+  int circuit_min_requests = 10;
+  double circuit_failure_rate = 0.5;
+  std::chrono::milliseconds circuit_window{10'000};
   std::chrono::milliseconds circuit_cooldown{5'000};
+  int circuit_probes = 3;  // attempts let through while half-open
+  // Upstream statuses the breaker counts as failures; connect failures, resets, timeouts and
+  // malformed responses always count. None by default: an answer proves the upstream is up.
+  std::vector<unsigned> circuit_failure_statuses;
   double retry_budget_ratio = 0.2;  // retries in flight at most this share of active requests
   int retry_budget_min = 3;         // ... but always allow this many
 };

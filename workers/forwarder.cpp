@@ -91,12 +91,15 @@ struct Forwarder::Attempt {
   AttemptOutcome outcome = AttemptOutcome::kSuccess;
   FetchResult fetch;
   std::optional<milliseconds> retry_after;
-
-  // What the circuit breaker counts against the upstream: it is down or failing, not the client.
-  bool upstream_failed() const {
-    return fetch.outcome != FetchOutcome::kOk || fetch.response.result_int() >= 500;
-  }
 };
+
+bool counts_as_upstream_failure(const FetchResult& fetch,
+                                const std::vector<unsigned>& failure_statuses) {
+  if (fetch.outcome != FetchOutcome::kOk) return true;
+  const auto status = fetch.response.result_int();
+  return std::find(failure_statuses.begin(), failure_statuses.end(), status) !=
+         failure_statuses.end();
+}
 
 std::optional<UpstreamRequest> build_upstream_request(const RequestEnvelope& request,
                                                       const ServiceConfig& service) {
@@ -174,8 +177,34 @@ Forwarder::Forwarder(asio::any_io_executor executor, const ServiceConfig& servic
       pool_(executor, service.upstream, service.max_connections),
       policy_{service.max_attempts, service.retry_min_wait, service.retry_max_wait},
       budget_(service.retry_budget_ratio, service.retry_budget_min),
-      breaker_(service.circuit_failure_threshold, service.circuit_cooldown),
+      breaker_(CircuitPolicy{service.circuit_failures, service.circuit_min_requests,
+                             service.circuit_failure_rate, service.circuit_window,
+                             service.circuit_cooldown, service.circuit_probes},
+               [this](const CircuitTransition& t) { log_transition(t); }),
       rng_(seed) {}
+
+CircuitStatus Forwarder::circuit_status(TimePoint now) const {
+  return {breaker_.state(now),     breaker_.policy().enabled(), breaker_.counts(now),
+          breaker_.times_opened(), breaker_.retry_in(now),      breaker_.admits(now)};
+}
+
+void Forwarder::log_transition(const CircuitTransition& t) const {
+  // Once per change of state, with the evidence: operators must be able to tell a dead upstream
+  // from a threshold set too low.
+  const auto level = t.to == CircuitState::kOpen ? spdlog::level::warn : spdlog::level::info;
+  if (t.from == CircuitState::kOpen) {
+    spdlog::log(level, "circuit half-open service={} worker={} probes={}", service_.name,
+                worker_id_, breaker_.policy().half_open_probes);
+    return;
+  }
+  const bool probes = t.from == CircuitState::kHalfOpen;
+  spdlog::log(level,
+              "circuit {} service={} worker={} failure_rate={:.2f} failures={} attempts={} "
+              "over=\"{}\" threshold={:.2f}",
+              t.to == CircuitState::kOpen ? "opened" : "closed", service_.name, worker_id_,
+              t.evidence.failure_rate(), t.evidence.failures, t.evidence.attempts,
+              probes ? "half-open probes" : "window", breaker_.policy().failure_rate);
+}
 
 asio::awaitable<ReplyEnvelope> Forwarder::forward(RequestEnvelope request) {
   ++stats_.requests;
@@ -209,11 +238,29 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
       co_return make_error_reply(ErrorKind::kTimeout, service_.name,
                                  "deadline passed before the request was sent");
     }
-    if (!breaker_.allow(now)) {
+    const auto permit = breaker_.allow(now);
+    if (!permit) {
       ++stats_.circuit_rejections;
       if (last) co_return final_reply(std::move(*last), deadline);
-      co_return make_error_reply(ErrorKind::kUnavailable, service_.name, "circuit open");
+      auto reply = make_error_reply(ErrorKind::kUnavailable, service_.name, "circuit open");
+      // When to come back: the rest of the cool-down (a probe's result while half-open).
+      const auto wait = std::chrono::ceil<std::chrono::seconds>(breaker_.retry_in(now));
+      reply.headers.push_back(
+          {"Retry-After", std::to_string(std::max<long long>(wait.count(), 1))});
+      co_return reply;
     }
+    // Every permit goes back to the breaker, even if the attempt ends in an exception (a probe
+    // that never reports would hold the half-open circuit for good).
+    struct PermitReturn {
+      CircuitBreaker& breaker;
+      CircuitBreaker::Permit permit;
+      bool done = false;
+      void operator()(bool failed) {
+        if (!done) breaker.record(permit, failed, Clock::now());
+        done = true;
+      }
+      ~PermitReturn() { (*this)(true); }
+    } give_back{breaker_, *permit};
 
     auto fetched =
         co_await pool_.fetch(*upstream_request, std::min(now + service_.timeout, deadline));
@@ -224,11 +271,10 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
     lease.end_retry();
 
     Attempt attempt = classify(std::move(fetched), SystemClock::now());
-    if (attempt.upstream_failed()) {
-      breaker_.record_failure(Clock::now());
-    } else {
-      breaker_.record_success();
-    }
+    const bool failed =
+        counts_as_upstream_failure(attempt.fetch, service_.circuit_failure_statuses);
+    stats_.circuit_failures += failed;
+    give_back(failed);
     const int attempts = static_cast<int>(progress.attempts);
     log_attempt(request, attempt, attempts, took);
 

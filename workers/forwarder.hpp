@@ -12,6 +12,7 @@
 #include "common/asio.hpp"
 #include "common/config.hpp"
 #include "common/envelope.hpp"
+#include "workers/circuit_breaker.hpp"
 #include "workers/http_client.hpp"
 #include "workers/retry_policy.hpp"
 
@@ -38,6 +39,22 @@ struct ForwarderStats {
   std::uint64_t error_replies = 0;       // replies Courier produced instead of the upstream
   std::uint64_t circuit_rejections = 0;  // requests failed fast by an open circuit
   std::uint64_t budget_rejections = 0;   // retries the retry budget refused
+  std::uint64_t circuit_failures = 0;    // attempts the breaker counted as upstream failures
+};
+
+// True if the breaker counts this upstream attempt against the upstream: it was not reached, did
+// not answer in time or answered garbage, or answered one of `failure_statuses`.
+bool counts_as_upstream_failure(const FetchResult& fetch,
+                                const std::vector<unsigned>& failure_statuses);
+
+// What the worker's status (and so /services and /metrics) shows of its breaker.
+struct CircuitStatus {
+  CircuitState state = CircuitState::kClosed;
+  bool enabled = true;
+  WindowCounts window;       // the closed window's counts, the probes' while half-open
+  std::uint64_t opened = 0;  // times it opened
+  milliseconds retry_in{0};  // until an open circuit half-opens
+  bool accepting = true;     // an attempt would go ahead now (false: open, or every probe out)
 };
 
 // Forwards requests for one service. Not thread-safe: all calls must come from `executor` (one
@@ -51,10 +68,9 @@ class Forwarder {
 
   const ServiceConfig& service() const { return service_; }
   const ForwarderStats& stats() const { return stats_; }
-  const PoolStats& pool_stats() const { return pool_.stats(); }
   // At shutdown, before the io_context goes: the forwarder then holds no I/O object of its own.
   void close_idle() { pool_.close_idle(); }
-  const char* circuit_state() const { return to_string(breaker_.state()); }
+  CircuitStatus circuit_status(TimePoint now) const;
 
  private:
   struct Attempt;
@@ -69,6 +85,7 @@ class Forwarder {
   ReplyEnvelope final_reply(Attempt attempt, TimePoint deadline) const;
   void log_attempt(const RequestEnvelope& request, const Attempt& attempt, int number,
                    std::chrono::microseconds took) const;
+  void log_transition(const CircuitTransition& transition) const;
 
   asio::any_io_executor executor_;
   ServiceConfig service_;

@@ -68,8 +68,9 @@ const char* to_string(AttemptOutcome outcome) {
 }
 
 AttemptOutcome classify_status(unsigned status) {
-  return status == 502 || status == 503 || status == 504 ? AttemptOutcome::kRetryableStatus
-                                                         : AttemptOutcome::kOtherStatus;
+  return status == 429 || status == 502 || status == 503 || status == 504
+             ? AttemptOutcome::kRetryableStatus
+             : AttemptOutcome::kOtherStatus;
 }
 
 RetryDecision decide_retry(const RetryPolicy& policy, const FinishedAttempt& attempt, TimePoint now,
@@ -93,8 +94,11 @@ RetryDecision decide_retry(const RetryPolicy& policy, const FinishedAttempt& att
   milliseconds wait = backoff_wait(policy, attempt.attempts_made, rng);
   if (attempt.retry_after) {
     // Coming back before the upstream asked to is likely to fail again.
+    if (*attempt.retry_after > std::max(policy.max_wait, policy.min_wait)) {
+      return {false, {}, "retry-after beyond max wait"};
+    }
     if (now + *attempt.retry_after >= deadline) return {false, {}, "retry-after beyond deadline"};
-    wait = std::clamp(*attempt.retry_after, wait, std::max(policy.max_wait, policy.min_wait));
+    wait = std::max(*attempt.retry_after, wait);
   }
   if (now + wait >= deadline) return {false, {}, "no time left before deadline"};
   return {true, wait, to_string(attempt.outcome)};
@@ -141,55 +145,6 @@ bool RetryBudget::try_acquire_retry() {
 
 void RetryBudget::release_retry() {
   if (retries_in_flight_ > 0) --retries_in_flight_;
-}
-
-const char* to_string(CircuitState state) {
-  switch (state) {
-    case CircuitState::kClosed:
-      return "closed";
-    case CircuitState::kOpen:
-      return "open";
-    case CircuitState::kHalfOpen:
-      return "half-open";
-  }
-  return "unknown";
-}
-
-CircuitBreaker::CircuitBreaker(int failure_threshold, milliseconds cooldown)
-    : failure_threshold_(std::max(failure_threshold, 1)), cooldown_(cooldown) {}
-
-bool CircuitBreaker::allow(TimePoint now) {
-  if (state_ == CircuitState::kOpen) {
-    if (now - opened_at_ < cooldown_) return false;
-    state_ = CircuitState::kHalfOpen;
-  }
-  if (state_ == CircuitState::kHalfOpen) {
-    if (probe_in_flight_) return false;
-    probe_in_flight_ = true;
-  }
-  return true;
-}
-
-void CircuitBreaker::record_success() {
-  state_ = CircuitState::kClosed;
-  consecutive_failures_ = 0;
-  probe_in_flight_ = false;
-}
-
-void CircuitBreaker::record_failure(TimePoint now) {
-  switch (state_) {
-    case CircuitState::kOpen:
-      // Stragglers that started before the circuit opened must not extend the cool-down.
-      return;
-    case CircuitState::kHalfOpen:
-      break;
-    case CircuitState::kClosed:
-      if (++consecutive_failures_ < failure_threshold_) return;
-      break;
-  }
-  state_ = CircuitState::kOpen;
-  opened_at_ = now;
-  probe_in_flight_ = false;
 }
 
 }  // namespace courier::workers

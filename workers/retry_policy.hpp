@@ -1,5 +1,5 @@
-// When and how long to wait before retrying an upstream attempt, plus the per-service guards that
-// stop retries from amplifying an outage (retry budget, circuit breaker). Pure logic: no I/O.
+// When and how long to wait before retrying an upstream attempt, plus the retry budget that stops
+// retries from amplifying an outage (the circuit breaker is in circuit_breaker.hpp). Pure logic.
 #pragma once
 
 #include <chrono>
@@ -19,13 +19,14 @@ enum class AttemptOutcome {
   kConnectFailed,        // never reached the upstream: always safe to repeat
   kResetBeforeResponse,  // the upstream may have seen the request but sent nothing back
   kTimeout,
-  kRetryableStatus,  // 502, 503, 504
+  kRetryableStatus,  // 429, 502, 503, 504
   kOtherStatus,      // any other upstream status, including 4xx and 500
   kBadResponse,      // unparseable or truncated response
 };
 const char* to_string(AttemptOutcome outcome);
 
-// Classifies an upstream status: 502/503/504 say "try elsewhere or later"; the rest are answers.
+// Classifies an upstream status: 429/502/503/504 say "try elsewhere or later"; the rest are
+// answers.
 AttemptOutcome classify_status(unsigned status);
 
 struct RetryPolicy {
@@ -48,7 +49,9 @@ struct RetryDecision {
 };
 
 // Decides whether to make another attempt and how long to wait first. `deadline` is the request's:
-// a retry that could not start before it is pointless.
+// a retry that could not start before it is pointless. An upstream's Retry-After is never cut
+// short: the wait is at least that long, and when that is beyond max_wait or the deadline there is
+// no retry (the upstream's answer, Retry-After included, goes back to the client).
 RetryDecision decide_retry(const RetryPolicy& policy, const FinishedAttempt& attempt, TimePoint now,
                            TimePoint deadline, std::mt19937_64& rng);
 
@@ -81,36 +84,6 @@ class RetryBudget {
   int min_retries_;
   int active_requests_ = 0;
   int retries_in_flight_ = 0;
-};
-
-enum class CircuitState { kClosed, kOpen, kHalfOpen };
-const char* to_string(CircuitState state);
-
-// Fails fast while an upstream is down rather than queueing requests behind connect timeouts.
-// Closed -> open after `failure_threshold` consecutive failures; open -> half-open once `cooldown`
-// has passed, when one probe at a time is let through; the probe's result closes or reopens it.
-// Not thread-safe: one per service, used from one executor.
-class CircuitBreaker {
- public:
-  CircuitBreaker(int failure_threshold, milliseconds cooldown);
-
-  // True if an attempt may go ahead now. In half-open state this claims the single probe slot,
-  // so every allowed attempt must be followed by record_success() or record_failure().
-  bool allow(TimePoint now);
-  void record_success();
-  void record_failure(TimePoint now);
-
-  // The state as of the last call; an open circuit whose cool-down has passed reports kOpen until
-  // allow() is next called.
-  CircuitState state() const { return state_; }
-
- private:
-  int failure_threshold_;
-  milliseconds cooldown_;
-  CircuitState state_ = CircuitState::kClosed;
-  int consecutive_failures_ = 0;
-  TimePoint opened_at_{};
-  bool probe_in_flight_ = false;
 };
 
 }  // namespace courier::workers

@@ -183,7 +183,17 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
 
 std::string Worker::status_json() const {
   const auto& s = forwarder_->stats();
-  return nlohmann::json{{"circuit", forwarder_->circuit_state()},
+  const auto c = forwarder_->circuit_status(std::chrono::steady_clock::now());
+  return nlohmann::json{{"circuit", c.enabled ? to_string(c.state) : "disabled"},
+                        {"circuit_failure_rate", c.window.failure_rate()},
+                        {"circuit_window_attempts", c.window.attempts},
+                        {"circuit_window_failures", c.window.failures},
+                        {"circuit_opened", c.opened},
+                        {"circuit_retry_in_ms", c.retry_in.count()},
+                        // The broker sends a worker that would fail everything fast nothing
+                        // while other workers of the service can serve.
+                        {"circuit_accepting", c.accepting},
+                        {"circuit_failures", s.circuit_failures},
                         {"requests", s.requests},
                         {"attempts", s.attempts},
                         {"retries", s.retries},

@@ -113,6 +113,64 @@ TEST(Config, BadValuesNameTheSetting) {
   EXPECT_NE(error_of({{"COURIER_SERVICES", "Bad_Name"}}).find("Bad_Name"), std::string::npos);
 }
 
+TEST(Config, CircuitBreakerDefaultsCountOnlyTransportFailures) {
+  const auto* re = load({}).find("rule-engine");
+  EXPECT_EQ(re->circuit_failures, 5);
+  EXPECT_EQ(re->circuit_min_requests, 10);
+  EXPECT_DOUBLE_EQ(re->circuit_failure_rate, 0.5);
+  EXPECT_EQ(re->circuit_window, std::chrono::seconds(10));
+  EXPECT_EQ(re->circuit_cooldown, std::chrono::seconds(5));
+  EXPECT_EQ(re->circuit_probes, 3);
+  EXPECT_TRUE(re->circuit_failure_statuses.empty());
+}
+
+TEST(Config, CircuitBreakerSettingsPerServiceAndDefault) {
+  const std::string file = R"(
+defaults:
+  circuit_window: 30
+services:
+  ai-gm:
+    circuit_failure_statuses: [502, 504]
+    circuit_probes: 1
+)";
+  const auto s = load({{"RULE_ENGINE_CIRCUIT_FAILURE_RATE", "0.8"},
+                       {"COURIER_CIRCUIT_MIN_REQUESTS", "50"},
+                       {"RULE_ENGINE_CIRCUIT_FAILURES", "0"},
+                       {"RULE_ENGINE_CIRCUIT_FAILURE_STATUSES", "503,500,503"}},
+                      file);
+  const auto* re = s.find("rule-engine");
+  EXPECT_DOUBLE_EQ(re->circuit_failure_rate, 0.8);
+  EXPECT_EQ(re->circuit_min_requests, 50);
+  EXPECT_EQ(re->circuit_failures, 0) << "0 turns the breaker off";
+  EXPECT_EQ(re->circuit_window, std::chrono::seconds(30));
+  EXPECT_EQ(re->circuit_failure_statuses, (std::vector<unsigned>{503, 500}));
+  const auto* gm = s.find("ai-gm");
+  EXPECT_EQ(gm->circuit_failure_statuses, (std::vector<unsigned>{502, 504}));
+  EXPECT_EQ(gm->circuit_probes, 1);
+  EXPECT_EQ(gm->circuit_min_requests, 50);
+  EXPECT_TRUE(load({}, "defaults:\n  circuit_failure_statuses: none\n")
+                  .find("ai-gm")
+                  ->circuit_failure_statuses.empty());
+}
+
+TEST(Config, BadCircuitBreakerValuesNameTheSetting) {
+  for (const auto& [name, value] : std::vector<std::pair<std::string, std::string>>{
+           {"COURIER_CIRCUIT_FAILURES", "-1"},
+           {"RULE_ENGINE_CIRCUIT_FAILURES", "-3"},
+           {"COURIER_CIRCUIT_MIN_REQUESTS", "0"},
+           {"COURIER_CIRCUIT_FAILURE_RATE", "0"},
+           {"COURIER_CIRCUIT_FAILURE_RATE", "1.5"},
+           {"COURIER_CIRCUIT_FAILURE_RATE", "-0.2"},
+           {"COURIER_CIRCUIT_WINDOW", "0"},
+           {"COURIER_CIRCUIT_COOLDOWN", "-1"},
+           {"COURIER_CIRCUIT_PROBES", "0"},
+           {"COURIER_CIRCUIT_FAILURE_STATUSES", "404"},
+           {"COURIER_CIRCUIT_FAILURE_STATUSES", "5xx"},
+           {"COURIER_CIRCUIT_FAILURE_STATUSES", "502,"}}) {
+    EXPECT_NE(error_of({{name, value}}).find(name), std::string::npos) << name << "=" << value;
+  }
+}
+
 TEST(Config, AuthSecretComesFromTheNamedEnvVarAndIsRequired) {
   auto s = load({{"RULE_ENGINE_AUTH_MODE", "bearer"},
                  {"RULE_ENGINE_AUTH_SECRET_ENV", "RE_TOKEN"},

@@ -299,22 +299,99 @@ TEST_F(ForwarderTest, ExpiredRequestIsNotSent) {
   EXPECT_TRUE(upstream.requests().empty());
 }
 
-TEST_F(ForwarderTest, OpenCircuitFailsFast) {
+TEST_F(ForwarderTest, UpstreamErrorStatusesDoNotOpenTheCircuitByDefault) {
+  std::vector<testing::Step> script(30, {status_response(500)});
+  ScriptedUpstream upstream(ioc_, script);
+  auto service = service_config(upstream.url());
+  service.circuit_min_requests = 2;
+  service.circuit_failures = 2;
+  Forwarder forwarder(ioc_.get_executor(), service, "worker-1", 1);
+
+  for (int i = 0; i < 30; ++i) ASSERT_EQ(forward(forwarder, envelope()).status, 500);
+  const auto circuit = forwarder.circuit_status(Clock::now());
+  EXPECT_EQ(circuit.state, CircuitState::kClosed) << "an answer proves the upstream is up";
+  EXPECT_EQ(circuit.window.attempts, 30);
+  EXPECT_EQ(circuit.window.failures, 0);
+  EXPECT_EQ(forwarder.stats().circuit_rejections, 0u);
+}
+
+TEST_F(ForwarderTest, OpenCircuitFailsFastWithRetryAfter) {
   ScriptedUpstream upstream(ioc_, {{status_response(500)}, {status_response(500)}});
   auto service = service_config(upstream.url());
-  service.circuit_failure_threshold = 2;
+  service.circuit_failure_statuses = {500};
+  service.circuit_min_requests = 2;
+  service.circuit_failures = 2;
   service.circuit_cooldown = 60s;
   Forwarder forwarder(ioc_.get_executor(), service, "worker-1", 1);
 
   EXPECT_EQ(forward(forwarder, envelope()).status, 500);
   EXPECT_EQ(forward(forwarder, envelope()).status, 500);
-  EXPECT_STREQ(forwarder.circuit_state(), "open");
+  const auto circuit = forwarder.circuit_status(Clock::now());
+  EXPECT_EQ(circuit.state, CircuitState::kOpen);
+  EXPECT_EQ(circuit.opened, 1u);
   const auto reply = forward(forwarder, envelope());
   EXPECT_EQ(reply.status, 503);
   ASSERT_TRUE(reply.error);
   EXPECT_EQ(reply.error->detail, "circuit open");
+  EXPECT_EQ(header(reply, "Retry-After"), "60");
   EXPECT_EQ(reply.attempts, 0u);
   EXPECT_EQ(upstream.requests().size(), 2u);
+  EXPECT_EQ(forwarder.stats().circuit_rejections, 1u);
+}
+
+TEST_F(ForwarderTest, RefusedConnectionsOpenTheCircuit) {
+  const auto port = testing::closed_port(ioc_);
+  auto service = service_config({"127.0.0.1", port, "", ""});
+  service.circuit_min_requests = 4;
+  service.circuit_failures = 4;
+  Forwarder forwarder(ioc_.get_executor(), service, "worker-1", 1);
+
+  EXPECT_EQ(forward(forwarder, envelope()).attempts, 3u);
+  const auto second = forward(forwarder, envelope());
+  EXPECT_EQ(second.attempts, 1u) << "the fourth refused attempt opened it";
+  EXPECT_EQ(second.error->detail, "connection refused") << "the last real outcome is kept";
+  EXPECT_EQ(forwarder.circuit_status(Clock::now()).state, CircuitState::kOpen);
+  EXPECT_EQ(forward(forwarder, envelope()).error->detail, "circuit open");
+}
+
+TEST_F(ForwarderTest, ZeroCircuitFailuresNeverOpensIt) {
+  const auto port = testing::closed_port(ioc_);
+  auto service = service_config({"127.0.0.1", port, "", ""});
+  service.circuit_failures = 0;
+  service.circuit_min_requests = 1;
+  Forwarder forwarder(ioc_.get_executor(), service, "worker-1", 1);
+
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(forward(forwarder, envelope()).attempts, 3u);
+  EXPECT_FALSE(forwarder.circuit_status(Clock::now()).enabled);
+  EXPECT_EQ(forwarder.stats().circuit_rejections, 0u);
+}
+
+TEST_F(ForwarderTest, RetryAfterIsWaitedForBeforeTheRetry) {
+  ScriptedUpstream upstream(ioc_,
+                            {{"HTTP/1.1 503 Busy\r\nRetry-After: 1\r\nContent-Length: 0\r\n\r\n"},
+                             {ok_response("later")}});
+  auto service = service_config(upstream.url());
+  service.retry_max_wait = 2s;  // the backoff alone would wait 1 ms
+  Forwarder forwarder(ioc_.get_executor(), service, "worker-1", 1);
+
+  const auto start = Clock::now();
+  const auto reply = forward(forwarder, envelope());
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_EQ(reply.attempts, 2u);
+  EXPECT_GE(Clock::now() - start, 1s);
+}
+
+TEST_F(ForwarderTest, RetryAfterBeyondMaxWaitReachesTheClientWithoutRetry) {
+  ScriptedUpstream upstream(
+      ioc_, {{"HTTP/1.1 429 Slow Down\r\nRetry-After: 30\r\nContent-Length: 0\r\n\r\n"},
+             {ok_response()}});
+  Forwarder forwarder(ioc_.get_executor(), service_config(upstream.url()), "worker-1", 1);
+
+  const auto reply = forward(forwarder, envelope());
+  EXPECT_EQ(reply.status, 429);
+  EXPECT_EQ(header(reply, "Retry-After"), "30");
+  EXPECT_EQ(reply.attempts, 1u);
+  EXPECT_EQ(upstream.requests().size(), 1u);
 }
 
 }  // namespace
