@@ -23,7 +23,8 @@ struct Dispatcher::Worker {
   bool draining = false;
   Clock::time_point expiry;
   std::uint64_t completed = 0;
-  std::string status;  // the worker's last self-report (JSON from its heartbeat), for stats
+  std::string status;         // the worker's last self-report (JSON from its heartbeat), for stats
+  bool circuit_open = false;  // its status says its breaker fails every request fast
 };
 
 struct Dispatcher::Service {
@@ -62,6 +63,20 @@ zmq::message_t own_envelope(zmq::message_t received) {
 }
 
 constexpr std::size_t kMaxServices = 1024;
+
+// Whether a worker's status says its breaker fails every request fast: "circuit_accepting":false
+// (an open circuit, or a half-open one with every probe out), or, from a worker that does not
+// send that field, "circuit":"open". The status comes from the network: anything else, of any
+// shape, means no.
+bool circuit_is_open(const std::string& status) {
+  const auto j = nlohmann::json::parse(status, nullptr, false);
+  if (!j.is_object()) return false;
+  if (const auto it = j.find("circuit_accepting"); it != j.end() && it->is_boolean()) {
+    return !it->get<bool>();
+  }
+  const auto it = j.find("circuit");
+  return it != j.end() && it->is_string() && it->get_ref<const std::string&>() == "open";
+}
 
 std::string key_of(const protocol::CorrelationId& id) {
   return std::string(reinterpret_cast<const char*>(id.data()), id.size());
@@ -285,11 +300,27 @@ bool Dispatcher::send_to_worker(Worker& worker, Request& request, const Now& now
   return true;
 }
 
+std::size_t Dispatcher::ejected_workers(const Service& svc) {
+  // A worker whose circuit is open answers every request 503 at once, which frees its credit at
+  // once: left in the rotation, it would draw more and more of the traffic. It gets none while at
+  // least half of the live workers are healthy, the way Envoy ejects a host only among several;
+  // below that (the upstream is down for most of them) every worker is used again, and fails
+  // fast.
+  std::size_t live = 0, open = 0;
+  for (const Worker* w : svc.workers) {
+    live += !w->draining;
+    open += !w->draining && w->circuit_open;
+  }
+  return (live - open) * 2 >= live ? open : 0;
+}
+
 void Dispatcher::dispatch(Service& svc, const Now& now) {
+  const bool avoid_open = ejected_workers(svc) > 0;
   while (!svc.queue.empty()) {
     Worker* best = nullptr;
     for (Worker* w : svc.workers) {
       if (w->draining || w->in_flight >= w->capacity) continue;
+      if (avoid_open && w->circuit_open) continue;
       // Least loaded by share of capacity: a small worker is not flooded beside a big one.
       if (!best || std::uint64_t{w->in_flight} * best->capacity <
                        std::uint64_t{best->in_flight} * w->capacity) {
@@ -361,6 +392,18 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
       // A worker's heartbeat may carry its own status (circuit state, attempts): kept for stats.
       if (frames.size() == 4 && frames[3].size() <= 4096) {
         worker.status.assign(frames[3].data<char>(), frames[3].size());
+        const bool was_open = worker.circuit_open;
+        worker.circuit_open = circuit_is_open(worker.status);
+        if (was_open != worker.circuit_open) {
+          spdlog::info("worker {} ({}) circuit {}", worker.name, worker.service,
+                       worker.circuit_open ? "open: taken out of the rotation while others can "
+                                             "serve"
+                                           : "no longer open: back in the rotation");
+          // Requests may have waited for a healthy worker that this one now is.
+          if (auto svc = services_.find(worker.service); svc != services_.end()) {
+            dispatch(*svc->second, now);
+          }
+        }
       }
       return;
     case Command::kDrain:
@@ -625,7 +668,8 @@ nlohmann::json Dispatcher::stats(const Now& now) const {
   for (const auto& [name, svc] : services_) {
     json workers = json::array();
     std::uint64_t capacity = 0, in_flight = 0, live = 0;
-    std::string circuit;  // every worker's breaker state if they agree, else "mixed"
+    std::string circuit;             // every worker's breaker state if they agree, else "mixed"
+    json circuits = json::object();  // how many workers are in each breaker state
     for (const Worker* w : svc->workers) {
       json entry = {{"id", w->name},
                     {"capacity", w->capacity},
@@ -635,8 +679,13 @@ nlohmann::json Dispatcher::stats(const Now& now) const {
       if (!w->status.empty()) {
         auto status = json::parse(w->status, nullptr, false);
         if (status.is_object()) {
-          const auto state = status.value("circuit", std::string());
-          if (!state.empty()) circuit = circuit.empty() || circuit == state ? state : "mixed";
+          // The status comes from the network: a field of the wrong type is ignored, not trusted.
+          const auto it = status.find("circuit");
+          if (it != status.end() && it->is_string() && !it->get_ref<const std::string&>().empty()) {
+            const auto& state = it->get_ref<const std::string&>();
+            circuit = circuit.empty() || circuit == state ? state : "mixed";
+            circuits[state] = circuits.value(state, 0) + 1;
+          }
           entry["status"] = std::move(status);
         }
       }
@@ -664,6 +713,9 @@ nlohmann::json Dispatcher::stats(const Now& now) const {
                       {"queue_depth", depth},
                       {"max_queue", svc->max_queue},
                       {"circuit", circuit.empty() ? "unknown" : circuit},
+                      {"circuits", std::move(circuits)},
+                      // Workers the broker is sending nothing while others can serve.
+                      {"ejected", ejected_workers(*svc)},
                       {"worker_list", std::move(workers)},
                       {"counters", std::move(c)}};
   }

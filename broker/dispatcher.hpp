@@ -108,6 +108,8 @@ class Dispatcher {
   void handle_reply(Worker& worker, protocol::Frames& frames, const Now& now);
   void handle_ready(const Identity& id, const protocol::ReadyHeader& ready, const Now& now);
   void dispatch(Service& svc, const Now& now);
+  // How many of the service's live workers get no requests because their circuit is open.
+  static std::size_t ejected_workers(const Service& svc);
   bool send_to_worker(Worker& worker, Request& request, const Now& now);
   void remove_worker(const Identity& id, const char* why, const Now& now);
   // Answers what `svc` has queued with 503 BROKER_UNAVAILABLE; returns how many.

@@ -732,6 +732,61 @@ TEST_F(DispatcherTest, WorkerStatusFromHeartbeatShowsInStats) {
   EXPECT_EQ(dispatcher_->counters().malformed, 0u);
 }
 
+TEST_F(DispatcherTest, WorkerWithOpenCircuitGetsNothingWhileOthersCanServe) {
+  ready("w1", 1);
+  ready("w2", 8);
+  from_worker(
+      {"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat), R"({"circuit":"open"})"});
+  request("g1", 1);
+  request("g1", 2);  // w1 is full: this one waits for it rather than fail fast on w2
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  EXPECT_TRUE(dispatched_to("w2").empty());
+  EXPECT_EQ(dispatcher_->stats(now_)["services"]["echo"]["ejected"], 1);
+  reply("w1", 1);
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2}));
+
+  // Its cool-down over, the worker reports half-open: back in the rotation for the probes, and
+  // what was waiting goes to it at once.
+  request("g1", 3);
+  EXPECT_EQ(dispatched_to("w2"), std::vector<int>{});
+  from_worker({"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat),
+               R"({"circuit":"half-open","circuit_accepting":false})"});
+  EXPECT_EQ(dispatched_to("w2"), std::vector<int>{}) << "every probe is out";
+  from_worker(
+      {"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat), R"({"circuit":"half-open"})"});
+  EXPECT_EQ(dispatched_to("w2"), std::vector<int>{3});
+  EXPECT_EQ(dispatcher_->stats(now_)["services"]["echo"]["ejected"], 0);
+}
+
+TEST_F(DispatcherTest, WhenMostCircuitsAreOpenEveryWorkerServesAgain) {
+  ready("w1", 4);
+  ready("w2", 4);
+  ready("w3", 4);
+  for (const char* w : {"w1", "w2"}) {
+    from_worker(
+        {w, std::string(protocol::kTag), cmd(Command::kHeartbeat), R"({"circuit":"open"})"});
+  }
+  for (int i = 1; i <= 9; ++i) request("g1", i);
+  // Two of three open: the upstream is likely down for all, and one worker must not take it all.
+  EXPECT_FALSE(dispatched_to("w1").empty());
+  EXPECT_FALSE(dispatched_to("w2").empty());
+  EXPECT_FALSE(dispatched_to("w3").empty());
+  EXPECT_EQ(dispatcher_->stats(now_)["services"]["echo"]["ejected"], 0);
+}
+
+TEST_F(DispatcherTest, StatusFieldsOfTheWrongTypeAreIgnored) {
+  ready("w1", 4);
+  for (const char* status : {R"({"circuit":1})", R"({"circuit":["open"]})", R"(["open"])",
+                             R"("open")", R"({"circuit":null})"}) {
+    from_worker({"w1", std::string(protocol::kTag), cmd(Command::kHeartbeat), status});
+    const auto stats = dispatcher_->stats(now_)["services"]["echo"];
+    EXPECT_EQ(stats["circuit"], "unknown") << status;
+    EXPECT_EQ(stats["ejected"], 0) << status;
+  }
+  request("g1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+}
+
 TEST_F(DispatcherTest, ServiceTableIsBounded) {
   for (int i = 0; i < 1100; ++i) request("g1", i, kSafe, 5'000, "svc-" + std::to_string(i));
   EXPECT_LE(dispatcher_->stats(now_)["services"].size(), 1024u);
