@@ -37,6 +37,8 @@ json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
   json services = json::object();
   json counters = json::object();
   std::map<std::string, std::set<std::string>> live_workers;  // service -> worker names
+  // service -> worker -> breaker state: a worker registered with two brokers is counted once.
+  std::map<std::string, std::map<std::string, std::string>> circuit_states;
   double gateways = 0;
   for (const auto& b : brokers) {
     json entry = {{"endpoint", b.endpoint}, {"connected", b.connected}, {"pending", b.pending}};
@@ -62,14 +64,21 @@ json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
                  {"in_flight", 0},
                  {"queue_depth", 0},
                  {"max_queue", 0},
+                 {"ejected", 0},
                  {"circuit", "unknown"},
+                 {"circuits", json::object()},
                  {"worker_list", json::array()},
                  {"counters", json::object()}};
         }
         for (const char* k : {"capacity", "in_flight", "queue_depth", "max_queue"}) {
           out[k] = out[k].get<std::int64_t>() + static_cast<std::int64_t>(json_number(s, k));
         }
-        const auto circuit = s.value("circuit", std::string("unknown"));
+        // Each broker takes the same workers out of its rotation: a worker counts once.
+        out["ejected"] = std::max(out["ejected"].get<std::int64_t>(),
+                                  static_cast<std::int64_t>(json_number(s, "ejected")));
+        const auto found = s.find("circuit");
+        const std::string circuit =
+            found != s.end() && found->is_string() ? found->get<std::string>() : "unknown";
         const auto seen = out["circuit"].get<std::string>();
         if (seen == "unknown") {
           out["circuit"] = circuit;
@@ -80,8 +89,17 @@ json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
         if (const auto it = s.find("worker_list"); it != s.end() && it->is_array()) {
           for (auto w : *it) {
             if (!w.is_object()) continue;
-            if (!w.value("draining", false)) {
-              live_workers[name].insert(w.value("id", std::string()));
+            const auto wid = w.find("id");
+            const std::string worker =
+                wid != w.end() && wid->is_string() ? wid->get<std::string>() : "";
+            const auto draining = w.find("draining");
+            if (draining == w.end() || !draining->is_boolean() || !draining->get<bool>()) {
+              live_workers[name].insert(worker);
+            }
+            if (const auto st = w.find("status"); st != w.end() && st->is_object()) {
+              const auto c = st->find("circuit");
+              if (c != st->end() && c->is_string())
+                circuit_states[name][worker] = c->get<std::string>();
             }
             w["broker"] = id;
             out["worker_list"].push_back(std::move(w));
@@ -95,6 +113,10 @@ json merge_broker_stats(const std::vector<BrokerStatus>& brokers) {
     const auto it = live_workers.find(name);
     out["workers"] = it == live_workers.end() ? 0 : it->second.size();
     integral(out["counters"]);
+    json circuits = json::object();
+    for (const auto& [worker, state] : circuit_states[name])
+      circuits[state] = circuits.value(state, 0) + 1;
+    out["circuits"] = std::move(circuits);
   }
   integral(counters);
   return {{"brokers", std::move(list)},

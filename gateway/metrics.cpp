@@ -4,6 +4,8 @@
 #include <prometheus/text_serializer.h>
 
 #include <nlohmann/json.hpp>
+#include <set>
+#include <utility>
 
 #include "gateway/broker_view.hpp"
 
@@ -56,6 +58,8 @@ void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerSt
       {"in_flight", gauge("courier_broker_in_flight", "Requests dispatched to workers")},
       {"queue_depth", gauge("courier_broker_queue_depth", "Requests waiting for a worker")},
       {"max_queue", gauge("courier_broker_max_queue", "Queue limit before 503 OVERLOADED")},
+      {"ejected", gauge("courier_broker_ejected_workers",
+                        "Live workers sent nothing because their circuit is open")},
   };
   auto& service_events = BuildCounter()
                              .Name("courier_broker_service_events_total")
@@ -79,6 +83,73 @@ void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerSt
       for (const auto& g : gauges) g.family.Add(labels).Set(json_number(entry, g.key));
       if (const auto it = entry.find("counters"); it != entry.end()) {
         add_counters(service_events, *it, labels);
+      }
+    }
+  }
+}
+
+// The circuit breaker of each worker, from the status its heartbeats carry. A worker registered
+// with several brokers is one breaker: its series come once, from the first broker that lists it,
+// so that sums over workers count each once.
+void add_worker_circuits(prometheus::Registry& registry, const std::vector<BrokerStatus>& brokers) {
+  using prometheus::BuildCounter;
+  using prometheus::BuildGauge;
+  auto& state =
+      BuildGauge()
+          .Name("courier_worker_circuit_state")
+          .Help("1 for the state the worker's circuit breaker is in, by service and worker")
+          .Register(registry);
+  auto& rate = BuildGauge()
+                   .Name("courier_worker_circuit_failure_rate")
+                   .Help("Share of the breaker window's upstream attempts that failed")
+                   .Register(registry);
+  auto& attempts = BuildGauge()
+                       .Name("courier_worker_circuit_window_attempts")
+                       .Help("Upstream attempts in the breaker's window (probes while half-open)")
+                       .Register(registry);
+  auto& opened = BuildCounter()
+                     .Name("courier_worker_circuit_opened_total")
+                     .Help("Times the worker's circuit opened")
+                     .Register(registry);
+  auto& rejections = BuildCounter()
+                         .Name("courier_worker_circuit_rejections_total")
+                         .Help("Requests the worker's open circuit failed fast")
+                         .Register(registry);
+  auto& failures = BuildCounter()
+                       .Name("courier_worker_circuit_failures_total")
+                       .Help("Upstream attempts the breaker counted as failures")
+                       .Register(registry);
+  static constexpr const char* kStates[] = {"closed", "open", "half-open", "disabled"};
+  std::set<std::pair<std::string, std::string>> seen;  // (service, worker)
+  for (const auto& b : brokers) {
+    if (!b.connected || !b.stats) continue;
+    const auto services = b.stats->find("services");
+    if (services == b.stats->end() || !services->is_object()) continue;
+    for (const auto& [service, entry] : services->items()) {
+      const auto list = entry.is_object() ? entry.find("worker_list") : entry.end();
+      if (!entry.is_object() || list == entry.end() || !list->is_array()) continue;
+      for (const auto& w : *list) {
+        const auto id = w.is_object() ? w.find("id") : w.end();
+        const auto status = w.is_object() ? w.find("status") : w.end();
+        if (!w.is_object() || id == w.end() || !id->is_string() || status == w.end() ||
+            !status->is_object()) {
+          continue;
+        }
+        const auto circuit = status->find("circuit");
+        if (circuit == status->end() || !circuit->is_string()) continue;
+        if (!seen.emplace(service, id->get<std::string>()).second) continue;
+        const prometheus::Labels labels = {{"service", service},
+                                           {"worker", id->get<std::string>()}};
+        for (const char* name : kStates) {
+          auto with_state = labels;
+          with_state["state"] = name;
+          state.Add(with_state).Set(circuit->get<std::string>() == name ? 1 : 0);
+        }
+        rate.Add(labels).Set(json_number(*status, "circuit_failure_rate"));
+        attempts.Add(labels).Set(json_number(*status, "circuit_window_attempts"));
+        opened.Add(labels).Increment(json_number(*status, "circuit_opened"));
+        rejections.Add(labels).Increment(json_number(*status, "circuit_rejections"));
+        failures.Add(labels).Increment(json_number(*status, "circuit_failures"));
       }
     }
   }
@@ -133,6 +204,7 @@ std::string GatewayMetrics::render(const GatewaySnapshot& s,
           "Pending requests sent through another broker after theirs was lost",
           static_cast<double>(s.failovers));
   add_broker_stats(scrape, brokers);
+  add_worker_circuits(scrape, brokers);
 
   auto families = registry_->Collect();
   auto more = scrape.Collect();

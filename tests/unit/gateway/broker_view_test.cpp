@@ -9,12 +9,14 @@ namespace {
 // The same two workers registered with both brokers, each giving each broker half its capacity.
 const char* kBrokerA = R"({"broker_id":"a","gateways":2,"counters":{"requests":10,"expired":1},
   "services":{"svc":{"workers":2,"capacity":4,"in_flight":1,"queue_depth":0,"max_queue":100,
-    "circuit":"closed","counters":{"dispatched":7},
-    "worker_list":[{"id":"w1","capacity":2,"draining":false},{"id":"w2","capacity":2,"draining":false}]}}})";
+    "circuit":"closed","ejected":1,"counters":{"dispatched":7},
+    "worker_list":[{"id":"w1","capacity":2,"draining":false,"status":{"circuit":"closed"}},
+                   {"id":"w2","capacity":2,"draining":false,"status":{"circuit":"open"}}]}}})";
 const char* kBrokerB = R"({"broker_id":"b","gateways":1,"counters":{"requests":5},
   "services":{"svc":{"workers":2,"capacity":4,"in_flight":2,"queue_depth":3,"max_queue":100,
-    "circuit":"open","counters":{"dispatched":4},
-    "worker_list":[{"id":"w1","capacity":2,"draining":false},{"id":"w2","capacity":2,"draining":true}]},
+    "circuit":"open","ejected":1,"counters":{"dispatched":4},
+    "worker_list":[{"id":"w1","capacity":2,"draining":false,"status":{"circuit":"closed"}},
+                   {"id":"w2","capacity":2,"draining":true,"status":{"circuit":"open"}}]},
    "other":{"workers":1,"capacity":8,"in_flight":0,"queue_depth":0,"max_queue":10,
     "worker_list":[{"id":"o1","capacity":8,"draining":false}]}}})";
 
@@ -29,6 +31,9 @@ TEST(MergeBrokerStats, AddsUpConnectedBrokersAndCountsEachWorkerOnce) {
   EXPECT_EQ(svc["queue_depth"], 3);
   EXPECT_EQ(svc["max_queue"], 200);
   EXPECT_EQ(svc["circuit"], "mixed");
+  EXPECT_EQ(svc["circuits"], nlohmann::json::parse(R"({"closed":1,"open":1})"))
+      << "each worker once, though both brokers list it";
+  EXPECT_EQ(svc["ejected"], 1);
   EXPECT_EQ(svc["counters"]["dispatched"], 11);
   EXPECT_EQ(svc["worker_list"].size(), 4u);
   EXPECT_EQ(svc["worker_list"][0]["broker"], "a");
@@ -52,6 +57,16 @@ TEST(MergeBrokerStats, DisconnectedOrMalformedSnapshotsAddNothing) {
   EXPECT_TRUE(m["services"].empty());
   EXPECT_TRUE(m["counters"].empty());
   EXPECT_EQ(m["brokers"].size(), 4u);
+}
+
+TEST(MergeBrokerStats, FieldsOfTheWrongTypeAreIgnored) {
+  const auto m = merge_broker_stats({{"tcp://a:1", true, 0, parse_stats(R"({"broker_id":"a",
+    "services":{"svc":{"circuit":1,"worker_list":[{"id":7,"draining":"no","status":{"circuit":[1]}},
+                                                 {"id":"w","status":"open"}]}}})")}});
+  const auto& svc = m["services"]["svc"];
+  EXPECT_EQ(svc["circuit"], "unknown");
+  EXPECT_TRUE(svc["circuits"].empty());
+  EXPECT_EQ(svc["workers"], 2);
 }
 
 TEST(MergeBrokerStats, OneBrokerReadsAsItself) {

@@ -104,6 +104,41 @@ TEST(GatewayMetrics, EachBrokerHasItsOwnSeriesAndALostOneOnlyItsUpGauge) {
   EXPECT_FALSE(parsed.value("courier_broker_workers", {{"broker", "tcp://b3:5555"}}));
 }
 
+TEST(GatewayMetrics, ExportsEachWorkersCircuitOnceAcrossBrokers) {
+  const char* stats = R"({"broker_id": "b", "services": {"rule-engine": {"worker_list": [
+    {"id": "w1", "status": {"circuit": "open", "circuit_failure_rate": 0.75,
+                            "circuit_window_attempts": 12, "circuit_opened": 2,
+                            "circuit_rejections": 40, "circuit_failures": 30}},
+    {"id": "w2", "status": {"circuit": "closed", "circuit_failure_rate": 0.0}},
+    {"id": "w3", "status": {"circuit": 5}},
+    {"id": "w4", "status": "open"}]}}})";
+  GatewayMetrics m;
+  const std::vector<BrokerStatus> brokers = {{"tcp://b1:5555", true, 0, parse_stats(stats)},
+                                             {"tcp://b2:5555", true, 0, parse_stats(stats)}};
+  const auto text = m.render({}, brokers);
+  const auto parsed = pt::parse(text);  // also rejects a series written twice
+  ASSERT_EQ(parsed.error, "") << text;
+  const std::map<std::string, std::string> w1 = {{"service", "rule-engine"}, {"worker", "w1"}};
+  auto w1_state = [&](const char* state) {
+    auto labels = w1;
+    labels["state"] = state;
+    return parsed.value("courier_worker_circuit_state", labels);
+  };
+  EXPECT_EQ(w1_state("open"), 1);
+  EXPECT_EQ(w1_state("closed"), 0);
+  EXPECT_EQ(w1_state("half-open"), 0);
+  EXPECT_EQ(parsed.value("courier_worker_circuit_failure_rate", w1), 0.75);
+  EXPECT_EQ(parsed.value("courier_worker_circuit_window_attempts", w1), 12);
+  EXPECT_EQ(parsed.value("courier_worker_circuit_opened_total", w1), 2);
+  EXPECT_EQ(parsed.value("courier_worker_circuit_rejections_total", w1), 40);
+  EXPECT_EQ(parsed.value("courier_worker_circuit_failures_total", w1), 30);
+  EXPECT_EQ(parsed.value("courier_worker_circuit_state", {{"worker", "w2"}, {"state", "closed"}}),
+            1);
+  EXPECT_FALSE(parsed.value("courier_worker_circuit_state", {{"worker", "w3"}}))
+      << "a status of the wrong type adds nothing";
+  EXPECT_FALSE(parsed.value("courier_worker_circuit_state", {{"worker", "w4"}}));
+}
+
 TEST(GatewayMetrics, MalformedOrMissingBrokerStatsAddNothing) {
   GatewayMetrics m;
   for (const char* text : {"", "not json", "[]", R"({"services": 3})"}) {
