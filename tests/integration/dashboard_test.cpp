@@ -41,6 +41,13 @@ std::optional<double> shown(const std::string& dom, const std::string& key) {
   return std::stod(m[1]);
 }
 
+std::optional<std::string> shown_text(const std::string& dom, const std::string& key) {
+  const std::regex pattern("data-k=\"" + key + "\"[^>]*>([^<]*)<");
+  std::smatch m;
+  if (!std::regex_search(dom, m, pattern)) return std::nullopt;
+  return m[1];
+}
+
 TEST(Dashboard, RenderedValuesFollowTraffic) {
   if (chromium_binary().empty()) GTEST_SKIP() << "chromium is not installed";
   TestUpstream upstream;
@@ -60,6 +67,10 @@ TEST(Dashboard, RenderedValuesFollowTraffic) {
   ASSERT_TRUE(workers) << before;
   EXPECT_EQ(*workers, 1);
   const auto requests_before = shown(before, "rule-engine.requests").value_or(-1);
+  EXPECT_EQ(shown_text(before, "rule-engine.circuit"), "closed") << before;
+  // Each worker's own breaker is listed under Workers.
+  const std::regex worker_circuit("data-k=\"rule-engine\\.[^\"]+\\.circuit\"[^>]*>closed<");
+  EXPECT_TRUE(std::regex_search(before, worker_circuit)) << before;
 
   for (int i = 0; i < 25; ++i) ASSERT_EQ(topology.get("/rule-engine/x").status, 200u);
   ASSERT_TRUE(wait_until(

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 
 #include <algorithm>
+#include <atomic>
 #include <future>
 #include <nlohmann/json.hpp>
 #include <thread>
@@ -110,6 +111,28 @@ TEST_F(WorkerRetryTest, PassesLast503ThroughAfterThreeAttempts) {
   EXPECT_EQ(r.header("X-Upstream"), "yes");
   EXPECT_EQ(attempts_of(r), 3);
   EXPECT_EQ(upstream_->hits("/down"), 3u);
+}
+
+TEST_F(WorkerRetryTest, RetryAfterBeyondTheMaxWaitReachesTheClientWithoutARetry) {
+  // The suite's max wait is 0.05 s: retrying before the upstream's 1 s would ignore it.
+  upstream_->script("/busy",
+                    {Step::respond(503, "busy", {{"Retry-After", "1"}}), Step::respond(200, "ok")});
+  const auto r = http_request(port(), "GET", "/rule-engine/busy");
+  ASSERT_TRUE(r.ok()) << r.error.message();
+  EXPECT_EQ(r.status, 503u);
+  EXPECT_EQ(r.body, "busy");
+  EXPECT_EQ(r.header("Retry-After"), "1");
+  EXPECT_EQ(attempts_of(r), 1);
+  EXPECT_EQ(upstream_->hits("/busy"), 1u);
+}
+
+TEST_F(WorkerRetryTest, TooManyRequestsIsRetriedAfterItsRetryAfter) {
+  upstream_->script("/limited", {Step::respond(429, "slow down", {{"Retry-After", "0"}}),
+                                 Step::respond(200, "ok")});
+  const auto r = http_request(port(), "GET", "/rule-engine/limited");
+  ASSERT_TRUE(r.ok()) << r.error.message();
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_EQ(attempts_of(r), 2);
 }
 
 TEST_F(WorkerRetryTest, DoesNotRetryPostThatReachedUpstream) {
@@ -227,57 +250,226 @@ TEST(WorkerFailure, SlowUpstreamBecomes504AtServiceTimeout) {
   if (::testing::Test::HasFailure()) std::cerr << topology->logs();
 }
 
-TEST(WorkerFailure, CircuitOpensAfterConsecutiveFailuresAndRecoversAfterCooldown) {
+// The breaker with its default policy: only fast retries are set, so that what trips it (or not)
+// is what would trip it in production.
+TopologyOptions default_breaker_options(const std::string& rule_engine_url,
+                                        const std::string& ai_gm_url, const EnvList& extra = {}) {
+  TopologyOptions options;
+  options.upstreams = {{"rule-engine", rule_engine_url}, {"ai-gm", ai_gm_url}};
+  options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"}, {"PROXY_RETRY_MAX_WAIT", "0.05"}};
+  options.env.insert(options.env.end(), extra.begin(), extra.end());
+  return options;
+}
+
+nlohmann::json rule_engine_worker_status(const Topology& topology) {
+  const auto r = topology.get("/services", {}, 2s);
+  auto j = nlohmann::json::parse(r.body, nullptr, false);
+  if (!j.is_object()) return nlohmann::json::object();
+  const auto& list = j["services"]["rule-engine"]["worker_list"];
+  if (!list.is_array() || list.empty() || !list[0].contains("status")) {
+    return nlohmann::json::object();  // no heartbeat with a status yet
+  }
+  return list[0]["status"];
+}
+
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
+TEST(WorkerFailure, OnePathFailingEveryTimeNeverDarkensTheOthers) {
   TestUpstream upstream;
-  upstream.script("/breaker", {Step::respond(503), Step::respond(503), Step::respond(503),
-                               Step::respond(200, "back")});
-  auto topology = start_ready(options_for(upstream.url(), {{"RULE_ENGINE_CIRCUIT_FAILURES", "3"},
-                                                           {"RULE_ENGINE_CIRCUIT_COOLDOWN", "4"}}));
+  upstream.script("/broken", {Step::respond(503, "model unavailable")});
+  upstream.script("/bad-input", {Step::respond(500, "bad prompt")});
+  auto topology = start_ready(default_breaker_options(upstream.url(), upstream.url()));
   const auto port = topology->gateway_port();
 
-  auto r = http_request(port, "GET", "/rule-engine/breaker");
-  ASSERT_TRUE(r.ok()) << r.error.message();
-  const auto opened = SteadyClock::now();
-  EXPECT_EQ(r.status, 503u);
-  EXPECT_EQ(attempts_of(r), 3);
-  ASSERT_EQ(upstream.hits("/breaker"), 3u);
-
-  // Open: fail fast without touching the upstream.
-  for (int i = 0; i < 5; ++i) {
-    SCOPED_TRACE(i);
-    const auto start = SteadyClock::now();
-    r = http_request(port, "GET", "/rule-engine/breaker");
-    ASSERT_TRUE(r.ok()) << r.error.message();
-    ASSERT_LT(SteadyClock::now() - opened, 4s) << "the machine is too slow to see the open state";
-    EXPECT_LT(since(start), 500ms);
-    EXPECT_EQ(r.status, 503u);
-    const auto j = error_body(r);
-    EXPECT_EQ(j.value("code", ""), "RULE_ENGINE_UNAVAILABLE");
-    EXPECT_EQ(j.value("detail", ""), "circuit open");
-    EXPECT_EQ(attempts_of(r), 0);
+  // Three of four requests go to failing paths, concurrently with the healthy one.
+  constexpr int kThreads = 8, kPerThread = 30;
+  std::atomic<int> good_ok{0}, good_total{0}, circuit_open{0}, broken_passed_through{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < kThreads; ++t) {
+    clients.emplace_back([&, t] {
+      for (int i = 0; i < kPerThread; ++i) {
+        const int kind = (t + i) % 4;
+        const char* path = kind == 0   ? "/rule-engine/good"
+                           : kind == 1 ? "/rule-engine/bad-input"
+                                       : "/rule-engine/broken";
+        const auto r = http_request(port, kind == 3 ? "POST" : "GET", path, {}, "{}", 10s);
+        if (!r.ok()) continue;
+        if (r.body.find("circuit open") != std::string::npos) ++circuit_open;
+        if (kind == 0) {
+          ++good_total;
+          good_ok += r.status == 200;
+        } else if (kind >= 2) {
+          broken_passed_through += r.status == 503 && r.body == "model unavailable";
+        }
+      }
+    });
   }
-  EXPECT_EQ(upstream.hits("/breaker"), 3u);
-  EXPECT_TRUE(wait_until([&] { return circuit_state(*topology, "rule-engine") == "open"; }, 3s))
-      << circuit_state(*topology, "rule-engine");
+  for (auto& c : clients) c.join();
 
-  // After the cool-down one probe goes through; its success closes the circuit.
-  HttpResult last;
+  EXPECT_EQ(good_total.load(), kThreads * kPerThread / 4);
+  EXPECT_EQ(good_ok.load(), good_total.load()) << "the healthy path must never see a 503";
+  EXPECT_EQ(circuit_open.load(), 0);
+  EXPECT_EQ(broken_passed_through.load(), kThreads * kPerThread / 2)
+      << "each failing request gets the upstream's own answer";
+  // GETs are tried up to three times (the retry budget may refuse some retries), POSTs once.
+  EXPECT_GE(upstream.hits("/broken"), std::size_t{kThreads * kPerThread / 2});
+  EXPECT_LE(upstream.hits("/broken"), std::size_t{kThreads * kPerThread});
+  nlohmann::json status;
   EXPECT_TRUE(wait_until(
       [&] {
-        last = http_request(port, "GET", "/rule-engine/breaker");
-        return last.ok() && last.status == 200;
+        status = rule_engine_worker_status(*topology);
+        return status.value("requests", 0) >= kThreads * kPerThread;
       },
-      8s, 50ms))
-      << last.status << " " << last.body;
-  EXPECT_GE(SteadyClock::now() - opened, 4s);
-  EXPECT_EQ(last.body, "back");
-  EXPECT_EQ(upstream.hits("/breaker"), 4u);
-  r = http_request(port, "GET", "/rule-engine/breaker");
-  EXPECT_EQ(r.status, 200u);
-  EXPECT_EQ(upstream.hits("/breaker"), 5u);
+      3s))
+      << status.dump();  // the status of a heartbeat sent after the last request
+  EXPECT_EQ(status.value("circuit", ""), "closed") << status.dump();
+  EXPECT_EQ(status.value("circuit_opened", -1), 0) << status.dump();
+  EXPECT_EQ(status.value("circuit_rejections", -1), 0) << status.dump();
+  if (::testing::Test::HasFailure()) std::cerr << topology->logs();
+}
+
+TEST(WorkerFailure, RefusedUpstreamOpensTheCircuitThenItRecoversWhenTheUpstreamIsBack) {
+  ReservedPort refused(/*for_server=*/true);
+  TestUpstream ai_gm;
+  auto topology =
+      start_ready(default_breaker_options("http://127.0.0.1:" + std::to_string(refused.port()),
+                                          ai_gm.url(), {{"RULE_ENGINE_CIRCUIT_COOLDOWN", "2"}}));
+  const auto port = topology->gateway_port();
+
+  // Defaults: 10 attempts, 5 failures, 50 %. Each GET makes three refused attempts, so the fourth
+  // request's first attempt opens the circuit, and the fifth fails fast.
+  HttpResult r;
+  int requests = 0;
+  while (requests < 8) {
+    r = http_request(port, "GET", "/rule-engine/x");
+    ++requests;
+    ASSERT_TRUE(r.ok()) << r.error.message();
+    ASSERT_EQ(r.status, 503u) << r.body;
+    if (error_body(r).value("detail", "") == "circuit open") break;
+  }
+  EXPECT_EQ(requests, 5);
+  const auto opened = SteadyClock::now();
+  EXPECT_EQ(attempts_of(r), 0);
+  const auto retry_after = r.header("Retry-After");
+  ASSERT_TRUE(retry_after);
+  EXPECT_TRUE(*retry_after == "1" || *retry_after == "2") << *retry_after;
+
+  // While open, requests fail fast; /services and /metrics say so.
+  const auto start = SteadyClock::now();
+  r = http_request(port, "GET", "/rule-engine/x");
+  if (SteadyClock::now() - opened < 1500ms) {
+    EXPECT_LT(since(start), 500ms);
+    EXPECT_EQ(error_body(r).value("detail", ""), "circuit open");
+  }
+  nlohmann::json status;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        status = rule_engine_worker_status(*topology);
+        return status.value("circuit_opened", 0) >= 1;
+      },
+      3s))
+      << status.dump();
+  EXPECT_GE(status.value("circuit_rejections", 0), 1) << status.dump();
+  const auto metrics = topology->get("/metrics", {}, 2s).body;
+  EXPECT_NE(metrics.find("courier_worker_circuit_opened_total{service=\"rule-engine\""),
+            std::string::npos)
+      << metrics;
+  const auto logs = topology->logs();
+  EXPECT_EQ(count_of(logs, "circuit opened service=rule-engine"), 1u) << logs;
+  EXPECT_NE(logs.find("failure_rate=1.00 failures=10 attempts=10"), std::string::npos) << logs;
+
+  // The upstream comes back on the same port: after the cool-down the probes succeed and close it.
+  UpstreamOptions back;
+  back.port = refused.port();
+  TestUpstream upstream(back);
+  EXPECT_TRUE(wait_until(
+      [&] {
+        r = http_request(port, "GET", "/rule-engine/x");
+        return r.ok() && r.status == 200;
+      },
+      10s, 50ms))
+      << r.status << " " << r.body;
+  EXPECT_GE(SteadyClock::now() - opened, 1500ms) << "not before the cool-down";
+  for (int i = 0; i < 5; ++i) EXPECT_EQ(http_request(port, "GET", "/rule-engine/x").status, 200u);
   EXPECT_TRUE(wait_until([&] { return circuit_state(*topology, "rule-engine") == "closed"; }, 3s))
       << circuit_state(*topology, "rule-engine");
+  EXPECT_EQ(count_of(topology->logs(), "circuit closed service=rule-engine"), 1u);
   if (::testing::Test::HasFailure()) std::cerr << topology->logs();
+}
+
+TEST(WorkerFailure, AWorkerWhoseUpstreamIsUnreachableIsTakenOutOfTheRotation) {
+  // Two rule-engine workers; only the second one's path to the upstream is broken (as when one
+  // host's network fails). Its open circuit answers 503 at once, which frees its credit at once:
+  // without ejection it would draw most of the traffic.
+  TestUpstream upstream;
+  ReservedPort refused(/*for_server=*/true);
+  // A long cool-down keeps the broken worker from probing again during the measured run.
+  TopologyOptions options = default_breaker_options(upstream.url(), upstream.url(),
+                                                    {{"RULE_ENGINE_CIRCUIT_COOLDOWN", "60"}});
+  options.start = false;
+  Topology topology(options);
+  topology.start_broker();
+  topology.start_worker("ai-gm");
+  topology.start_worker("rule-engine");
+  topology.start_worker("rule-engine", {"--set", "services.rule-engine.upstream=http://127.0.0.1:" +
+                                                     std::to_string(refused.port())});
+  topology.start_gateway();
+  ASSERT_TRUE(topology.wait_ready()) << topology.logs();
+  ASSERT_TRUE(topology.wait_workers("rule-engine", 2)) << topology.logs();
+  const auto port = topology.gateway_port();
+
+  const auto concurrent_gets = [&](int threads, int each) {
+    std::atomic<int> ok{0};
+    std::vector<std::thread> clients;
+    for (int t = 0; t < threads; ++t) {
+      clients.emplace_back([&] {
+        for (int i = 0; i < each; ++i) {
+          const auto r = http_request(port, "GET", "/rule-engine/x", {}, {}, 10s);
+          ok += r.ok() && r.status == 200;
+        }
+      });
+    }
+    for (auto& c : clients) c.join();
+    return ok.load();
+  };
+  // Until the broken worker's circuit opens, some requests reach it and fail.
+  const auto broken_open = [&] {
+    const auto j = nlohmann::json::parse(topology.get("/services", {}, 2s).body, nullptr, false);
+    return j.is_object() && j["services"]["rule-engine"].value("ejected", 0) == 1;
+  };
+  EXPECT_TRUE(wait_until(
+      [&] {
+        concurrent_gets(4, 5);
+        return broken_open();
+      },
+      20s, 10ms))
+      << topology.get("/services").body;
+
+  // Ejected: the healthy worker serves everything.
+  EXPECT_EQ(concurrent_gets(8, 25), 200) << topology.get("/services").body;
+  const auto logs = topology.logs();
+  EXPECT_NE(logs.find("circuit open: taken out of the rotation"), std::string::npos) << logs;
+  if (::testing::Test::HasFailure()) std::cerr << topology.logs();
+}
+
+TEST(WorkerFailure, ZeroCircuitFailuresNeverOpensTheCircuit) {
+  ReservedPort refused(/*for_server=*/true);
+  TestUpstream ai_gm;
+  auto topology =
+      start_ready(default_breaker_options("http://127.0.0.1:" + std::to_string(refused.port()),
+                                          ai_gm.url(), {{"RULE_ENGINE_CIRCUIT_FAILURES", "0"}}));
+  for (int i = 0; i < 8; ++i) {
+    const auto r = http_request(topology->gateway_port(), "GET", "/rule-engine/x");
+    ASSERT_TRUE(r.ok()) << r.error.message();
+    EXPECT_EQ(error_body(r).value("detail", ""), "connection refused");
+    EXPECT_EQ(attempts_of(r), 3);
+  }
+  EXPECT_TRUE(wait_until([&] { return circuit_state(*topology, "rule-engine") == "disabled"; }, 3s))
+      << circuit_state(*topology, "rule-engine");
 }
 
 TEST(WorkerAuth, BearerModeReplacesClientAuthorizationWithSecretFromEnv) {

@@ -72,7 +72,7 @@ struct TestUpstream::Impl {
       : options(opts),
         idle_close_ms(opts.idle_close.count()),
         close_after_response(opts.close_after_response) {
-    const tcp::endpoint endpoint(asio::ip::make_address_v4("127.0.0.1"), 0);
+    const tcp::endpoint endpoint(asio::ip::make_address_v4("127.0.0.1"), opts.port);
     acceptor.open(endpoint.protocol());
     acceptor.set_option(tcp::acceptor::reuse_address(true));
     acceptor.bind(endpoint);

@@ -60,6 +60,9 @@ struct RecordedRequest {
 };
 
 struct UpstreamOptions {
+  // 0: a port of the system's choice. Otherwise this one, e.g. a ReservedPort(true) that refused
+  // connections until now (an upstream coming back).
+  std::uint16_t port = 0;
   std::size_t body_limit = 64 * 1024 * 1024;  // larger request bodies get 413 and a close
   // 0: idle keep-alive connections stay open. Otherwise they are closed silently after this long,
   // the way real servers expire them (provokes the stale-pooled-connection race in clients).
