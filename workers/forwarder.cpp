@@ -94,8 +94,12 @@ struct Forwarder::Attempt {
 };
 
 bool counts_as_upstream_failure(const FetchResult& fetch,
-                                const std::vector<unsigned>& failure_statuses) {
-  if (fetch.outcome != FetchOutcome::kOk) return true;
+                                const std::vector<unsigned>& failure_statuses, bool short_budget) {
+  if (fetch.outcome != FetchOutcome::kOk) {
+    const bool timed_out = fetch.outcome == FetchOutcome::kTimeout ||
+                           (fetch.outcome == FetchOutcome::kConnectFailed && is_timeout(fetch.ec));
+    return !(timed_out && short_budget);
+  }
   const auto status = fetch.response.result_int();
   return std::find(failure_statuses.begin(), failure_statuses.end(), status) !=
          failure_statuses.end();
@@ -262,8 +266,11 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
       ~PermitReturn() { (*this)(true); }
     } give_back{breaker_, *permit};
 
-    auto fetched =
-        co_await pool_.fetch(*upstream_request, std::min(now + service_.timeout, deadline));
+    const auto attempt_deadline = std::min(now + service_.timeout, deadline);
+    // A client that asks for a short deadline (X-Request-Timeout) must not be able to open the
+    // circuit for everyone: its timeouts count only if the attempt had half the service timeout.
+    const bool short_budget = (attempt_deadline - now) * 2 < service_.timeout;
+    auto fetched = co_await pool_.fetch(*upstream_request, attempt_deadline);
     const auto took = std::chrono::duration_cast<microseconds>(Clock::now() - now);
     progress.upstream_time += took;
     ++progress.attempts;
@@ -272,7 +279,7 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
 
     Attempt attempt = classify(std::move(fetched), SystemClock::now());
     const bool failed =
-        counts_as_upstream_failure(attempt.fetch, service_.circuit_failure_statuses);
+        counts_as_upstream_failure(attempt.fetch, service_.circuit_failure_statuses, short_budget);
     stats_.circuit_failures += failed;
     give_back(failed);
     const int attempts = static_cast<int>(progress.attempts);

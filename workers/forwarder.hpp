@@ -43,9 +43,11 @@ struct ForwarderStats {
 };
 
 // True if the breaker counts this upstream attempt against the upstream: it was not reached, did
-// not answer in time or answered garbage, or answered one of `failure_statuses`.
+// not answer in time or answered garbage, or answered one of `failure_statuses`. A timeout of an
+// attempt that had less than half the service timeout (`short_budget`: the client asked for a
+// short deadline) says nothing about the upstream and does not count.
 bool counts_as_upstream_failure(const FetchResult& fetch,
-                                const std::vector<unsigned>& failure_statuses);
+                                const std::vector<unsigned>& failure_statuses, bool short_budget);
 
 // What the worker's status (and so /services and /metrics) shows of its breaker.
 struct CircuitStatus {

@@ -276,6 +276,27 @@ TEST_F(ForwarderTest, SilentUpstreamBecomesTimeout) {
   EXPECT_EQ(reply.attempts, 1u);
 }
 
+TEST_F(ForwarderTest, TimeoutsCountForTheCircuitOnlyWhenTheAttemptHadTheServiceTimeout) {
+  ScriptedUpstream upstream(ioc_, {{""}, {""}});
+  auto service = service_config(upstream.url());
+  service.timeout = 300ms;
+  Forwarder forwarder(ioc_.get_executor(), service, "worker-1", 1);
+
+  EXPECT_EQ(forward(forwarder, envelope("POST", "/rules")).status, 504);
+  EXPECT_EQ(forwarder.circuit_status(Clock::now()).window.failures, 1);
+
+  // The client asked for 50 ms (X-Request-Timeout): its timeout says nothing about the upstream.
+  auto hurried = envelope("POST", "/rules");
+  hurried.deadline_ms =
+      static_cast<std::uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                     (std::chrono::system_clock::now() + 50ms).time_since_epoch())
+                                     .count());
+  EXPECT_EQ(forward(forwarder, hurried).status, 504);
+  const auto circuit = forwarder.circuit_status(Clock::now());
+  EXPECT_EQ(circuit.window.attempts, 2);
+  EXPECT_EQ(circuit.window.failures, 1);
+}
+
 TEST_F(ForwarderTest, GarbageBecomesBadResponse) {
   ScriptedUpstream upstream(ioc_, {{"garbage\r\n\r\n"}});
   Forwarder forwarder(ioc_.get_executor(), service_config(upstream.url()), "worker-1", 1);
