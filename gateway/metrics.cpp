@@ -92,33 +92,24 @@ void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerSt
 // with several brokers is one breaker: its series come once, from the first broker that lists it,
 // so that sums over workers count each once.
 void add_worker_circuits(prometheus::Registry& registry, const std::vector<BrokerStatus>& brokers) {
-  using prometheus::BuildCounter;
-  using prometheus::BuildGauge;
-  auto& state =
-      BuildGauge()
-          .Name("courier_worker_circuit_state")
-          .Help("1 for the state the worker's circuit breaker is in, by service and worker")
-          .Register(registry);
-  auto& rate = BuildGauge()
-                   .Name("courier_worker_circuit_failure_rate")
-                   .Help("Share of the breaker window's upstream attempts that failed")
-                   .Register(registry);
-  auto& attempts = BuildGauge()
-                       .Name("courier_worker_circuit_window_attempts")
-                       .Help("Upstream attempts in the breaker's window (probes while half-open)")
-                       .Register(registry);
-  auto& opened = BuildCounter()
-                     .Name("courier_worker_circuit_opened_total")
-                     .Help("Times the worker's circuit opened")
-                     .Register(registry);
-  auto& rejections = BuildCounter()
-                         .Name("courier_worker_circuit_rejections_total")
-                         .Help("Requests the worker's open circuit failed fast")
-                         .Register(registry);
-  auto& failures = BuildCounter()
-                       .Name("courier_worker_circuit_failures_total")
-                       .Help("Upstream attempts the breaker counted as failures")
-                       .Register(registry);
+  const auto gauge = [&](const char* name, const char* help) -> auto& {
+    return prometheus::BuildGauge().Name(name).Help(help).Register(registry);
+  };
+  const auto counter = [&](const char* name, const char* help) -> auto& {
+    return prometheus::BuildCounter().Name(name).Help(help).Register(registry);
+  };
+  auto& state = gauge("courier_worker_circuit_state",
+                      "1 for the state the worker's circuit breaker is in, by service and worker");
+  auto& rate = gauge("courier_worker_circuit_failure_rate",
+                     "Share of the breaker window's upstream attempts that failed");
+  auto& attempts = gauge("courier_worker_circuit_window_attempts",
+                         "Upstream attempts in the breaker's window (probes while half-open)");
+  auto& opened =
+      counter("courier_worker_circuit_opened_total", "Times the worker's circuit opened");
+  auto& rejections = counter("courier_worker_circuit_rejections_total",
+                             "Requests the worker's open circuit failed fast");
+  auto& failures = counter("courier_worker_circuit_failures_total",
+                           "Upstream attempts the breaker counted as failures");
   static constexpr const char* kStates[] = {"closed", "open", "half-open", "disabled"};
   std::set<std::pair<std::string, std::string>> seen;  // (service, worker)
   for (const auto& b : brokers) {
