@@ -34,7 +34,7 @@ std::optional<CircuitBreaker::Permit> CircuitBreaker::allow(TimePoint now) {
   if (!policy_.enabled()) return Permit{generation_, false};
   if (state_ == CircuitState::kOpen) {
     if (now - opened_at_ < policy_.cooldown) return std::nullopt;
-    move_to(CircuitState::kHalfOpen, {}, now);
+    move_to(CircuitState::kHalfOpen, {}, milliseconds{0}, now);
   }
   if (state_ == CircuitState::kHalfOpen) {
     if (probes_admitted_ >= policy_.half_open_probes) return std::nullopt;
@@ -51,10 +51,10 @@ void CircuitBreaker::record(const Permit& permit, bool failed, TimePoint now) {
     probes_.failures += failed;
     const int reopen_at = probe_failures_to_reopen();
     if (probes_.failures >= reopen_at) {
-      move_to(CircuitState::kOpen, probes_, now);
+      move_to(CircuitState::kOpen, probes_, milliseconds{0}, now);
     } else if (probes_.attempts - probes_.failures > policy_.half_open_probes - reopen_at) {
       // Even if every probe still out fails, the rate stays below the threshold.
-      move_to(CircuitState::kClosed, probes_, now);
+      move_to(CircuitState::kClosed, probes_, milliseconds{0}, now);
     }
     return;
   }
@@ -65,19 +65,31 @@ void CircuitBreaker::record(const Permit& permit, bool failed, TimePoint now) {
   ++bucket.attempts;
   bucket.failures += failed;
   if (!failed) return;
-  const auto seen = counts(now);
-  if (seen.attempts >= policy_.min_requests && seen.failures >= policy_.min_failures &&
-      seen.failure_rate() >= policy_.failure_rate) {
-    move_to(CircuitState::kOpen, seen, now);
+  const auto span = [&](std::size_t buckets) {
+    return std::chrono::duration_cast<milliseconds>(bucket_length_ * buckets);
+  };
+  if (const auto whole = counts_over(now, kBuckets); reaches_threshold(whole)) {
+    move_to(CircuitState::kOpen, whole, span(kBuckets), now);
+  } else if (const auto recent = counts_over(now, kRecentBuckets); reaches_threshold(recent)) {
+    move_to(CircuitState::kOpen, recent, span(kRecentBuckets), now);
   }
+}
+
+bool CircuitBreaker::reaches_threshold(const WindowCounts& seen) const {
+  return seen.attempts >= policy_.min_requests && seen.failures >= policy_.min_failures &&
+         seen.failure_rate() >= policy_.failure_rate;
 }
 
 WindowCounts CircuitBreaker::counts(TimePoint now) const {
   if (state_ == CircuitState::kHalfOpen) return probes_;
+  return counts_over(now, kBuckets);
+}
+
+WindowCounts CircuitBreaker::counts_over(TimePoint now, std::size_t buckets) const {
   const auto newest = epoch_of(now);
   WindowCounts out;
   for (const auto& b : window_) {
-    if (b.epoch > newest - static_cast<std::int64_t>(kBuckets) && b.epoch <= newest) {
+    if (b.epoch > newest - static_cast<std::int64_t>(buckets) && b.epoch <= newest) {
       out.attempts += b.attempts;
       out.failures += b.failures;
     }
@@ -119,7 +131,8 @@ int CircuitBreaker::probe_failures_to_reopen() const {
   return std::max(1, static_cast<int>(std::ceil(exact - 1e-9)));
 }
 
-void CircuitBreaker::move_to(CircuitState to, WindowCounts evidence, TimePoint now) {
+void CircuitBreaker::move_to(CircuitState to, WindowCounts evidence, milliseconds span,
+                             TimePoint now) {
   const auto from = state_;
   state_ = to;
   ++generation_;
@@ -136,7 +149,7 @@ void CircuitBreaker::move_to(CircuitState to, WindowCounts evidence, TimePoint n
       window_.fill(Bucket{});  // a fresh start: failures from before the outage are history
       break;
   }
-  if (on_transition_) on_transition_({from, to, evidence});
+  if (on_transition_) on_transition_({from, to, evidence, span});
 }
 
 }  // namespace courier::workers

@@ -35,21 +35,24 @@ struct WindowCounts {
   double failure_rate() const { return attempts == 0 ? 0.0 : double(failures) / attempts; }
 };
 
-// A change of state and the evidence for it: the window's counts when it opened from closed, the
-// probes' counts when it left half-open, nothing when the cool-down ended.
+// A change of state and the evidence for it: the counts over the span that opened it from closed
+// (the whole window, or its recent part), the probes' counts when it left half-open, nothing when
+// the cool-down ended.
 struct CircuitTransition {
   CircuitState from = CircuitState::kClosed;
   CircuitState to = CircuitState::kClosed;
   WindowCounts evidence;
+  milliseconds span{0};  // how far back `evidence` reaches (0 for probes)
 };
 
 // Closed: every attempt goes ahead; its result lands in the window, and a failure opens the
 // circuit once the window holds at least `min_requests` attempts and `min_failures` failures and
-// their ratio reaches `failure_rate`. Open: nothing goes ahead until `cooldown` has passed.
-// Half-open: `half_open_probes` attempts go ahead; it closes as soon as their failure rate can no
-// longer reach `failure_rate`, and reopens as soon as it has. Results of attempts admitted in an
-// earlier state (a 60 s call that started before the circuit opened) count for nothing.
-// Not thread-safe: one per service, used from one executor.
+// their ratio reaches `failure_rate`, or once its last two buckets (a fifth of it) do: an upstream
+// that dies after heavy traffic must not wait for a whole window of successes to age out. Open:
+// nothing goes ahead until `cooldown` has passed. Half-open: `half_open_probes` attempts go ahead;
+// it closes as soon as their failure rate can no longer reach `failure_rate`, and reopens as soon
+// as it has. Results of attempts admitted in an earlier state (a 60 s call that started before the
+// circuit opened) count for nothing. Not thread-safe: one per service, used from one executor.
 class CircuitBreaker {
  public:
   // What allow() hands out; record() takes it back with the attempt's result.
@@ -87,9 +90,14 @@ class CircuitBreaker {
     int failures = 0;
   };
   static constexpr std::size_t kBuckets = 10;
+  static constexpr std::size_t kRecentBuckets = 2;
+
+  // Attempts and failures in the newest `buckets` buckets (the current one included).
+  WindowCounts counts_over(TimePoint now, std::size_t buckets) const;
+  bool reaches_threshold(const WindowCounts& seen) const;
 
   std::int64_t epoch_of(TimePoint now) const;
-  void move_to(CircuitState to, WindowCounts evidence, TimePoint now);
+  void move_to(CircuitState to, WindowCounts evidence, milliseconds span, TimePoint now);
   int probe_failures_to_reopen() const;
 
   CircuitPolicy policy_;

@@ -201,13 +201,15 @@ void Forwarder::log_transition(const CircuitTransition& t) const {
                 worker_id_, breaker_.policy().half_open_probes);
     return;
   }
-  const bool probes = t.from == CircuitState::kHalfOpen;
+  const auto over = t.from == CircuitState::kHalfOpen
+                        ? std::string("half-open probes")
+                        : fmt::format("last {:.1f} s", static_cast<double>(t.span.count()) / 1000);
   spdlog::log(level,
               "circuit {} service={} worker={} failure_rate={:.2f} failures={} attempts={} "
               "over=\"{}\" threshold={:.2f}",
               t.to == CircuitState::kOpen ? "opened" : "closed", service_.name, worker_id_,
-              t.evidence.failure_rate(), t.evidence.failures, t.evidence.attempts,
-              probes ? "half-open probes" : "window", breaker_.policy().failure_rate);
+              t.evidence.failure_rate(), t.evidence.failures, t.evidence.attempts, over,
+              breaker_.policy().failure_rate);
 }
 
 asio::awaitable<ReplyEnvelope> Forwarder::forward(RequestEnvelope request) {

@@ -380,7 +380,9 @@ TEST(WorkerFailure, RefusedUpstreamOpensTheCircuitThenItRecoversWhenTheUpstreamI
       << metrics;
   const auto logs = topology->logs();
   EXPECT_EQ(count_of(logs, "circuit opened service=rule-engine"), 1u) << logs;
-  EXPECT_NE(logs.find("failure_rate=1.00 failures=10 attempts=10"), std::string::npos) << logs;
+  EXPECT_NE(logs.find("failure_rate=1.00 failures=10 attempts=10 over=\"last 10.0 s\""),
+            std::string::npos)
+      << logs;
 
   // The upstream comes back on the same port: after the cool-down the probes succeed and close it.
   UpstreamOptions back;

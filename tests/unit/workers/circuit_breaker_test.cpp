@@ -74,6 +74,26 @@ TEST(CircuitBreaker, DeadUpstreamTripsItWithinTheWindow) {
   EXPECT_EQ(seen[0].evidence.attempts, 10);
   EXPECT_EQ(seen[0].evidence.failures, 10);
   EXPECT_DOUBLE_EQ(seen[0].evidence.failure_rate(), 1.0);
+  EXPECT_EQ(seen[0].span, 10s);
+}
+
+TEST(CircuitBreaker, UpstreamDyingAfterHeavyTrafficTripsItWithinTwoBuckets) {
+  std::vector<CircuitTransition> seen;
+  CircuitBreaker breaker(policy(), [&](const CircuitTransition& t) { seen.push_back(t); });
+  // Ten seconds of successes at 200 attempts/s fill the whole window...
+  auto now = kNow;
+  for (int i = 0; i < 2000; ++i, now += 5ms) attempt(breaker, false, now);
+  // ...then every attempt is refused: the whole window would need 10 s to reach 50 %.
+  const auto died = now;
+  while (breaker.state() == CircuitState::kClosed && now - died < 10s) {
+    attempt(breaker, true, now);
+    now += 5ms;
+  }
+  EXPECT_EQ(breaker.state(), CircuitState::kOpen);
+  EXPECT_LE(now - died, 2s);
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_EQ(seen[0].span, 2s) << "the recent part of the window opened it";
+  EXPECT_GE(seen[0].evidence.failure_rate(), 0.5);
 }
 
 TEST(CircuitBreaker, NeedsTheMinimumVolumeBeforeTheRateCounts) {
