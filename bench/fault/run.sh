@@ -154,8 +154,13 @@ back=$(now_ms)
 start_nginx
 wait_until 30 curl -fsS -m 2 -o /dev/null "$GW/rule-engine/ok"
 first_ok=$(now_ms)
-# Probes need traffic: keep sending while waiting for every worker's circuit to close.
-probe_and_check() { curl -s -o /dev/null -m 2 "$GW/rule-engine/ok"; all_closed; }
+# Probes need traffic: keep sending while waiting for every worker's circuit to close, four at a
+# time (sequential requests would all go to the first of equally idle workers).
+probe_and_check() {
+  curl -s -Z -m 2 -o /dev/null -o /dev/null -o /dev/null -o /dev/null \
+    "$GW/rule-engine/ok" "$GW/rule-engine/ok" "$GW/rule-engine/ok" "$GW/rule-engine/ok"
+  all_closed
+}
 wait_until 30 probe_and_check
 closed=$(now_ms)
 echo "  upstream back: first 200 after $(( (first_ok - back) )) ms, every circuit closed after $(( (closed - back) )) ms"
