@@ -109,8 +109,6 @@ bool control_shape_ok(Command command, std::size_t frames) {
 
 }  // namespace
 
-Now Now::current() { return {Clock::now(), protocol::unix_ms_now()}; }
-
 Dispatcher::Dispatcher(DispatcherOptions options, Outbox& outbox)
     : options_(std::move(options)), outbox_(outbox), requests_(std::make_unique<RequestMap>()) {}
 

@@ -13,20 +13,11 @@
 #include <unordered_map>
 #include <vector>
 
+#include "broker/counters.hpp"
+#include "broker/now.hpp"
 #include "common/frames.hpp"
 
 namespace courier::broker {
-
-using Clock = std::chrono::steady_clock;
-using Identity = std::string;  // a ROUTER routing id
-
-// Both clocks, passed in so tests drive time: steady for liveness, wall for request deadlines
-// (which travel between processes as Unix epoch milliseconds).
-struct Now {
-  Clock::time_point steady;
-  std::uint64_t wall_ms = 0;
-  static Now current();
-};
 
 struct DispatcherOptions {
   std::string broker_id = "broker";
@@ -46,26 +37,6 @@ class Outbox {
   virtual ~Outbox() = default;
   virtual bool to_gateway(protocol::Frames& frames) = 0;
   virtual bool to_worker(protocol::Frames& frames) = 0;
-};
-
-struct Counters {
-  std::uint64_t requests = 0;    // accepted from gateways
-  std::uint64_t dispatched = 0;  // sent to workers (including requeues)
-  std::uint64_t replies = 0;     // forwarded to gateways
-  std::uint64_t requeued = 0;
-  std::uint64_t worker_lost_replies = 0;  // 502 WORKER_LOST
-  std::uint64_t expired = 0;              // 504 while queued
-  std::uint64_t rejected_overloaded = 0;  // 503 OVERLOADED
-  std::uint64_t rejected_no_workers = 0;  // 503 UNAVAILABLE "no workers"
-  std::uint64_t malformed = 0;            // frames dropped as garbage
-  std::uint64_t late_replies = 0;         // reply for a request not held by that worker
-  std::uint64_t duplicate_requests = 0;   // correlation id already known
-  std::uint64_t rerouted_requests = 0;    // ... from another connection: its reply follows it
-  std::uint64_t unroutable = 0;           // sends refused by a ROUTER socket
-  std::uint64_t gateway_gone_drops = 0;   // requests dropped because their gateway vanished
-  std::uint64_t orphans = 0;              // in flight far past the deadline, forgotten
-  std::uint64_t stall_drops = 0;          // queued when the broker stalled: 503, never run
-  std::uint64_t workers_lost = 0;
 };
 
 class Dispatcher {
