@@ -10,20 +10,25 @@
 
 namespace courier::broker {
 
-int block_termination_signals() {
+namespace {
+
+sigset_t termination_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGINT);
-  if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) {
-    throw std::system_error(errno, std::generic_category(), "pthread_sigmask");
-  }
+  return set;
+}
+
+// Blocks them here too: run() may be the first to ask (a test, or an embedding without main.cpp),
+// and a signal not blocked would kill the process instead of reaching the signalfd.
+int open_termination_signalfd() {
+  block_termination_signals();
+  const sigset_t set = termination_signals();
   const int fd = ::signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
   if (fd < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
   return fd;
 }
-
-namespace {
 
 void configure_router(zmq::socket_t& socket) {
   // Unroutable sends fail loudly (EHOSTUNREACH) instead of vanishing; we count them.
@@ -34,6 +39,13 @@ void configure_router(zmq::socket_t& socket) {
 }
 
 }  // namespace
+
+void block_termination_signals() {
+  const sigset_t set = termination_signals();
+  if (pthread_sigmask(SIG_BLOCK, &set, nullptr) != 0) {
+    throw std::system_error(errno, std::generic_category(), "pthread_sigmask");
+  }
+}
 
 Broker::Broker(BrokerOptions options)
     : options_(std::move(options)),
@@ -94,7 +106,7 @@ void Broker::receive(zmq::socket_t& socket, bool from_gateway) {
 }
 
 int Broker::run(bool handle_signals) {
-  const int signal_fd = handle_signals ? block_termination_signals() : -1;
+  const int signal_fd = handle_signals ? open_termination_signalfd() : -1;
   spdlog::info("broker {} ready: frontend {} backend {}", options_.dispatcher.broker_id,
                frontend_endpoint(), backend_endpoint());
   const auto tick =

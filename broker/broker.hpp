@@ -48,8 +48,8 @@ class Broker : private Outbox {
   protocol::Frames frames_;
 };
 
-// Blocks SIGTERM and SIGINT in the calling thread (call before creating any thread or ZeroMQ
-// context, so every thread inherits the mask) and returns a signalfd that reports them.
-int block_termination_signals();
+// Blocks SIGTERM and SIGINT in the calling thread. Call before creating any thread or ZeroMQ
+// context, so that every thread inherits the mask and only run()'s signalfd sees them.
+void block_termination_signals();
 
 }  // namespace courier::broker

@@ -1,32 +1,23 @@
-// The broker's routing logic, apart from its sockets: worker registry with credit-based capacity,
-// per-service queues, the in-flight table, heartbeats, requeue on worker loss and deadline expiry.
+// The broker's protocol switch, apart from its sockets: decodes each gateway and worker message and
+// hands it to the worker registry, the per-service queues and the in-flight table.
 #pragma once
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <map>
-#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
-#include <vector>
 
+#include "broker/counters.hpp"
+#include "broker/in_flight_table.hpp"
+#include "broker/now.hpp"
+#include "broker/service_queues.hpp"
+#include "broker/worker_registry.hpp"
 #include "common/frames.hpp"
 
 namespace courier::broker {
-
-using Clock = std::chrono::steady_clock;
-using Identity = std::string;  // a ROUTER routing id
-
-// Both clocks, passed in so tests drive time: steady for liveness, wall for request deadlines
-// (which travel between processes as Unix epoch milliseconds).
-struct Now {
-  Clock::time_point steady;
-  std::uint64_t wall_ms = 0;
-  static Now current();
-};
 
 struct DispatcherOptions {
   std::string broker_id = "broker";
@@ -46,26 +37,6 @@ class Outbox {
   virtual ~Outbox() = default;
   virtual bool to_gateway(protocol::Frames& frames) = 0;
   virtual bool to_worker(protocol::Frames& frames) = 0;
-};
-
-struct Counters {
-  std::uint64_t requests = 0;    // accepted from gateways
-  std::uint64_t dispatched = 0;  // sent to workers (including requeues)
-  std::uint64_t replies = 0;     // forwarded to gateways
-  std::uint64_t requeued = 0;
-  std::uint64_t worker_lost_replies = 0;  // 502 WORKER_LOST
-  std::uint64_t expired = 0;              // 504 while queued
-  std::uint64_t rejected_overloaded = 0;  // 503 OVERLOADED
-  std::uint64_t rejected_no_workers = 0;  // 503 UNAVAILABLE "no workers"
-  std::uint64_t malformed = 0;            // frames dropped as garbage
-  std::uint64_t late_replies = 0;         // reply for a request not held by that worker
-  std::uint64_t duplicate_requests = 0;   // correlation id already known
-  std::uint64_t rerouted_requests = 0;    // ... from another connection: its reply follows it
-  std::uint64_t unroutable = 0;           // sends refused by a ROUTER socket
-  std::uint64_t gateway_gone_drops = 0;   // requests dropped because their gateway vanished
-  std::uint64_t orphans = 0;              // in flight far past the deadline, forgotten
-  std::uint64_t stall_drops = 0;          // queued when the broker stalled: 503, never run
-  std::uint64_t workers_lost = 0;
 };
 
 class Dispatcher {
@@ -96,24 +67,27 @@ class Dispatcher {
   nlohmann::json stats(const Now& now) const;
 
  private:
-  struct Worker;
-  struct Service;
-  struct Request;
-  using RequestMap = std::unordered_map<std::string, Request>;  // key: correlation id bytes
-
-  Service& service(const std::string& name, const Now& now);
   // The command of a message whose shape is valid; counts and rejects anything else.
   std::optional<protocol::Command> read_command(const protocol::Frames& frames);
   void handle_request(const Identity& gateway, protocol::Frames& frames, const Now& now);
-  void handle_reply(Worker& worker, protocol::Frames& frames, const Now& now);
+  void handle_stats(const Identity& gateway, const protocol::Frames& frames, const Now& now);
   void handle_ready(const Identity& id, const protocol::ReadyHeader& ready, const Now& now);
-  void dispatch(Service& svc, const Now& now);
-  // How many of the service's live workers get no requests because their circuit is open.
-  static std::size_t ejected_workers(const Service& svc);
-  bool send_to_worker(Worker& worker, Request& request, const Now& now);
+  void handle_reply(Worker& worker, protocol::Frames& frames, const Now& now);
+  void handle_worker_heartbeat(Worker& worker, const protocol::Frames& frames, const Now& now);
+  void dispatch(ServiceQueue& svc, const Now& now);
+  bool send_to_worker(Worker& worker, Request& request);
   void remove_worker(const Identity& id, const char* why, const Now& now);
   // Answers what `svc` has queued with 503 BROKER_UNAVAILABLE; returns how many.
-  std::size_t fail_queued(Service& svc, const std::string& detail);
+  std::size_t fail_queued(ServiceQueue& svc, const std::string& detail);
+
+  // The steps of a tick.
+  void send_heartbeats(const Now& now);
+  void expire_workers(const Now& now);
+  void expire_gateways(const Now& now);
+  void expire_queued(const Now& now);
+  void forget_orphans(const Now& now);
+  void drop_stale_and_dispatch(const Now& now);
+
   void reply_error(const Identity& gateway, const protocol::CorrelationId& id, int kind,
                    const std::string& service, const std::string& detail,
                    const char* retry_after = nullptr);
@@ -124,10 +98,10 @@ class Dispatcher {
   DispatcherOptions options_;
   Outbox& outbox_;
   Counters counters_;
-  std::unordered_map<Identity, std::unique_ptr<Worker>> workers_;
-  std::map<std::string, std::unique_ptr<Service>> services_;
+  WorkerRegistry workers_;
+  ServiceQueues queues_;
+  InFlightTable requests_;  // every request the broker holds, queued or at a worker
   std::unordered_map<Identity, Clock::time_point> gateways_;  // id -> expiry
-  std::unique_ptr<RequestMap> requests_;  // every request the broker holds, queued or in flight
   Clock::time_point next_heartbeat_{};
   bool shutting_down_ = false;
 };

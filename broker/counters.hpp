@@ -1,0 +1,29 @@
+// What the broker counts, for the whole broker and (a subset) per service. Read by STATS and by
+// the shutdown log line; the names in the STATS JSON are stats_json.cpp's.
+#pragma once
+
+#include <cstdint>
+
+namespace courier::broker {
+
+struct Counters {
+  std::uint64_t requests = 0;    // accepted from gateways
+  std::uint64_t dispatched = 0;  // sent to workers (including requeues)
+  std::uint64_t replies = 0;     // forwarded to gateways
+  std::uint64_t requeued = 0;
+  std::uint64_t worker_lost_replies = 0;  // 502 WORKER_LOST
+  std::uint64_t expired = 0;              // 504 while queued
+  std::uint64_t rejected_overloaded = 0;  // 503 OVERLOADED
+  std::uint64_t rejected_no_workers = 0;  // 503 UNAVAILABLE "no workers"
+  std::uint64_t malformed = 0;            // frames dropped as garbage
+  std::uint64_t late_replies = 0;         // reply for a request not held by that worker
+  std::uint64_t duplicate_requests = 0;   // correlation id already known
+  std::uint64_t rerouted_requests = 0;    // ... from another connection: its reply follows it
+  std::uint64_t unroutable = 0;           // sends refused by a ROUTER socket
+  std::uint64_t gateway_gone_drops = 0;   // requests dropped because their gateway vanished
+  std::uint64_t orphans = 0;              // in flight far past the deadline, forgotten
+  std::uint64_t stall_drops = 0;          // queued when the broker stalled: 503, never run
+  std::uint64_t workers_lost = 0;
+};
+
+}  // namespace courier::broker

@@ -1,0 +1,117 @@
+// The STATS JSON on its own: every key the gateway and the docs name, per broker and per service,
+// and worker statuses (untrusted) summarised without trusting their shape.
+#include "broker/stats_json.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <string>
+
+namespace courier::broker {
+namespace {
+
+using namespace std::chrono_literals;
+using nlohmann::json;
+
+std::set<std::string> keys_of(const json& j) {
+  std::set<std::string> keys;
+  for (const auto& [k, v] : j.items()) keys.insert(k);
+  return keys;
+}
+
+class StatsJsonTest : public ::testing::Test {
+ protected:
+  json render() { return stats_json("b1", 2, queues_, workers_, requests_, counters_); }
+
+  Clock::time_point now_ = Clock::time_point{} + 1h;
+  ServiceQueues queues_{{.default_max_queue = 8, .max_queue = {}, .no_worker_grace = 1s}};
+  WorkerRegistry workers_{1s};
+  InFlightTable requests_{3};
+  Counters counters_;
+};
+
+TEST_F(StatsJsonTest, TopLevelAndCounterKeysAreThoseTheGatewayReads) {
+  counters_.requests = 5;
+  counters_.worker_lost_replies = 2;
+  const auto stats = render();
+  EXPECT_EQ(keys_of(stats),
+            (std::set<std::string>{"broker_id", "gateways", "services", "counters"}));
+  EXPECT_EQ(stats["broker_id"], "b1");
+  EXPECT_EQ(stats["gateways"], 2);
+  EXPECT_TRUE(stats["services"].is_object());
+  EXPECT_EQ(keys_of(stats["counters"]),
+            (std::set<std::string>{"requests", "dispatched", "replies", "requeued", "worker_lost",
+                                   "expired", "rejected_overloaded", "rejected_no_workers",
+                                   "malformed", "late_replies", "duplicate_requests",
+                                   "rerouted_requests", "unroutable", "gateway_gone_drops",
+                                   "orphans", "stall_drops", "workers_lost"}));
+  EXPECT_EQ(stats["counters"]["requests"], 5);
+  EXPECT_EQ(stats["counters"]["worker_lost"], 2);
+}
+
+TEST_F(StatsJsonTest, AServiceShowsItsLiveWorkersCreditQueueAndOwnCounters) {
+  ServiceQueue& echo = queues_.get("echo", now_);
+  echo.counters.dispatched = 3;
+  Worker& w1 = workers_.add("w1", "echo", "w1-name", 4, now_);
+  Worker& w2 = workers_.add("w2", "echo", "w2-name", 6, now_);
+  w1.in_flight = 1;
+  w2.in_flight = 2;
+  w2.draining = true;
+  protocol::CorrelationId id{};
+  Request waiting;
+  waiting.service = "echo";
+  requests_.insert(key_of(id), std::move(waiting));
+  echo.keys = {key_of(id), "stale"};
+
+  const auto svc = render()["services"]["echo"];
+  EXPECT_EQ(keys_of(svc),
+            (std::set<std::string>{"workers", "capacity", "in_flight", "queue_depth", "max_queue",
+                                   "circuit", "circuits", "ejected", "worker_list", "counters"}));
+  EXPECT_EQ(svc["workers"], 1) << "a draining worker is not counted";
+  EXPECT_EQ(svc["capacity"], 4);
+  EXPECT_EQ(svc["in_flight"], 3) << "a draining worker's requests are";
+  EXPECT_EQ(svc["queue_depth"], 1);
+  EXPECT_EQ(svc["max_queue"], 8);
+  EXPECT_EQ(svc["circuit"], "unknown");
+  EXPECT_EQ(svc["ejected"], 0);
+  ASSERT_EQ(svc["worker_list"].size(), 2u);
+  EXPECT_EQ(svc["worker_list"][1], (json{{"id", "w2-name"},
+                                         {"capacity", 6},
+                                         {"in_flight", 2},
+                                         {"draining", true},
+                                         {"completed", 0}}));
+  EXPECT_EQ(keys_of(svc["counters"]),
+            (std::set<std::string>{"dispatched", "replies", "requeued", "worker_lost", "expired",
+                                   "rejected_overloaded", "rejected_no_workers", "stall_drops"}));
+  EXPECT_EQ(svc["counters"]["dispatched"], 3);
+}
+
+TEST_F(StatsJsonTest, CircuitsAgreeingOrNotAreSummarisedAndBadStatusesLeftOut) {
+  queues_.get("echo", now_);
+  Worker& w1 = workers_.add("w1", "echo", "w1", 4, now_);
+  Worker& w2 = workers_.add("w2", "echo", "w2", 4, now_);
+  Worker& w3 = workers_.add("w3", "echo", "w3", 4, now_);
+  workers_.set_status(w1, R"({"circuit":"closed"})");
+  workers_.set_status(w2, R"({"circuit":"closed","attempts":7})");
+  workers_.set_status(w3, "{not json");
+  auto svc = render()["services"]["echo"];
+  EXPECT_EQ(svc["circuit"], "closed");
+  EXPECT_EQ(svc["circuits"], (json{{"closed", 2}}));
+  EXPECT_EQ(svc["worker_list"][1]["status"]["attempts"], 7);
+  EXPECT_FALSE(svc["worker_list"][2].contains("status"));
+
+  workers_.set_status(w3, R"({"circuit":"open"})");
+  svc = render()["services"]["echo"];
+  EXPECT_EQ(svc["circuit"], "mixed");
+  EXPECT_EQ(svc["circuits"], (json{{"closed", 2}, {"open", 1}}));
+  EXPECT_EQ(svc["ejected"], 1);
+
+  workers_.set_status(w3, R"({"circuit":7})");
+  svc = render()["services"]["echo"];
+  EXPECT_EQ(svc["circuit"], "closed") << "a field of the wrong type is ignored";
+  EXPECT_EQ(svc["worker_list"][2]["status"]["circuit"], 7);
+}
+
+}  // namespace
+}  // namespace courier::broker
