@@ -6,6 +6,7 @@
 #include "common/errors.hpp"
 #include "common/frames.hpp"
 #include "common/http_headers.hpp"
+#include "common/ids.hpp"
 
 namespace courier::gateway {
 
@@ -76,6 +77,46 @@ Headers forwarded_headers(const HttpRequest& request, std::string_view client_ad
   }
   if (!xff.empty()) headers.push_back({"X-Forwarded-For", std::move(xff)});
   return headers;
+}
+
+MappedRequest to_envelope(HttpRequest& request, EnvelopeContext context) {
+  const auto& service = *context.service;
+  MappedRequest out;
+  const auto given_id = request["X-Request-ID"];
+  out.request_id = valid_request_id(given_id) ? std::string(given_id) : to_hex(context.id);
+  const auto budget = request_budget(service, request["X-Request-Timeout"]);
+  if (!budget) {
+    out.error = error_response(static_cast<int>(ErrorKind::kBadRequest), service.name,
+                               "X-Request-Timeout must be a positive number of seconds", &request,
+                               out.request_id);
+    return out;
+  }
+  out.budget = *budget;
+
+  auto& envelope = out.envelope;
+  envelope.id = context.id;
+  envelope.service = service.name;
+  envelope.method = std::string(request.method_string());
+  envelope.target = std::move(context.target);
+  envelope.headers = forwarded_headers(request, context.client_address);
+  if (context.strip_api_key) {
+    std::erase_if(envelope.headers, [](const Header& h) { return iequals(h.name, "x-api-key"); });
+  }
+  if (!context.subject.empty()) {
+    envelope.headers.push_back({std::string(kSubjectHeader), std::string(context.subject)});
+  }
+  // The upstream sees the id we settled on, whatever the client sent.
+  std::erase_if(envelope.headers, [](const Header& h) { return iequals(h.name, "x-request-id"); });
+  envelope.body = std::move(request.body());
+  envelope.deadline_ms = context.now_ms + static_cast<std::uint64_t>(budget->count());
+  envelope.request_id = out.request_id;
+
+  out.header.service = service.name;
+  out.header.id = context.id;
+  out.header.deadline_ms = envelope.deadline_ms;
+  out.header.flags =
+      is_retry_safe(envelope.method, envelope.headers) ? protocol::kFlagRetrySafe : 0;
+  return out;
 }
 
 namespace {

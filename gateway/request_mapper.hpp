@@ -1,5 +1,5 @@
 // Pure translation between HTTP and envelopes: route a target to a service, check the request
-// id and timeout headers, build the request envelope, and turn a reply into an HTTP response.
+// id and timeout headers, assemble the request envelope, and turn a reply into an HTTP response.
 #pragma once
 
 #include <chrono>
@@ -10,6 +10,7 @@
 #include "common/asio.hpp"
 #include "common/config.hpp"
 #include "common/envelope.hpp"
+#include "common/frames.hpp"
 
 namespace courier::gateway {
 
@@ -39,6 +40,30 @@ inline constexpr std::string_view kSubjectHeader = "X-Courier-Subject";
 // Headers of the HTTP request as an ordered list, hop-by-hop ones and any X-Courier-Subject
 // removed, and X-Forwarded-For extended with the client's address.
 Headers forwarded_headers(const HttpRequest& request, std::string_view client_address);
+
+// Everything besides the HTTP request itself that goes into its envelope.
+struct EnvelopeContext {
+  const ServiceConfig* service = nullptr;  // outlives the mapped request (header.service views it)
+  std::string target;                      // the route's target
+  std::string_view client_address;
+  std::string_view subject;    // the verified caller; "" with auth off
+  bool strip_api_key = false;  // X-API-Key is the gateway's own credential, not the upstream's
+  protocol::CorrelationId id{};
+  std::uint64_t now_ms = 0;  // Unix epoch milliseconds; the deadline counts from here
+};
+
+struct MappedRequest {
+  // The client's X-Request-ID when valid, else the correlation id in hex; set even on `error`.
+  std::string request_id;
+  std::optional<HttpResponse> error;  // the request cannot go (bad X-Request-Timeout): answer this
+  std::chrono::milliseconds budget{0};
+  protocol::RequestHeader header;
+  RequestEnvelope envelope;
+};
+
+// The envelope for `request` and the frames' header (deadline, retry-safe flag). Moves the body
+// out of `request`; the rest stays for the response and the access log.
+MappedRequest to_envelope(HttpRequest& request, EnvelopeContext context);
 
 HttpResponse to_http(ReplyEnvelope&& reply, const HttpRequest& request,
                      std::string_view request_id);

@@ -1,5 +1,5 @@
-// The gateway's HTTP/1.1 server: one coroutine per connection that owns its stream, reads with
-// limits and timeouts, answers local endpoints, and forwards /{service}/... through the broker.
+// The gateway's HTTP/1.1 server: one coroutine per connection that owns its stream and does the
+// I/O (limits, timeouts, keep-alive); what to answer is decided by the pure functions it calls.
 #pragma once
 
 #include <atomic>
@@ -14,9 +14,11 @@
 #include "common/asio.hpp"
 #include "common/config.hpp"
 #include "common/ids.hpp"
+#include "gateway/admin.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/broker_client.hpp"
 #include "gateway/metrics.hpp"
+#include "gateway/request_checks.hpp"
 #include "gateway/request_mapper.hpp"
 #include "gateway/service_stats.hpp"
 
@@ -26,8 +28,8 @@ struct ServerOptions {
   std::string listen_address = "0.0.0.0";
   std::uint16_t listen_port = 8080;
   int threads = 0;  // 0: one per core
-  std::size_t max_body = 8u << 20;
-  std::size_t max_header = 16u << 10;
+  std::size_t max_body = kDefaultMaxBody;
+  std::size_t max_header = kDefaultMaxHeader;
   std::size_t max_connections = 10'000;
   std::chrono::milliseconds header_timeout{10'000};  // to receive a complete request head
   std::chrono::milliseconds body_timeout{30'000};    // to receive the body
@@ -68,20 +70,13 @@ class Server {
   asio::awaitable<void> session(tcp::socket socket);
   struct ReadResult;
   asio::awaitable<ReadResult> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                           http::request_parser<http::string_body>& parser);
-  // Refuses a head that announced a body (Expect) when its credentials or route are bad; on
-  // success with auth on, `subject` is the verified caller.
-  std::optional<ReadResult> check_head(const HttpRequest& head,
-                                       std::optional<std::string>& subject) const;
-  asio::awaitable<void> reject(beast::tcp_stream& stream, ReadResult failure,
+                                           RequestParser& parser);
+  asio::awaitable<void> reject(beast::tcp_stream& stream, const Refusal& refusal,
                                const std::string& client);
   struct Exchange;
   asio::awaitable<void> handle(Exchange& ex);
   asio::awaitable<void> forward(Exchange& ex);
-  bool authenticate(Exchange& ex);
-  AuthResult check_credentials(const HttpRequest& req) const;
-  void add_challenge(HttpResponse& res) const;  // WWW-Authenticate, when bearer tokens count
-  void local_endpoint(Exchange& ex);
+  AdminState admin_state() const;
   void record(const Exchange& ex);
 
   ServerOptions options_;

@@ -1,39 +1,85 @@
-// libFuzzer target: arbitrary bytes as an HTTP request through the gateway's parser settings and
-// its request mapping (routing, request id, timeout header, header forwarding, error replies).
+// libFuzzer target: arbitrary bytes as an HTTP request through the gateway's own request handling:
+// the server's parser limits and checks (read errors, Expect, credentials, route), the admin
+// endpoints, envelope assembly and the reply mapping; only the sockets are left out.
 #include <cstddef>
 #include <cstdint>
 
 #include "common/asio.hpp"
 #include "common/config.hpp"
 #include "common/envelope.hpp"
+#include "gateway/admin.hpp"
+#include "gateway/request_checks.hpp"
 #include "gateway/request_mapper.hpp"
 
+namespace {
+
+using namespace courier;
+using namespace courier::gateway;
+
+const Settings& settings() {
+  static const Settings s = [] {
+    Settings out;
+    ServiceConfig svc;
+    svc.name = "rule-engine";
+    out.services[svc.name] = svc;
+    return out;
+  }();
+  return s;
+}
+
+// Both credentials on, so every branch of admission is reachable ("X-API-Key: k1" passes).
+const Authenticator& auth() {
+  static const Authenticator a(
+      AuthOptions{.jwt_secret = std::string(32, 's'), .api_keys = {{"alice", "k1"}}});
+  return a;
+}
+
+}  // namespace
+
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
-  using namespace courier;
-  http::request_parser<http::string_body> parser;
-  parser.header_limit(16 * 1024);
-  parser.body_limit(1 << 20);
+  const auto now = std::chrono::system_clock::time_point{} + std::chrono::hours(473'000);
+  RequestParser parser;
+  apply_limits(parser, kDefaultMaxHeader, kDefaultMaxBody);
   parser.eager(true);
   beast::error_code ec;
   parser.put(asio::buffer(data, size), ec);
   if (!ec && !parser.is_done()) parser.put_eof(ec);
-  if (ec || !parser.is_header_done()) return 0;
-  const auto& req = parser.get();
-
-  static const ServiceConfig service = [] {
-    ServiceConfig s;
-    s.name = "rule-engine";
-    return s;
-  }();
-  if (auto r = gateway::route(req.target())) (void)r->target.size();
-  (void)gateway::valid_request_id(req["X-Request-ID"]);
-  (void)gateway::request_budget(service, req["X-Request-Timeout"]);
-  const auto headers = gateway::forwarded_headers(req, "127.0.0.1");
+  if (ec) {
+    if (const auto refusal = read_refusal(ec)) {
+      (void)refusal_response(*refusal, nullptr, auth()).body().size();
+    }
+    return 0;
+  }
+  auto& req = parser.get();
+  if (const auto refusal = check_expect(req)) {
+    (void)refusal_response(*refusal, nullptr, auth()).body().size();
+    return 0;
+  }
+  if (is_admin_endpoint(req.method(), req.target())) {
+    static const GatewayMetrics metrics;
+    static const ServiceStats stats({"rule-engine"});
+    AdminState state{settings(), metrics, stats, {}, 0, {}};
+    (void)admin_response(req, state).body().size();
+    return 0;
+  }
+  auto admission = admit(req, auth(), settings(), now);
+  if (admission.refusal) {
+    (void)refusal_response(*admission.refusal, &req, auth()).body().size();
+    return 0;
+  }
+  auto mapped = to_envelope(req, {.service = admission.service,
+                                  .target = std::move(admission.target),
+                                  .client_address = "127.0.0.1",
+                                  .subject = admission.subject,
+                                  .strip_api_key = auth().accepts_api_keys(),
+                                  .id = {},
+                                  .now_ms = 0});
+  if (mapped.error) return 0;
   ReplyEnvelope reply;
   reply.status = 200;
-  reply.headers = headers;
-  reply.body = req.body();
-  auto res = gateway::to_http(std::move(reply), req, "id");
+  reply.headers = mapped.envelope.headers;
+  reply.body = std::move(mapped.envelope.body);
+  auto res = to_http(std::move(reply), req, mapped.request_id);
   (void)res.body().size();
   return 0;
 }

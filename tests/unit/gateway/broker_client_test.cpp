@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common/errors.hpp"
+#include "tests/unit/gateway/scripted_broker.hpp"
 
 namespace courier::gateway {
 namespace {
@@ -18,83 +19,6 @@ namespace {
 using namespace std::chrono_literals;
 using protocol::Command;
 using Clock = std::chrono::steady_clock;
-
-// A broker the test drives by hand: answers heartbeats and STATS, records the requests it gets.
-class ScriptedBroker {
- public:
-  explicit ScriptedBroker(zmq::context_t& context, std::string stats)
-      : socket_(context, zmq::socket_type::router), stats_(std::move(stats)) {
-    socket_.set(zmq::sockopt::linger, 0);
-    socket_.bind("tcp://127.0.0.1:*");
-    endpoint_ = socket_.get(zmq::sockopt::last_endpoint);
-  }
-
-  const std::string& endpoint() const { return endpoint_; }
-
-  struct Received {
-    std::string peer;  // routing id
-    protocol::CorrelationId id{};
-    std::uint8_t flags = 0;
-    std::string envelope;
-  };
-  std::vector<Received> requests;
-
-  // Handles whatever arrives within `wait`.
-  void pump(std::chrono::milliseconds wait = 5ms) {
-    zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
-    if (zmq::poll(&item, 1, wait) <= 0) return;
-    for (;;) {
-      protocol::Frames frames;
-      if (!zmq::recv_multipart(socket_, std::back_inserter(frames), zmq::recv_flags::dontwait)) {
-        return;
-      }
-      Command command{};
-      if (protocol::parse_command(frames, 1, command)) continue;
-      if (command == Command::kHeartbeat) {
-        protocol::Frames hb;
-        hb.push_back(copy(frames[0]));
-        protocol::add_header(hb, Command::kHeartbeat);
-        zmq::send_multipart(socket_, hb);
-      } else if (command == Command::kStats) {
-        protocol::Frames st;
-        st.push_back(copy(frames[0]));
-        protocol::add_header(st, Command::kStats);
-        st.push_back(protocol::id_frame({}));
-        st.emplace_back(stats_.data(), stats_.size());
-        zmq::send_multipart(socket_, st);
-      } else if (command == Command::kRequest) {
-        protocol::RequestHeader header;
-        if (protocol::parse_request(frames, 1, header)) continue;
-        requests.push_back({std::string(protocol::view(frames[0])), header.id, header.flags,
-                            std::string(protocol::view(frames.back()))});
-      }
-    }
-  }
-
-  void reply(const Received& r, const std::string& body) {
-    protocol::Frames frames;
-    frames.emplace_back(r.peer.data(), r.peer.size());
-    ReplyEnvelope reply;
-    reply.id = r.id;
-    reply.status = 200;
-    reply.body = body;
-    protocol::add_reply(frames, r.id, encode(reply));
-    zmq::send_multipart(socket_, frames);
-  }
-
-  void close() { socket_.close(); }
-
- private:
-  static zmq::message_t copy(const zmq::message_t& m) { return zmq::message_t(m.data(), m.size()); }
-  zmq::socket_t socket_;
-  std::string stats_;
-  std::string endpoint_;
-};
-
-const std::string kServes =
-    R"({"broker_id":"b","gateways":1,"services":{"svc":{"workers":1,"capacity":4}},"counters":{}})";
-const std::string kServesNothing =
-    R"({"broker_id":"b","gateways":1,"services":{"svc":{"workers":0,"capacity":0}},"counters":{}})";
 
 struct Outcome {
   std::promise<BrokerResult> promise;

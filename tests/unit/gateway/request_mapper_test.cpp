@@ -1,4 +1,5 @@
-// Pure HTTP <-> envelope mapping: routing, request ids, budgets, forwarded headers, responses.
+// Pure HTTP <-> envelope mapping: routing, request ids, budgets, forwarded headers, envelope
+// assembly, responses.
 #include "gateway/request_mapper.hpp"
 
 #include <gtest/gtest.h>
@@ -7,6 +8,7 @@
 
 #include "common/errors.hpp"
 #include "common/http_headers.hpp"
+#include "common/ids.hpp"
 
 namespace courier::gateway {
 namespace {
@@ -167,6 +169,100 @@ TEST(ForwardedHeaders, StripsClientSentSubject) {
   const auto headers = forwarded_headers(
       request_with({{"X-Courier-Subject", "admin"}, {"x-courier-subject", "x"}}), "");
   EXPECT_TRUE(values_of(headers, "X-Courier-Subject").empty());
+}
+
+// --- to_envelope -------------------------------------------------------------------------
+
+EnvelopeContext context_for(const ServiceConfig& svc, std::string_view subject = "") {
+  EnvelopeContext c;
+  c.service = &svc;
+  c.target = "/x?y=1";
+  c.client_address = "10.0.0.9";
+  c.subject = subject;
+  c.id = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+  c.now_ms = 1'000'000;
+  return c;
+}
+
+TEST(ToEnvelope, CarriesServiceTargetMethodBodyAndDeadline) {
+  const auto svc = service_with_timeout(10s);
+  auto req = request_with({{"Content-Type", "text/plain"}}, http::verb::post);
+  req.body() = "payload";
+  const auto m = to_envelope(req, context_for(svc));
+  ASSERT_FALSE(m.error);
+  EXPECT_EQ(m.budget, 10s);
+  EXPECT_EQ(m.envelope.service, "rule-engine");
+  EXPECT_EQ(m.envelope.method, "POST");
+  EXPECT_EQ(m.envelope.target, "/x?y=1");
+  EXPECT_EQ(m.envelope.body, "payload");
+  EXPECT_TRUE(req.body().empty()) << "the body moves into the envelope";
+  EXPECT_EQ(m.envelope.deadline_ms, 1'010'000u);
+  EXPECT_EQ(m.envelope.id, context_for(svc).id);
+  EXPECT_EQ(values_of(m.envelope.headers, "content-type"), std::vector<std::string>{"text/plain"});
+  EXPECT_EQ(values_of(m.envelope.headers, "x-forwarded-for"), std::vector<std::string>{"10.0.0.9"});
+  EXPECT_EQ(m.header.service, "rule-engine");
+  EXPECT_EQ(m.header.id, m.envelope.id);
+  EXPECT_EQ(m.header.deadline_ms, m.envelope.deadline_ms);
+  EXPECT_EQ(m.header.flags, 0) << "POST without Idempotency-Key is not retry-safe";
+}
+
+TEST(ToEnvelope, IdempotentRequestsAreFlaggedRetrySafe) {
+  const auto svc = service_with_timeout(10s);
+  auto get = request_with({});
+  EXPECT_EQ(to_envelope(get, context_for(svc)).header.flags, protocol::kFlagRetrySafe);
+  auto keyed = request_with({{"Idempotency-Key", "k"}}, http::verb::post);
+  EXPECT_EQ(to_envelope(keyed, context_for(svc)).header.flags, protocol::kFlagRetrySafe);
+}
+
+TEST(ToEnvelope, KeepsAValidRequestIdAndReplacesTheClientsHeaderWithIt) {
+  const auto svc = service_with_timeout(10s);
+  auto req = request_with({{"X-Request-ID", "abc-1"}});
+  auto m = to_envelope(req, context_for(svc));
+  EXPECT_EQ(m.request_id, "abc-1");
+  EXPECT_EQ(m.envelope.request_id, "abc-1");
+  EXPECT_TRUE(values_of(m.envelope.headers, "x-request-id").empty());
+
+  auto bad = request_with({{"X-Request-ID", "not valid"}});
+  m = to_envelope(bad, context_for(svc));
+  EXPECT_EQ(m.request_id, to_hex(context_for(svc).id));
+  EXPECT_TRUE(values_of(m.envelope.headers, "x-request-id").empty());
+}
+
+TEST(ToEnvelope, TheRequestTimeoutShortensTheDeadline) {
+  const auto svc = service_with_timeout(10s);
+  auto req = request_with({{"X-Request-Timeout", "0.25"}});
+  const auto m = to_envelope(req, context_for(svc));
+  EXPECT_EQ(m.budget, 250ms);
+  EXPECT_EQ(m.envelope.deadline_ms, 1'000'250u);
+}
+
+TEST(ToEnvelope, AnInvalidRequestTimeoutIs400WithTheSettledId) {
+  const auto svc = service_with_timeout(10s);
+  auto req = request_with({{"X-Request-Timeout", "soon"}, {"X-Request-ID", "abc-1"}});
+  const auto m = to_envelope(req, context_for(svc));
+  ASSERT_TRUE(m.error);
+  EXPECT_EQ(m.error->result_int(), 400);
+  EXPECT_EQ((*m.error)["X-Request-ID"], "abc-1");
+  const auto body = nlohmann::json::parse(m.error->body());
+  EXPECT_EQ(body["detail"], "X-Request-Timeout must be a positive number of seconds");
+  EXPECT_EQ(m.request_id, "abc-1");
+}
+
+TEST(ToEnvelope, TheVerifiedSubjectReplacesAnyClientSentOne) {
+  const auto svc = service_with_timeout(10s);
+  auto req = request_with({{"X-Courier-Subject", "mallory"}});
+  const auto m = to_envelope(req, context_for(svc, "alice"));
+  EXPECT_EQ(values_of(m.envelope.headers, kSubjectHeader), std::vector<std::string>{"alice"});
+}
+
+TEST(ToEnvelope, TheGatewaysApiKeyGoesNoFurtherWhenItIsTheCredential) {
+  const auto svc = service_with_timeout(10s);
+  auto req = request_with({{"X-API-Key", "k1"}});
+  auto context = context_for(svc);
+  EXPECT_EQ(values_of(to_envelope(req, context).envelope.headers, "x-api-key").size(), 1u)
+      << "without gateway API keys the header is the upstream's";
+  context.strip_api_key = true;
+  EXPECT_TRUE(values_of(to_envelope(req, context).envelope.headers, "x-api-key").empty());
 }
 
 // --- to_http -----------------------------------------------------------------------------

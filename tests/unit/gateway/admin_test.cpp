@@ -1,0 +1,155 @@
+// The gateway's own endpoints as pure functions of their snapshots: which paths are admin, what
+// /healthz, /readyz, /services, /metrics and /dashboard answer for a given broker view and counts.
+#include "gateway/admin.hpp"
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+namespace courier::gateway {
+namespace {
+
+using namespace std::chrono_literals;
+
+const char* kServesSvc =
+    R"({"broker_id":"b1","gateways":1,"counters":{"requests":7},
+        "services":{"svc":{"workers":2,"capacity":8,"in_flight":1,"queue_depth":0,
+          "worker_list":[{"id":"w1","capacity":4,"draining":false},
+                         {"id":"w2","capacity":4,"draining":false}]}}})";
+
+Settings two_services() {
+  Settings s;
+  for (const auto* name : {"svc", "other"}) {
+    ServiceConfig c;
+    c.name = name;
+    c.upstream.text = std::string("http://") + name + ":80";
+    c.timeout = 2500ms;
+    c.max_attempts = 2;
+    s.services[name] = c;
+  }
+  return s;
+}
+
+HttpRequest get(std::string_view target, http::verb method = http::verb::get) {
+  HttpRequest req{method, target, 11};
+  req.keep_alive(true);
+  return req;
+}
+
+class AdminTest : public ::testing::Test {
+ protected:
+  Settings settings_ = two_services();
+  GatewayMetrics metrics_;
+  ServiceStats service_stats_{{"svc", "other"}};
+
+  AdminState state(bool connected, std::vector<BrokerStatus> brokers) {
+    AdminState s{settings_, metrics_, service_stats_, {}, 0, {}};
+    s.gateway.broker_connected = connected;
+    s.brokers = std::move(brokers);
+    return s;
+  }
+};
+
+TEST(IsAdminEndpoint, OnlyGetOrHeadOfTheGatewaysOwnPaths) {
+  for (const auto* path : {"/healthz", "/readyz", "/services", "/metrics", "/dashboard"}) {
+    EXPECT_TRUE(is_admin_endpoint(http::verb::get, path)) << path;
+    EXPECT_TRUE(is_admin_endpoint(http::verb::head, path)) << path;
+    EXPECT_FALSE(is_admin_endpoint(http::verb::post, path)) << path;
+  }
+  for (const auto* path : {"/healthz/", "/healthz?x=1", "/svc/healthz", "/", "/metricsx"}) {
+    EXPECT_FALSE(is_admin_endpoint(http::verb::get, path)) << path;
+  }
+}
+
+TEST_F(AdminTest, HealthzIsOkWhateverTheBrokers) {
+  const auto res = admin_response(get("/healthz"), state(false, {}));
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res[http::field::content_type], "application/json");
+  EXPECT_EQ(res.body(), R"({"status":"ok"})");
+  EXPECT_TRUE(res.keep_alive());
+}
+
+TEST_F(AdminTest, ResponsesFollowTheRequestsVersionAndKeepAlive) {
+  auto req = get("/healthz");
+  req.version(10);
+  req.keep_alive(false);
+  const auto res = admin_response(req, state(false, {}));
+  EXPECT_EQ(res.version(), 10);
+  EXPECT_FALSE(res.keep_alive());
+}
+
+TEST_F(AdminTest, ReadyzIsNotReadyWithoutABroker) {
+  const auto res = admin_response(get("/readyz"), state(false, {}));
+  EXPECT_EQ(res.result_int(), 503);
+  EXPECT_EQ(nlohmann::json::parse(res.body()),
+            nlohmann::json::parse(R"({"status":"not ready","reason":"broker not connected"})"));
+}
+
+TEST_F(AdminTest, ReadyzNamesTheServicesWithoutWorkers) {
+  const auto res = admin_response(get("/readyz"),
+                                  state(true, {{"tcp://b:1", true, 0, parse_stats(kServesSvc)}}));
+  EXPECT_EQ(res.result_int(), 503);
+  const auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["reason"], "no workers");
+  EXPECT_EQ(body["services"], nlohmann::json::array({"other"}));
+}
+
+TEST_F(AdminTest, ReadyzIsReadyWhenEveryServiceHasAWorker) {
+  settings_.services.erase("other");
+  const auto res = admin_response(get("/readyz"),
+                                  state(true, {{"tcp://b:1", true, 0, parse_stats(kServesSvc)}}));
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res.body(), R"({"status":"ready"})");
+}
+
+TEST_F(AdminTest, ServicesJoinsConfigBrokerViewAndGatewayCounts) {
+  service_stats_.record("svc", 200, 3.0);
+  auto s = state(true, {{"tcp://b:1", true, 0, parse_stats(kServesSvc)}});
+  s.requests = 12;
+  s.gateway.in_flight = 2;
+  s.gateway.connections = 3;
+  s.gateway.bad_requests = 4;
+  s.gateway.timeouts = 5;
+  s.gateway.late_replies = 6;
+  s.gateway.failovers = 7;
+  const auto res = admin_response(get("/services"), s);
+  EXPECT_EQ(res.result_int(), 200);
+  const auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["broker_connected"], true);
+  EXPECT_EQ(body["broker"]["id"], "b1");
+  EXPECT_EQ(body["broker"]["counters"]["requests"], 7);
+  EXPECT_EQ(body["brokers"].size(), 1u);
+  const auto& svc = body["services"]["svc"];
+  EXPECT_EQ(svc["upstream"], "http://svc:80");
+  EXPECT_EQ(svc["timeout_s"], 2.5);
+  EXPECT_EQ(svc["max_attempts"], 2);
+  EXPECT_EQ(svc["workers"], 2);
+  EXPECT_EQ(svc["capacity"], 8);
+  EXPECT_EQ(svc["gateway"]["requests"], 1);
+  const auto& other = body["services"]["other"];
+  EXPECT_EQ(other["workers"], 0) << "a service no broker knows shows zeros";
+  EXPECT_EQ(other["queue_depth"], 0);
+  EXPECT_EQ(body["gateway"], nlohmann::json::parse(R"({"requests":12,"in_flight":2,
+      "connections":3,"bad_requests":4,"timeouts":5,"late_replies":6,"failovers":7})"));
+}
+
+TEST_F(AdminTest, MetricsRendersTheSnapshotAsPrometheusText) {
+  auto s = state(true, {});
+  s.gateway.timeouts = 9;
+  const auto res = admin_response(get("/metrics"), s);
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res[http::field::content_type], kMetricsContentType);
+  EXPECT_EQ(res.body(), metrics_.render(s.gateway, s.brokers));
+}
+
+TEST_F(AdminTest, DashboardIsUncachedHtml) {
+  const auto res = admin_response(get("/dashboard"), state(false, {}));
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res[http::field::content_type], "text/html; charset=utf-8");
+  EXPECT_EQ(res[http::field::cache_control], "no-cache");
+  EXPECT_NE(res.body().find("<html"), std::string::npos);
+  EXPECT_EQ(res[http::field::content_length], std::to_string(res.body().size()));
+}
+
+}  // namespace
+}  // namespace courier::gateway
