@@ -414,6 +414,43 @@ TEST(Secrets, EmptyOrMissingSecretsStopStartUpAndNameTheSource) {
   EXPECT_NE(err.find(path), std::string::npos) << err;
 }
 
+// docs/configuration.md is the contract: every row the tables describe is there, on one line.
+std::vector<std::string> doc_lines() {
+  std::ifstream in(std::string(COURIER_SOURCE_DIR) + "/docs/configuration.md");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+void expect_documented(const std::vector<std::string>& lines, const std::string& key,
+                       const std::vector<std::string>& with) {
+  const auto row = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.rfind("| ", 0) == 0 && l.find("| `" + key + "` |") != std::string::npos;
+  });
+  ASSERT_NE(row, lines.end()) << key << " is not in docs/configuration.md";
+  for (const auto& w : with) {
+    if (!w.empty()) {
+      EXPECT_NE(row->find(w), std::string::npos) << key << ": " << w;
+    }
+  }
+}
+
+TEST(Docs, TheConfigurationPageListsEveryTableRow) {
+  const auto lines = doc_lines();
+  ASSERT_FALSE(lines.empty());
+  for (const auto* o : options::kAll) {
+    expect_documented(lines, std::string(o->key),
+                      {"`" + std::string(o->env) + "`", std::string(o->fallback),
+                       o->flag.empty() ? "" : "`" + std::string(o->flag) + "`"});
+  }
+  for (const auto& f : service_fields()) {
+    expect_documented(lines, std::string(f.key),
+                      {"`<SVC>_" + std::string(f.env_suffix) + "`",
+                       f.default_env.empty() ? "" : "`" + std::string(f.default_env) + "`",
+                       std::string(f.fallback)});
+  }
+}
+
 TEST(Config, ServiceEnvPrefix) {
   EXPECT_EQ(service_env_prefix("rule-engine"), "RULE_ENGINE");
   EXPECT_EQ(service_env_prefix("ai-gm"), "AI_GM");
