@@ -8,13 +8,15 @@
 #include <zmq.hpp>
 
 #include "broker/dispatcher.hpp"
+#include "common/options.hpp"
 
 namespace courier::broker {
 
 struct BrokerOptions {
-  std::string frontend = "tcp://127.0.0.1:5555";   // gateways connect here
-  std::string backend = "tcp://127.0.0.1:5556";    // workers connect here
-  std::chrono::milliseconds drain_timeout{5'000};  // on SIGTERM: wait this long for replies
+  std::string frontend = options::broker::kFrontend.default_text();  // gateways connect here
+  std::string backend = options::broker::kBackend.default_text();    // workers connect here
+  // On SIGTERM: wait this long for replies.
+  std::chrono::milliseconds drain_timeout = options::broker::kDrainTimeout.default_seconds();
   DispatcherOptions dispatcher;
 };
 

@@ -16,14 +16,17 @@
 #include "broker/service_queues.hpp"
 #include "broker/worker_registry.hpp"
 #include "common/frames.hpp"
+#include "common/options.hpp"
 
 namespace courier::broker {
 
 struct DispatcherOptions {
   std::string broker_id = "broker";
-  std::chrono::milliseconds heartbeat_interval{250};
-  int liveness = 4;                                  // intervals of silence before a peer is dead
-  std::chrono::milliseconds no_worker_grace{1'000};  // wait for a worker to (re)appear
+  std::chrono::milliseconds heartbeat_interval = options::broker::kHeartbeat.default_seconds();
+  // Intervals of silence before a peer is dead.
+  int liveness = static_cast<int>(options::broker::kLiveness.default_integer());
+  // Wait for a worker to (re)appear.
+  std::chrono::milliseconds no_worker_grace = options::broker::kNoWorkerGrace.default_seconds();
   std::size_t default_max_queue = 1024;
   std::map<std::string, std::size_t> max_queue;    // per service
   int max_dispatches = 3;                          // a request is requeued at most this often - 1

@@ -1,10 +1,65 @@
 #include "common/cli.hpp"
 
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <iostream>
 
 namespace courier {
+
+CLI::Option* OptionFlags::add(CLI::App& app, const ComponentOption& option,
+                              const std::string& names) {
+  std::string help(option.help);
+  if (!option.fallback.empty()) help += " [" + option.default_text() + "]";
+  if (!option.env.empty()) help += " (env " + std::string(option.env) + ")";
+  return app.add_option(names.empty() ? std::string(option.flag) : names,
+                        flags_[std::string(option.key)], help);
+}
+
+std::string OptionFlags::text(const ComponentOption& option, const ConfigFile& file) const {
+  if (auto it = flags_.find(option.key); it != flags_.end() && !it->second.empty()) {
+    return it->second;
+  }
+  if (auto v = file.get(std::string(option.key), std::string(option.env))) return *v;
+  return option.default_text();
+}
+
+std::chrono::milliseconds OptionFlags::seconds(const ComponentOption& option,
+                                               const ConfigFile& file) const {
+  return parse_seconds(option.setting(), text(option, file));
+}
+
+long long OptionFlags::integer(const ComponentOption& option, const ConfigFile& file) const {
+  return parse_int(option.setting(), text(option, file), option.min, option.max);
+}
+
+bool OptionFlags::boolean(const ComponentOption& option, const ConfigFile& file) const {
+  return parse_bool(option.setting(), text(option, file));
+}
+
+std::vector<std::string> OptionFlags::endpoints(const ComponentOption& option,
+                                                const ConfigFile& file) const {
+  return parse_endpoints(option.setting(), text(option, file));
+}
+
+Heartbeat read_heartbeat(const OptionFlags& flags, const ComponentOption& interval,
+                         const ComponentOption& liveness, const ConfigFile& file) {
+  Heartbeat out{flags.seconds(interval, file), static_cast<int>(flags.integer(liveness, file))};
+  if (out.interval < std::chrono::milliseconds{10}) {
+    throw ConfigError(interval.setting() + ": must be at least 0.01 seconds");
+  }
+  return out;
+}
+
+std::string host_name(const std::string& fallback) {
+  char host[256] = "";
+  if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') return fallback;
+  return host;
+}
+
+LogOptions CommonOptions::log(const ConfigFile& file) const {
+  return {flags.text(options::kLogLevel, file), flags.text(options::kLogFormat, file)};
+}
 
 void add_common_options(CLI::App& app, CommonOptions& options) {
   app.add_option("-c,--config", options.config_path, "YAML config file (docs/configuration.md)")
@@ -12,20 +67,8 @@ void add_common_options(CLI::App& app, CommonOptions& options) {
   app.add_option("--set", options.overrides,
                  "Override a config key, e.g. --set services.ai-gm.timeout=90 (repeatable)")
       ->type_name("KEY=VALUE");
-  app.add_option("--log-level", options.log.level,
-                 "trace, debug, info, warn, error, critical or off")
-      ->envname("COURIER_LOG_LEVEL")
-      ->capture_default_str();
-  app.add_option("--log-format", options.log.format, "text or json")
-      ->envname("COURIER_LOG_FORMAT")
-      ->capture_default_str();
-}
-
-std::string resolve(const std::string& flag_value, const ConfigFile& file, const std::string& key,
-                    const std::string& fallback) {
-  if (!flag_value.empty()) return flag_value;
-  if (auto v = file.get(key, "")) return *v;
-  return fallback;
+  options.flags.add(app, options::kLogLevel);
+  options.flags.add(app, options::kLogFormat);
 }
 
 int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {

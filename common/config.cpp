@@ -11,6 +11,7 @@
 #include <set>
 
 #include "common/frames.hpp"
+#include "common/options.hpp"
 
 namespace courier {
 namespace {
@@ -87,6 +88,30 @@ std::string trim(std::string s) {
   return s;
 }
 
+// Unknown keys are mistakes (a typo silently ignored is a production incident).
+void check_keys(const std::map<std::string, std::string>& m, const std::string& where) {
+  static const std::set<std::string> kSections = {"defaults", "services", "gateway",
+                                                  "broker",   "worker",   "logging"};
+  for (const auto& [key, value] : m) {
+    const auto dot = key.find('.');
+    const auto top = key.substr(0, dot);
+    bool known = false;
+    if (dot == std::string::npos) {
+      known = value.empty() && kSections.count(top);  // a bare section: `logging:` alone
+    } else if (top == "services") {
+      const auto name_end = key.find('.', dot + 1);
+      known = name_end != std::string::npos &&
+              find_service_field(std::string_view(key).substr(name_end + 1));
+    } else if (top == "defaults") {
+      const auto* f = find_service_field(std::string_view(key).substr(dot + 1));
+      known = f && !f->default_env.empty();
+    } else if (kSections.count(top)) {
+      known = known_component_key(key);
+    }
+    if (!known) throw ConfigError(where + ": unknown setting " + key);
+  }
+}
+
 }  // namespace
 
 namespace detail {
@@ -103,7 +128,10 @@ class Layers {
       : file_(read_file(sources.file_path)),
         overrides_(read_overrides(sources.overrides)),
         env_(sources.env),
-        file_path_(sources.file_path) {}
+        file_path_(sources.file_path) {
+    check_keys(file_, file_path_.empty() ? "config" : file_path_);
+    check_keys(overrides_, "--set");
+  }
 
   std::optional<Found> get(const std::string& key, const std::string& env_name) const {
     if (auto it = overrides_.find(key); it != overrides_.end()) {
@@ -116,16 +144,6 @@ class Layers {
       return Found{it->second, key + " (" + file_path_ + ")"};
     }
     return std::nullopt;
-  }
-
-  // Per-service value first, then the default, each through all layers.
-  std::optional<Found> service_value(const std::string& service, const std::string& field,
-                                     const std::string& default_env) const {
-    const auto prefix = service_env_prefix(service);
-    std::string upper = field;
-    for (auto& c : upper) c = static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
-    if (auto v = get("services." + service + "." + field, prefix + "_" + upper)) return v;
-    return get("defaults." + field, default_env);
   }
 
   std::set<std::string> service_names() const {
@@ -196,25 +214,17 @@ std::vector<unsigned> parse_statuses(const std::string& setting, const std::stri
   return out;
 }
 
-std::string read_secret(const std::string& setting, const detail::Layers& layers,
-                        const std::string& service, const EnvLookup& env) {
-  // The secret itself never appears in messages: only where it was to come from.
-  if (auto v = layers.get("services." + service + ".auth.secret_env",
-                          service_env_prefix(service) + "_AUTH_SECRET_ENV")) {
-    auto secret = env ? env(v->value) : std::nullopt;
-    if (!secret || secret->empty()) {
-      throw ConfigError(setting + ": environment variable " + v->value + " is unset or empty");
-    }
-    return *secret;
+// Called once the mode needs a secret; the source is per service only.
+std::string service_secret(const std::string& setting, const detail::Layers& layers,
+                           const std::string& service, const EnvLookup& env) {
+  const auto prefix = service_env_prefix(service);
+  if (auto v =
+          layers.get("services." + service + ".auth.secret_env", prefix + "_AUTH_SECRET_ENV")) {
+    return read_secret_env(setting, env, v->value);
   }
-  if (auto v = layers.get("services." + service + ".auth.secret_file",
-                          service_env_prefix(service) + "_AUTH_SECRET_FILE")) {
-    std::ifstream in(v->value);
-    if (!in) throw ConfigError(setting + ": secret file " + v->value + " cannot be read");
-    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    s = trim(s);
-    if (s.empty()) throw ConfigError(setting + ": secret file " + v->value + " is empty");
-    return s;
+  if (auto v =
+          layers.get("services." + service + ".auth.secret_file", prefix + "_AUTH_SECRET_FILE")) {
+    return read_secret_file(setting, v->value);
   }
   throw ConfigError(setting + ": needs auth.secret_env or auth.secret_file");
 }
@@ -354,54 +364,165 @@ const ServiceConfig* Settings::find(const std::string& name) const {
   return it == services.end() ? nullptr : &it->second;
 }
 
+bool parse_bool(const std::string& setting, const std::string& value) {
+  const auto t = trim(value);
+  if (t == "true" || t == "1" || t == "yes" || t == "on") return true;
+  if (t == "false" || t == "0" || t == "no" || t == "off") return false;
+  throw ConfigError(setting + ": '" + value + "' must be true or false");
+}
+
+std::string secret_value(const std::string& setting, const std::string& value) {
+  auto secret = trim(value);
+  if (secret.empty()) throw ConfigError(setting + ": the secret is empty");
+  return secret;
+}
+
+std::string read_secret_env(const std::string& setting, const EnvLookup& env,
+                            const std::string& var) {
+  auto value = env ? env(var) : std::nullopt;
+  if (value) *value = trim(*value);
+  if (!value || value->empty()) {
+    throw ConfigError(setting + ": environment variable " + var + " is unset or empty");
+  }
+  return *value;
+}
+
+std::string read_secret_file(const std::string& setting, const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw ConfigError(setting + ": secret file " + path + " cannot be read");
+  auto secret = trim(std::string(std::istreambuf_iterator<char>(in), {}));
+  if (secret.empty()) throw ConfigError(setting + ": secret file " + path + " is empty");
+  return secret;
+}
+
+namespace {
+
+template <auto Member, long long Min, long long Max>
+void set_int(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  using T = std::remove_reference_t<decltype(svc.*Member)>;
+  svc.*Member = static_cast<T>(parse_int(setting, value, Min, Max));
+}
+
+template <auto Member>
+void set_seconds(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  svc.*Member = parse_seconds(setting, value);
+}
+
+void set_upstream(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  svc.upstream = parse_upstream_url(setting, value);
+}
+
+void set_timeout(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  svc.timeout = parse_seconds(setting, value);
+  if (svc.timeout.count() == 0) throw ConfigError(setting + ": must be greater than 0");
+}
+
+void set_failure_rate(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  svc.circuit_failure_rate = parse_double(setting, value);
+  if (!(svc.circuit_failure_rate > 0) || svc.circuit_failure_rate > 1) {
+    throw ConfigError(setting + ": must be above 0 and at most 1 (a share of attempts)");
+  }
+}
+
+void set_window(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  svc.circuit_window = parse_seconds(setting, value);
+  if (svc.circuit_window < std::chrono::milliseconds{100}) {
+    throw ConfigError(setting + ": must be at least 0.1 seconds");
+  }
+}
+
+void set_statuses(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  svc.circuit_failure_statuses = parse_statuses(setting, value);
+}
+
+void set_budget_ratio(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  svc.retry_budget_ratio = parse_double(setting, value);
+  if (svc.retry_budget_ratio < 0 || svc.retry_budget_ratio > 1) {
+    throw ConfigError(setting + ": must be between 0 and 1");
+  }
+}
+
+void set_auth_mode(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  if (value == "forward") {
+    svc.auth_mode = AuthMode::kForward;
+  } else if (value == "bearer") {
+    svc.auth_mode = AuthMode::kBearer;
+  } else if (value == "api-key") {
+    svc.auth_mode = AuthMode::kApiKey;
+  } else {
+    throw ConfigError(setting + ": '" + value + "' must be forward, bearer or api-key");
+  }
+}
+
+void set_auth_header(ServiceConfig& svc, const std::string& setting, const std::string& value) {
+  if (value.empty() || value.find_first_of(" :\r\n\t") != std::string::npos) {
+    throw ConfigError(setting + ": '" + value + "' is not a header name");
+  }
+  svc.auth_header = value;
+}
+
+using S = ServiceConfig;
+// docs/configuration.md lists these in this order; keep the two alike.
+constexpr ServiceField kServiceFields[] = {
+    {"upstream", "URL", "", "", "http://host[:port][/base]", set_upstream},
+    {"timeout", "TIMEOUT", "PROXY_TIMEOUT", "10", "deadline and each attempt's bound, seconds",
+     set_timeout},
+    {"max_retries", "MAX_RETRIES", "PROXY_MAX_RETRIES", "3", "upstream attempts in all",
+     set_int<&S::max_attempts, 1, 100>},
+    {"retry_min_wait", "RETRY_MIN_WAIT", "PROXY_RETRY_MIN_WAIT", "1.0", "backoff lower bound",
+     set_seconds<&S::retry_min_wait>},
+    {"retry_max_wait", "RETRY_MAX_WAIT", "PROXY_RETRY_MAX_WAIT", "10.0", "backoff upper bound",
+     set_seconds<&S::retry_max_wait>},
+    {"max_queue", "MAX_QUEUE", "COURIER_MAX_QUEUE", "1024", "broker: waiting requests at most",
+     set_int<&S::max_queue, 0, 10'000'000>},
+    {"concurrency", "CONCURRENCY", "COURIER_WORKER_CONCURRENCY", "256",
+     "worker: requests run at once", set_int<&S::worker_concurrency, 1, 100000>},
+    {"max_connections", "MAX_CONNECTIONS", "COURIER_MAX_CONNECTIONS", "256",
+     "worker: keep-alive connections per upstream", set_int<&S::max_connections, 1, 100000>},
+    {"circuit_failures", "CIRCUIT_FAILURES", "COURIER_CIRCUIT_FAILURES", "5",
+     "failures before the breaker may open; 0: off", set_int<&S::circuit_failures, 0, 1'000'000>},
+    {"circuit_min_requests", "CIRCUIT_MIN_REQUESTS", "COURIER_CIRCUIT_MIN_REQUESTS", "10",
+     "attempts before the rate counts", set_int<&S::circuit_min_requests, 1, 1'000'000>},
+    {"circuit_failure_rate", "CIRCUIT_FAILURE_RATE", "COURIER_CIRCUIT_FAILURE_RATE", "0.5",
+     "failed share at which it opens", set_failure_rate},
+    {"circuit_window", "CIRCUIT_WINDOW", "COURIER_CIRCUIT_WINDOW", "10", "sliding window, seconds",
+     set_window},
+    {"circuit_cooldown", "CIRCUIT_COOLDOWN", "COURIER_CIRCUIT_COOLDOWN", "5",
+     "seconds open before half-open", set_seconds<&S::circuit_cooldown>},
+    {"circuit_probes", "CIRCUIT_PROBES", "COURIER_CIRCUIT_PROBES", "3",
+     "attempts let through half-open", set_int<&S::circuit_probes, 1, 10'000>},
+    {"circuit_failure_statuses", "CIRCUIT_FAILURE_STATUSES", "COURIER_CIRCUIT_FAILURE_STATUSES",
+     "none", "statuses that also count as failures", set_statuses},
+    {"retry_budget_ratio", "RETRY_BUDGET_RATIO", "COURIER_RETRY_BUDGET_RATIO", "0.2",
+     "retries at most this share of requests", set_budget_ratio},
+    {"retry_budget_min", "RETRY_BUDGET_MIN", "COURIER_RETRY_BUDGET_MIN", "3",
+     "... but always this many", set_int<&S::retry_budget_min, 0, 100000>},
+    {"auth.mode", "AUTH_MODE", "", "forward", "forward, bearer or api-key", set_auth_mode},
+    {"auth.header", "AUTH_HEADER", "", "X-API-Key", "header for api-key mode", set_auth_header},
+    {"auth.secret_env", "AUTH_SECRET_ENV", "", "", "env var holding the secret", nullptr},
+    {"auth.secret_file", "AUTH_SECRET_FILE", "", "", "file holding the secret", nullptr},
+};
+
+std::string builtin_url(const std::string& service) {
+  for (const auto& b : kBuiltinServices) {
+    if (service == b.name) return b.url;
+  }
+  return "";
+}
+
+}  // namespace
+
+std::span<const ServiceField> service_fields() { return kServiceFields; }
+
+const ServiceField* find_service_field(std::string_view key) {
+  for (const auto& f : kServiceFields) {
+    if (f.key == key) return &f;
+  }
+  return nullptr;
+}
+
 Settings load_settings(const ConfigSources& sources) {
   const detail::Layers layers(sources);
-  static const std::set<std::string> kServiceFields = {"upstream",
-                                                       "timeout",
-                                                       "max_retries",
-                                                       "retry_min_wait",
-                                                       "retry_max_wait",
-                                                       "max_queue",
-                                                       "concurrency",
-                                                       "max_connections",
-                                                       "circuit_failures",
-                                                       "circuit_cooldown",
-                                                       "retry_budget_ratio",
-                                                       "retry_budget_min",
-                                                       "auth.mode",
-                                                       "auth.header",
-                                                       "auth.secret_env",
-                                                       "auth.secret_file",
-                                                       "circuit_min_requests",
-                                                       "circuit_failure_rate",
-                                                       "circuit_window",
-                                                       "circuit_probes",
-                                                       "circuit_failure_statuses"};
-  static const std::set<std::string> kTopLevel = {"defaults", "services", "gateway",
-                                                  "broker",   "worker",   "logging"};
-  // Unknown keys are mistakes (a typo silently ignored is a production incident).
-  const auto check_keys = [&](const std::map<std::string, std::string>& m, const char* where) {
-    for (const auto& [key, value] : m) {
-      const auto top = key.substr(0, key.find('.'));
-      if (!kTopLevel.count(top)) throw ConfigError(std::string(where) + ": unknown setting " + key);
-      if (top == "services") {
-        const auto rest = key.substr(9);
-        const auto dot = rest.find('.');
-        const auto field = dot == std::string::npos ? "" : rest.substr(dot + 1);
-        if (!kServiceFields.count(field)) {
-          throw ConfigError(std::string(where) + ": unknown setting " + key);
-        }
-      } else if (top == "defaults") {
-        const auto field = key.substr(9);
-        if (!kServiceFields.count(field) || field == "upstream" || field.rfind("auth.", 0) == 0) {
-          throw ConfigError(std::string(where) + ": unknown setting " + key);
-        }
-      }
-    }
-  };
-  check_keys(layers.file(), sources.file_path.empty() ? "config" : sources.file_path.c_str());
-  check_keys(layers.overrides(), "--set");
-
   Settings settings;
   for (const auto& name : layers.service_names()) {
     if (!protocol::valid_service_name(name)) {
@@ -411,102 +532,32 @@ Settings load_settings(const ConfigSources& sources) {
     ServiceConfig svc;
     svc.name = name;
     const auto prefix = service_env_prefix(name);
-    std::string default_url;
-    for (const auto& b : kBuiltinServices) {
-      if (name == b.name) default_url = b.url;
-    }
-    if (auto v = layers.get("services." + name + ".upstream", prefix + "_URL")) {
-      svc.upstream = parse_upstream_url(v->origin, v->value);
-    } else if (!default_url.empty()) {
-      svc.upstream = parse_upstream_url("default for " + name, default_url);
-    } else {
-      throw ConfigError("services." + name + ".upstream (or " + prefix + "_URL) is required");
-    }
-    if (auto v = layers.service_value(name, "timeout", "PROXY_TIMEOUT")) {
-      svc.timeout = parse_seconds(v->origin, v->value);
-      if (svc.timeout.count() == 0) throw ConfigError(v->origin + ": must be greater than 0");
-    }
-    if (auto v = layers.service_value(name, "max_retries", "PROXY_MAX_RETRIES")) {
-      svc.max_attempts = static_cast<int>(parse_int(v->origin, v->value, 1, 100));
-    }
-    if (auto v = layers.service_value(name, "retry_min_wait", "PROXY_RETRY_MIN_WAIT")) {
-      svc.retry_min_wait = parse_seconds(v->origin, v->value);
-    }
-    if (auto v = layers.service_value(name, "retry_max_wait", "PROXY_RETRY_MAX_WAIT")) {
-      svc.retry_max_wait = parse_seconds(v->origin, v->value);
+    std::optional<detail::Found> auth_mode;
+    for (const auto& field : kServiceFields) {
+      if (!field.apply) continue;
+      const std::string key(field.key);
+      const auto own_key = "services." + name + "." + key;
+      const auto own_env = prefix + "_" + std::string(field.env_suffix);
+      auto v = layers.get(own_key, own_env);
+      if (!v && !field.default_env.empty()) {
+        v = layers.get("defaults." + key, std::string(field.default_env));
+      }
+      if (v) {
+        field.apply(svc, v->origin, v->value);
+        if (key == "auth.mode") auth_mode = v;
+        continue;
+      }
+      // Only the built-in services have an upstream by default.
+      const auto fallback = key == "upstream" ? builtin_url(name) : std::string(field.fallback);
+      if (fallback.empty()) throw ConfigError(own_key + " (or " + own_env + ") is required");
+      field.apply(svc, "default for " + name, fallback);
     }
     if (svc.retry_max_wait < svc.retry_min_wait) {
       throw ConfigError("services." + name + ": retry_max_wait (PROXY_RETRY_MAX_WAIT) is below " +
                         "retry_min_wait (PROXY_RETRY_MIN_WAIT)");
     }
-    if (auto v = layers.service_value(name, "max_queue", "COURIER_MAX_QUEUE")) {
-      svc.max_queue = static_cast<std::size_t>(parse_int(v->origin, v->value, 0, 10'000'000));
-    }
-    if (auto v = layers.service_value(name, "concurrency", "COURIER_WORKER_CONCURRENCY")) {
-      svc.worker_concurrency =
-          static_cast<std::uint32_t>(parse_int(v->origin, v->value, 1, 100000));
-    }
-    if (auto v = layers.service_value(name, "max_connections", "COURIER_MAX_CONNECTIONS")) {
-      svc.max_connections = static_cast<std::size_t>(parse_int(v->origin, v->value, 1, 100000));
-    }
-    if (auto v = layers.service_value(name, "circuit_failures", "COURIER_CIRCUIT_FAILURES")) {
-      svc.circuit_failures = static_cast<int>(parse_int(v->origin, v->value, 0, 1'000'000));
-    }
-    if (auto v =
-            layers.service_value(name, "circuit_min_requests", "COURIER_CIRCUIT_MIN_REQUESTS")) {
-      svc.circuit_min_requests = static_cast<int>(parse_int(v->origin, v->value, 1, 1'000'000));
-    }
-    if (auto v =
-            layers.service_value(name, "circuit_failure_rate", "COURIER_CIRCUIT_FAILURE_RATE")) {
-      svc.circuit_failure_rate = parse_double(v->origin, v->value);
-      if (!(svc.circuit_failure_rate > 0) || svc.circuit_failure_rate > 1) {
-        throw ConfigError(v->origin + ": must be above 0 and at most 1 (a share of attempts)");
-      }
-    }
-    if (auto v = layers.service_value(name, "circuit_window", "COURIER_CIRCUIT_WINDOW")) {
-      svc.circuit_window = parse_seconds(v->origin, v->value);
-      if (svc.circuit_window < std::chrono::milliseconds{100}) {
-        throw ConfigError(v->origin + ": must be at least 0.1 seconds");
-      }
-    }
-    if (auto v = layers.service_value(name, "circuit_cooldown", "COURIER_CIRCUIT_COOLDOWN")) {
-      svc.circuit_cooldown = parse_seconds(v->origin, v->value);
-    }
-    if (auto v = layers.service_value(name, "circuit_probes", "COURIER_CIRCUIT_PROBES")) {
-      svc.circuit_probes = static_cast<int>(parse_int(v->origin, v->value, 1, 10'000));
-    }
-    if (auto v = layers.service_value(name, "circuit_failure_statuses",
-                                      "COURIER_CIRCUIT_FAILURE_STATUSES")) {
-      svc.circuit_failure_statuses = parse_statuses(v->origin, v->value);
-    }
-    if (auto v = layers.service_value(name, "retry_budget_ratio", "COURIER_RETRY_BUDGET_RATIO")) {
-      svc.retry_budget_ratio = parse_double(v->origin, v->value);
-      if (svc.retry_budget_ratio < 0 || svc.retry_budget_ratio > 1) {
-        throw ConfigError(v->origin + ": must be between 0 and 1");
-      }
-    }
-    if (auto v = layers.service_value(name, "retry_budget_min", "COURIER_RETRY_BUDGET_MIN")) {
-      svc.retry_budget_min = static_cast<int>(parse_int(v->origin, v->value, 0, 100000));
-    }
-    if (auto v = layers.get("services." + name + ".auth.mode", prefix + "_AUTH_MODE")) {
-      if (v->value == "forward") {
-        svc.auth_mode = AuthMode::kForward;
-      } else if (v->value == "bearer") {
-        svc.auth_mode = AuthMode::kBearer;
-      } else if (v->value == "api-key") {
-        svc.auth_mode = AuthMode::kApiKey;
-      } else {
-        throw ConfigError(v->origin + ": '" + v->value + "' must be forward, bearer or api-key");
-      }
-      if (svc.auth_mode != AuthMode::kForward) {
-        svc.auth_secret = read_secret(v->origin, layers, name, sources.env);
-      }
-    }
-    if (auto v = layers.get("services." + name + ".auth.header", prefix + "_AUTH_HEADER")) {
-      if (v->value.empty() || v->value.find_first_of(" :\r\n\t") != std::string::npos) {
-        throw ConfigError(v->origin + ": '" + v->value + "' is not a header name");
-      }
-      svc.auth_header = v->value;
+    if (svc.auth_mode != AuthMode::kForward) {
+      svc.auth_secret = service_secret(auth_mode->origin, layers, name, sources.env);
     }
     settings.services.emplace(name, std::move(svc));
   }

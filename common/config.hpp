@@ -8,8 +8,10 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace courier {
@@ -25,6 +27,7 @@ struct UpstreamUrl {
   std::uint16_t port = 80;
   std::string base_path;  // "" or "/prefix" without a trailing slash
   std::string text;       // as configured, for logs
+  bool operator==(const UpstreamUrl&) const = default;
 };
 
 // Parses "http://host[:port][/base]". Throws ConfigError naming `setting` when invalid.
@@ -62,7 +65,26 @@ struct ServiceConfig {
   std::vector<unsigned> circuit_failure_statuses;
   double retry_budget_ratio = 0.2;  // retries in flight at most this share of active requests
   int retry_budget_min = 3;         // ... but always allow this many
+  // The initialisers above serve code that builds a ServiceConfig by hand (tests); load_settings
+  // takes every default from service_fields(), and a unit test holds the two equal.
+  bool operator==(const ServiceConfig&) const = default;
 };
+
+// One per-service setting, the single description that load_settings, the unknown-key check and
+// help text follow. Values are looked up as services.<name>.<key> (env <SVC>_<env_suffix>), then
+// defaults.<key> (env `default_env`), then `fallback`.
+struct ServiceField {
+  std::string_view key;
+  std::string_view env_suffix;
+  std::string_view default_env;  // empty: per service only (no defaults.<key> either)
+  std::string_view fallback;     // the built-in default as text; empty: none
+  std::string_view meaning;
+  // Parses `value` into `svc`, throwing ConfigError naming `setting`; null for the auth secret's
+  // source, which is read once the mode is known.
+  void (*apply)(ServiceConfig& svc, const std::string& setting, const std::string& value);
+};
+std::span<const ServiceField> service_fields();
+const ServiceField* find_service_field(std::string_view key);
 
 // "rule-engine" -> "RULE_ENGINE": the prefix of per-service env vars and error codes.
 std::string service_env_prefix(const std::string& service);
@@ -107,5 +129,17 @@ long long parse_int(const std::string& setting, const std::string& value, long l
 // A comma-separated list of ZeroMQ endpoints to connect to (tcp://host:port with a host, not the
 // wildcard `*`; ipc:// with a path of at most 107 bytes; inproc://), none empty or repeated.
 std::vector<std::string> parse_endpoints(const std::string& setting, const std::string& value);
+// true/1/yes/on or false/0/no/off.
+bool parse_bool(const std::string& setting, const std::string& value);
+
+// The one reader of secrets, from an env var or a file (e.g. a Docker secret). Surrounding
+// whitespace is dropped (a file's trailing newline is not part of a token, and an HTTP header
+// could not carry it anyway); an empty secret stops start-up rather than turning auth off.
+// Messages name where the secret was to come from, never its value.
+std::string read_secret_env(const std::string& setting, const EnvLookup& env,
+                            const std::string& var);
+std::string read_secret_file(const std::string& setting, const std::string& path);
+// A secret given as a value (a config key or an env var holding the secret itself).
+std::string secret_value(const std::string& setting, const std::string& value);
 
 }  // namespace courier

@@ -4,11 +4,13 @@
 
 #include <string>
 
+#include "common/options.hpp"
+
 namespace courier {
 
 struct LogOptions {
-  std::string level = "info";   // trace, debug, info, warn, error, critical, off
-  std::string format = "text";  // text or json
+  std::string level = options::kLogLevel.default_text();    // trace, debug, info, ... off
+  std::string format = options::kLogFormat.default_text();  // text or json
 };
 
 // Throws ConfigError naming the option when a value is not recognised.

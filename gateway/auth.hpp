@@ -7,6 +7,8 @@
 #include <string_view>
 #include <vector>
 
+#include "common/options.hpp"
+
 namespace courier::gateway {
 
 struct ApiKey {
@@ -15,10 +17,12 @@ struct ApiKey {
 };
 
 struct AuthOptions {
-  std::string jwt_secret;          // HS256 shared secret; empty: bearer tokens are not accepted
-  std::vector<ApiKey> api_keys;    // empty: X-API-Key is not accepted
-  std::chrono::seconds leeway{0};  // clock skew tolerated on exp and nbf
-  bool require_exp = true;         // reject tokens that never expire
+  std::string jwt_secret;        // HS256 shared secret; empty: bearer tokens are not accepted
+  std::vector<ApiKey> api_keys;  // empty: X-API-Key is not accepted
+  // Clock skew tolerated on exp and nbf.
+  std::chrono::seconds leeway = std::chrono::duration_cast<std::chrono::seconds>(
+      options::gateway::kAuthLeeway.default_seconds());
+  bool require_exp = options::gateway::kAuthRequireExp.default_bool();  // reject never-expiring
 
   bool enabled() const { return !jwt_secret.empty() || !api_keys.empty(); }
 };

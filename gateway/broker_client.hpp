@@ -23,14 +23,15 @@
 
 #include "common/envelope.hpp"
 #include "common/frames.hpp"
+#include "common/options.hpp"
 #include "common/zmq_link.hpp"
 
 namespace courier::gateway {
 
 struct BrokerClientOptions {
-  std::vector<std::string> endpoints = {"tcp://127.0.0.1:5555"};
-  std::chrono::milliseconds heartbeat_interval{250};
-  int liveness = 4;
+  std::vector<std::string> endpoints = {options::gateway::kBroker.default_text()};
+  std::chrono::milliseconds heartbeat_interval = options::gateway::kHeartbeat.default_seconds();
+  int liveness = static_cast<int>(options::gateway::kLiveness.default_integer());
   std::chrono::milliseconds stats_interval{500};
 };
 

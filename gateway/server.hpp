@@ -14,6 +14,7 @@
 #include "common/asio.hpp"
 #include "common/config.hpp"
 #include "common/ids.hpp"
+#include "common/options.hpp"
 #include "gateway/admin.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/broker_client.hpp"
@@ -25,15 +26,16 @@
 namespace courier::gateway {
 
 struct ServerOptions {
-  std::string listen_address = "0.0.0.0";
-  std::uint16_t listen_port = 8080;
-  int threads = 0;  // 0: one per core
-  std::size_t max_body = kDefaultMaxBody;
-  std::size_t max_header = kDefaultMaxHeader;
-  std::size_t max_connections = 10'000;
-  std::chrono::milliseconds header_timeout{10'000};  // to receive a complete request head
-  std::chrono::milliseconds body_timeout{30'000};    // to receive the body
-  std::chrono::milliseconds idle_timeout{60'000};    // keep-alive connection with no request
+  std::string listen_address = host_of(options::gateway::kListen.fallback);
+  std::uint16_t listen_port = port_of(options::gateway::kListen.fallback);
+  int threads = static_cast<int>(options::gateway::kThreads.default_integer());  // 0: one per core
+  std::size_t max_body = options::gateway::kMaxBody.default_integer();
+  std::size_t max_header = options::gateway::kMaxHeader.default_integer();
+  std::size_t max_connections = options::gateway::kMaxConnections.default_integer();
+  // To receive a complete request head; to receive the body; keep-alive with no request.
+  std::chrono::milliseconds header_timeout = options::gateway::kHeaderTimeout.default_seconds();
+  std::chrono::milliseconds body_timeout = options::gateway::kBodyTimeout.default_seconds();
+  std::chrono::milliseconds idle_timeout = options::gateway::kIdleTimeout.default_seconds();
   // Extra wait past a request's deadline for the worker's own 504, which says more than ours.
   std::chrono::milliseconds deadline_slack{250};
   // After answering a request we refuse mid-read (413/431/400), keep reading and discarding the

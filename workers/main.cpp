@@ -9,35 +9,31 @@
 
 int main(int argc, char** argv) {
   using namespace courier;
+  namespace opt = options::worker;
   CLI::App app{"courier-worker: forwards one service's requests from the broker to its upstream",
                "courier-worker"};
   CommonOptions common;
   add_common_options(app, common);
-  std::string service, broker, worker_id, concurrency, heartbeat, liveness, drain;
-  app.add_option("-s,--service", service, "Service to serve, e.g. rule-engine (required)")
-      ->envname("COURIER_SERVICE");
-  app.add_option("--broker", broker,
-                 "Broker backend endpoint, or several separated by commas (the capacity is split "
-                 "between them) [tcp://127.0.0.1:5556]")
-      ->envname("COURIER_WORKER_BROKER");
-  app.add_option("--id", worker_id, "Worker id in logs and stats [host-pid]")
-      ->envname("COURIER_WORKER_ID");
+  auto& flags = common.flags;
+  flags.add(app, opt::kService, "-s,--service");
+  for (const auto* o :
+       {&opt::kBroker, &opt::kId, &opt::kHeartbeat, &opt::kLiveness, &opt::kDrainTimeout}) {
+    flags.add(app, *o);
+  }
+  // Not a worker.* option but the service's own setting: COURIER_WORKER_CONCURRENCY is its
+  // default layer, which a per-service value beats, so the flag alone overrides them.
+  std::string concurrency;
+  const auto* field = find_service_field("concurrency");
   app.add_option("--concurrency", concurrency,
-                 "Requests run at once (overrides services.<name>.concurrency) [256]")
-      ->envname("COURIER_WORKER_CONCURRENCY");
-  app.add_option("--heartbeat", heartbeat, "Broker heartbeat interval, seconds [0.25]")
-      ->envname("COURIER_HEARTBEAT");
-  app.add_option("--liveness", liveness, "Missed heartbeats before the broker is lost [4]")
-      ->envname("COURIER_LIVENESS");
-  app.add_option("--drain-timeout", drain, "On SIGTERM, seconds to finish in-flight requests [30]")
-      ->envname("COURIER_WORKER_DRAIN_TIMEOUT");
+                 "Requests run at once (overrides services.<name>.concurrency) [" +
+                     std::string(field->fallback) + "]");
 
   return run_main(app, argc, argv, [&] {
-    setup_logging("worker", common.log);
     const auto sources = common.sources();
     const ConfigFile file(sources);
+    setup_logging("worker", common.log(file));
     const Settings settings = load_settings(sources);
-    service = resolve(service, file, "worker.service", "");
+    const auto service = flags.text(opt::kService, file);
     if (service.empty()) throw ConfigError("--service (COURIER_SERVICE) is required");
     const ServiceConfig* svc = settings.find(service);
     if (!svc) {
@@ -46,26 +42,17 @@ int main(int argc, char** argv) {
       throw ConfigError("--service: unknown service '" + service + "' (configured: " + known + ")");
     }
     ServiceConfig config = *svc;
-    if (!concurrency.empty()) {
-      config.worker_concurrency =
-          static_cast<std::uint32_t>(parse_int("--concurrency", concurrency, 1, 100000));
-    }
+    if (!concurrency.empty()) field->apply(config, "--concurrency", concurrency);
     workers::WorkerOptions options;
-    options.brokers = parse_endpoints(
-        "--broker (worker.broker)", resolve(broker, file, "worker.broker", "tcp://127.0.0.1:5556"));
-    char host[256] = "worker";
-    ::gethostname(host, sizeof host - 1);
-    options.worker_id =
-        resolve(worker_id, file, "worker.id", std::string(host) + "-" + std::to_string(::getpid()));
-    options.heartbeat_interval = parse_seconds(
-        "--heartbeat (worker.heartbeat)", resolve(heartbeat, file, "worker.heartbeat", "0.25"));
-    if (options.heartbeat_interval.count() < 10) {
-      throw ConfigError("--heartbeat (worker.heartbeat): must be at least 0.01 seconds");
+    options.brokers = flags.endpoints(opt::kBroker, file);
+    options.worker_id = flags.text(opt::kId, file);
+    if (options.worker_id.empty()) {
+      options.worker_id = host_name("worker") + "-" + std::to_string(::getpid());
     }
-    options.liveness = static_cast<int>(parse_int(
-        "--liveness (worker.liveness)", resolve(liveness, file, "worker.liveness", "4"), 1, 100));
-    options.drain_timeout = parse_seconds("--drain-timeout (worker.drain_timeout)",
-                                          resolve(drain, file, "worker.drain_timeout", "30"));
+    const auto heartbeat = read_heartbeat(flags, opt::kHeartbeat, opt::kLiveness, file);
+    options.heartbeat_interval = heartbeat.interval;
+    options.liveness = heartbeat.liveness;
+    options.drain_timeout = flags.seconds(opt::kDrainTimeout, file);
 
     TerminationSignals signals;  // installed before work starts: no signal is missed
     zmq::context_t context(1);

@@ -16,6 +16,7 @@
 
 #include "common/asio.hpp"
 #include "common/config.hpp"
+#include "common/options.hpp"
 #include "common/zmq_link.hpp"
 #include "workers/forwarder.hpp"
 
@@ -26,11 +27,11 @@ namespace courier::workers {
 std::uint32_t capacity_share(std::uint32_t total, std::size_t brokers, std::size_t rank);
 
 struct WorkerOptions {
-  std::vector<std::string> brokers = {"tcp://127.0.0.1:5556"};
+  std::vector<std::string> brokers = {options::worker::kBroker.default_text()};
   std::string worker_id;  // for logs and stats
-  std::chrono::milliseconds heartbeat_interval{250};
-  int liveness = 4;
-  std::chrono::milliseconds drain_timeout{30'000};
+  std::chrono::milliseconds heartbeat_interval = options::worker::kHeartbeat.default_seconds();
+  int liveness = static_cast<int>(options::worker::kLiveness.default_integer());
+  std::chrono::milliseconds drain_timeout = options::worker::kDrainTimeout.default_seconds();
 };
 
 class Worker {

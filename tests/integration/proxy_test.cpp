@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 #include <sys/wait.h>
 
+#include <filesystem>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "tests/integration/shared_topology.hpp"
@@ -208,6 +210,20 @@ TEST(Startup, BadSettingStopsStartupNamingIt) {
 
   EXPECT_EQ(run_to_exit(COURIER_BROKER_BIN, {"--liveness", "0"}, {}, &log), 2);
   EXPECT_NE(log.find("--liveness"), std::string::npos) << log;
+}
+
+TEST(Startup, AMisspeltComponentKeyStopsEveryBinary) {
+  const auto path = std::filesystem::temp_directory_path() /
+                    ("courier-typo-" + std::to_string(::getpid()) + ".yaml");
+  std::ofstream(path) << "gateway:\n  thraeds: 2\nworker:\n  concurency: 4\n";
+  for (const std::string bin : {COURIER_BROKER_BIN, COURIER_WORKER_BIN, COURIER_GATEWAY_BIN}) {
+    std::string log;
+    EXPECT_EQ(run_to_exit(bin, {"--config", path.string()}, {}, &log), 2) << bin;
+    EXPECT_NE(log.find("unknown setting"), std::string::npos) << log;
+    EXPECT_EQ(run_to_exit(bin, {"--set", "gateway.max_bodyy=10"}, {}, &log), 2) << bin;
+    EXPECT_NE(log.find("gateway.max_bodyy"), std::string::npos) << log;
+  }
+  std::filesystem::remove(path);
 }
 
 }  // namespace

@@ -1,9 +1,13 @@
 #include "common/config.hpp"
 
 #include <gtest/gtest.h>
+#include <unistd.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
+
+#include "common/options.hpp"
 
 namespace courier {
 namespace {
@@ -221,6 +225,230 @@ TEST(Config, EndpointListsAreCheckedAndNameTheSetting) {
 TEST(Config, AnIpcPathMustFitASocketAddress) {
   EXPECT_NO_THROW(parse_endpoints("--broker", "ipc:///" + std::string(106, 'p')));
   EXPECT_THROW(parse_endpoints("--broker", "ipc:///" + std::string(107, 'p')), ConfigError);
+}
+
+// Two valid values per table field, both unlike its default, for the layer tests below.
+const std::map<std::string, std::pair<std::string, std::string>> kSamples = {
+    {"upstream", {"http://a:1", "http://b:2"}},
+    {"timeout", {"7", "8"}},
+    {"max_retries", {"2", "4"}},
+    {"retry_min_wait", {"0.5", "0.25"}},
+    {"retry_max_wait", {"20", "30"}},
+    {"max_queue", {"5", "6"}},
+    {"concurrency", {"7", "8"}},
+    {"max_connections", {"9", "10"}},
+    {"circuit_failures", {"2", "0"}},
+    {"circuit_min_requests", {"4", "5"}},
+    {"circuit_failure_rate", {"0.25", "0.75"}},
+    {"circuit_window", {"2", "3"}},
+    {"circuit_cooldown", {"1", "2"}},
+    {"circuit_probes", {"2", "4"}},
+    {"circuit_failure_statuses", {"502", "503,504"}},
+    {"retry_budget_ratio", {"0.5", "0.1"}},
+    {"retry_budget_min", {"1", "2"}},
+    {"auth.mode", {"bearer", "api-key"}},
+    {"auth.header", {"X-Key", "X-Other"}},
+};
+// Lets every auth mode start; in forward mode the secret is never read.
+const std::map<std::string, std::string> kSecretEnv = {
+    {"RULE_ENGINE_AUTH_SECRET_ENV", "TOKEN"}, {"AI_GM_AUTH_SECRET_ENV", "TOKEN"}, {"TOKEN", "t"}};
+
+std::map<std::string, std::string> with_secret(std::map<std::string, std::string> env) {
+  env.insert(kSecretEnv.begin(), kSecretEnv.end());
+  return env;
+}
+
+// What `value` for the table field `key` gives, set as a per-service env var.
+ServiceConfig expected(const std::string& key, const std::string& value) {
+  const auto env_name = "RULE_ENGINE_" + std::string(find_service_field(key)->env_suffix);
+  return *load(with_secret({{env_name, value}})).find("rule-engine");
+}
+
+TEST(ServiceTable, EveryServiceStartsFromTheTableDefaults) {
+  const auto s = load({});
+  for (const auto& [name, svc] : s.services) {
+    ServiceConfig built;  // the struct's own initialisers
+    built.name = svc.name;
+    built.upstream = svc.upstream;
+    EXPECT_EQ(svc, built) << name << ": ServiceConfig's initialisers and the table disagree";
+  }
+}
+
+TEST(ServiceTable, HasSamplesForEveryParsedField) {
+  for (const auto& f : service_fields()) {
+    if (f.apply) {
+      EXPECT_TRUE(kSamples.count(std::string(f.key))) << f.key;
+    }
+  }
+}
+
+TEST(ServiceTable, EveryFieldReadsFromEveryLayer) {
+  const auto base = *load(with_secret({})).find("rule-engine");
+  for (const auto& f : service_fields()) {
+    if (!f.apply) continue;
+    const std::string key(f.key);
+    const auto& [a, b] = kSamples.at(key);
+    const auto want = expected(key, a);
+    ASSERT_NE(want, base) << key << "=" << a << " is the default";
+    const auto env_name = "RULE_ENGINE_" + std::string(f.env_suffix);
+    const auto file = "services:\n  rule-engine:\n    " + key + ": '" + a + "'\n";
+    EXPECT_EQ(*load(with_secret({}), file).find("rule-engine"), want) << key << " from the file";
+    EXPECT_EQ(
+        *load(with_secret({}), "", {"services.rule-engine." + key + "=" + a}).find("rule-engine"),
+        want)
+        << key << " from --set";
+    // Higher layers win: --set over env over file.
+    EXPECT_EQ(*load(with_secret({{env_name, a}}),
+                    "services:\n  rule-engine:\n    " + key + ": '" + b + "'\n")
+                   .find("rule-engine"),
+              want)
+        << key << ": env over file";
+    EXPECT_EQ(*load(with_secret({{env_name, b}}), "", {"services.rule-engine." + key + "=" + a})
+                   .find("rule-engine"),
+              want)
+        << key << ": --set over env";
+    if (f.default_env.empty()) continue;
+    const std::string default_env(f.default_env);
+    EXPECT_EQ(*load(with_secret({{default_env, a}})).find("rule-engine"), want)
+        << key << " from " << default_env;
+    EXPECT_EQ(*load(with_secret({}), "defaults:\n  " + key + ": '" + a + "'\n").find("rule-engine"),
+              want)
+        << key << " from defaults. in the file";
+    EXPECT_EQ(*load(with_secret({}), "", {"defaults." + key + "=" + a}).find("rule-engine"), want)
+        << key << " from --set defaults.";
+    // A per-service value in the lowest layer beats a default in the highest.
+    const auto s = load(with_secret({{default_env, b}}),
+                        "services:\n  rule-engine:\n    " + key + ": '" + a + "'\n",
+                        {"defaults." + key + "=" + b});
+    EXPECT_EQ(*s.find("rule-engine"), want) << key << ": per-service file over --set default";
+    EXPECT_NE(*s.find("ai-gm"), *load(with_secret({})).find("ai-gm"))
+        << key << ": the default still reaches the other services";
+  }
+}
+
+TEST(ServiceTable, EachBadValueNamesItsSetting) {
+  const std::map<std::string, std::string> bad = {{"upstream", "ftp://x"},
+                                                  {"auth.mode", "basic"},
+                                                  {"auth.header", "a b"},
+                                                  {"circuit_failure_statuses", "404"}};
+  for (const auto& f : service_fields()) {
+    if (!f.apply) continue;
+    const std::string key(f.key);
+    const auto value = bad.count(key) ? bad.at(key) : std::string("x");
+    const auto env_name = "AI_GM_" + std::string(f.env_suffix);
+    EXPECT_NE(error_of(with_secret({{env_name, value}})).find(env_name), std::string::npos) << key;
+    const auto own = "services.ai-gm." + key;
+    EXPECT_NE(error_of({}, "services:\n  ai-gm:\n    " + key + ": '" + value + "'\n").find(own),
+              std::string::npos)
+        << key;
+    EXPECT_NE(error_of({}, "", {own + "=" + value}).find("--set " + own), std::string::npos) << key;
+    if (f.default_env.empty()) continue;
+    const std::string default_env(f.default_env);
+    EXPECT_NE(error_of({{default_env, value}}).find(default_env), std::string::npos) << key;
+  }
+}
+
+TEST(ServiceTable, UnknownServiceFieldsAreRejectedEverywhere) {
+  EXPECT_NE(error_of({}, "services:\n  ai-gm:\n    timout: 3\n").find("services.ai-gm.timout"),
+            std::string::npos);
+  EXPECT_NE(error_of({}, "", {"services.ai-gm.timout=3"}).find("services.ai-gm.timout"),
+            std::string::npos);
+  // Upstreams and auth are per service only.
+  EXPECT_NE(error_of({}, "defaults:\n  upstream: http://x\n").find("defaults.upstream"),
+            std::string::npos);
+  EXPECT_NE(error_of({}, "", {"defaults.auth.mode=bearer"}).find("defaults.auth.mode"),
+            std::string::npos);
+}
+
+TEST(ComponentKeys, UnknownKeysInTheFileStopStartUp) {
+  for (const char* file : {"gateway:\n  thraeds: 2\n", "gateway:\n  max_bodyy: 10\n",
+                           "worker:\n  concurency: 4\n", "broker:\n  frontnd: tcp://*:1\n",
+                           "logging:\n  levle: debug\n", "gateway:\n  auth:\n    jwt: x\n"}) {
+    const auto err = error_of({}, file);
+    EXPECT_NE(err.find("unknown setting"), std::string::npos) << file << " -> " << err;
+    ConfigSources s;
+    s.file_path = write_temp(file);
+    EXPECT_THROW(ConfigFile{s}, ConfigError) << file;
+  }
+  EXPECT_NE(error_of({}, "gateway:\n  thraeds: 2\n").find("gateway.thraeds"), std::string::npos);
+  EXPECT_NE(error_of({}, "worker:\n  concurency: 4\n").find("worker.concurency"),
+            std::string::npos);
+}
+
+TEST(ComponentKeys, UnknownSetKeysStopStartUp) {
+  const auto err = error_of({}, "", {"gateway.thraeds=2"});
+  EXPECT_NE(err.find("--set"), std::string::npos) << err;
+  EXPECT_NE(err.find("gateway.thraeds"), std::string::npos) << err;
+  EXPECT_NE(error_of({}, "", {"worker.concurrency=4"}).find("worker.concurrency"),
+            std::string::npos)
+      << "the worker's concurrency is services.<name>.concurrency";
+}
+
+TEST(ComponentKeys, EveryDocumentedKeyAndABareSectionAreAccepted) {
+  std::vector<std::string> all;
+  for (const auto* o : options::kAll) all.push_back(std::string(o->key) + "=1");
+  EXPECT_EQ(error_of({}, "", all), "");
+  EXPECT_EQ(error_of({}, "logging:\ngateway:\n"), "");
+  EXPECT_EQ(error_of({}, "logging:\n  level: debug\n  format: json\n"), "");
+}
+
+TEST(Secrets, OneTrimmingRuleForFilesAndEnvVars) {
+  EXPECT_EQ(read_secret_file("s", write_temp("  tok en \r\n")), "tok en");
+  EXPECT_EQ(read_secret_env("s", env_of({{"T", "tok\n"}}), "T"), "tok");
+  EXPECT_EQ(secret_value("s", " tok\n"), "tok");
+}
+
+TEST(Secrets, EmptyOrMissingSecretsStopStartUpAndNameTheSource) {
+  const auto path = write_temp("\n\n");
+  try {
+    read_secret_file("gateway.auth.jwt_secret_file", path);
+    ADD_FAILURE() << "an empty secret file was accepted";
+  } catch (const ConfigError& e) {
+    EXPECT_NE(std::string(e.what()).find("gateway.auth.jwt_secret_file"), std::string::npos);
+    EXPECT_NE(std::string(e.what()).find(path), std::string::npos);
+  }
+  EXPECT_THROW(read_secret_file("s", "/nonexistent/courier-secret"), ConfigError);
+  EXPECT_THROW(read_secret_env("s", env_of({{"T", " "}}), "T"), ConfigError);
+  EXPECT_THROW(secret_value("s", "\n"), ConfigError);
+  const auto err = error_of({{"AI_GM_AUTH_MODE", "bearer"}, {"AI_GM_AUTH_SECRET_FILE", path}});
+  EXPECT_NE(err.find(path), std::string::npos) << err;
+}
+
+// docs/configuration.md is the contract: every row the tables describe is there, on one line.
+std::vector<std::string> doc_lines() {
+  std::ifstream in(std::string(COURIER_SOURCE_DIR) + "/docs/configuration.md");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  return lines;
+}
+
+void expect_documented(const std::vector<std::string>& lines, const std::string& key,
+                       const std::vector<std::string>& with) {
+  const auto row = std::find_if(lines.begin(), lines.end(), [&](const std::string& l) {
+    return l.rfind("| ", 0) == 0 && l.find("| `" + key + "` |") != std::string::npos;
+  });
+  ASSERT_NE(row, lines.end()) << key << " is not in docs/configuration.md";
+  for (const auto& w : with) {
+    if (!w.empty()) {
+      EXPECT_NE(row->find(w), std::string::npos) << key << ": " << w;
+    }
+  }
+}
+
+TEST(Docs, TheConfigurationPageListsEveryTableRow) {
+  const auto lines = doc_lines();
+  ASSERT_FALSE(lines.empty());
+  for (const auto* o : options::kAll) {
+    expect_documented(lines, std::string(o->key),
+                      {"`" + std::string(o->env) + "`", std::string(o->fallback),
+                       o->flag.empty() ? "" : "`" + std::string(o->flag) + "`"});
+  }
+  for (const auto& f : service_fields()) {
+    expect_documented(lines, std::string(f.key),
+                      {"`<SVC>_" + std::string(f.env_suffix) + "`",
+                       f.default_env.empty() ? "" : "`" + std::string(f.default_env) + "`",
+                       std::string(f.fallback)});
+  }
 }
 
 TEST(Config, ServiceEnvPrefix) {

@@ -6,12 +6,22 @@
 
 #include <nlohmann/json.hpp>
 
+#include "common/options.hpp"
+
 namespace courier::gateway {
 namespace {
 
 using namespace std::chrono_literals;
 
 const auto kNow = std::chrono::system_clock::time_point{} + 1'700'000'000s;
+
+TEST(RequestChecks, DefaultLimitsAreTheSettingsTableDefaults) {
+  // The fuzz target uses these constants without the settings table: they must agree.
+  EXPECT_EQ(kDefaultMaxBody,
+            static_cast<std::size_t>(options::gateway::kMaxBody.default_integer()));
+  EXPECT_EQ(kDefaultMaxHeader,
+            static_cast<std::size_t>(options::gateway::kMaxHeader.default_integer()));
+}
 
 Settings one_service() {
   Settings s;

@@ -1,0 +1,199 @@
+// The component options (gateway.*, broker.*, worker.*, logging.*), each described once: config
+// key, flag, env var, default and help. Mains, options-struct defaults and the key check read it.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace courier {
+
+struct ComponentOption {
+  std::string_view key;       // config-file and --set key
+  std::string_view flag;      // empty: no flag, so that secrets never show in `ps`
+  std::string_view env;       // empty: none
+  std::string_view fallback;  // the default as text; empty when none or computed at run time
+  std::string_view help;      // a computed default is spelled out here, e.g. "[host name]"
+  long long min = 0;          // integers only: the accepted range
+  long long max = 0;
+
+  // How errors name the option: "--flag (key)", or "key (ENV)" when it has no flag.
+  std::string setting() const;
+  // The default, typed, for the options structs: they and the mains share one value.
+  std::chrono::milliseconds default_seconds() const;
+  long long default_integer() const;
+  bool default_bool() const;
+  std::string default_text() const { return std::string(fallback); }
+};
+
+// "0.0.0.0:8080" -> "0.0.0.0" and 8080 ("[::1]:80" -> "::1"); no validation, for defaults.
+std::string host_of(std::string_view host_port);
+std::uint16_t port_of(std::string_view host_port);
+
+namespace options {
+
+// Every process judges its peers by its own interval x liveness, so all three share these.
+inline constexpr std::string_view kHeartbeatDefault = "0.25";
+inline constexpr std::string_view kLivenessDefault = "4";
+constexpr ComponentOption heartbeat(std::string_view key) {
+  return {key, "--heartbeat", "COURIER_HEARTBEAT", kHeartbeatDefault,
+          "Heartbeat interval, seconds (at least 0.01)"};
+}
+constexpr ComponentOption liveness(std::string_view key) {
+  return {key,
+          "--liveness",
+          "COURIER_LIVENESS",
+          kLivenessDefault,
+          "Missed heartbeats before a peer counts as lost",
+          1,
+          100};
+}
+
+inline constexpr ComponentOption kLogLevel{"logging.level", "--log-level", "COURIER_LOG_LEVEL",
+                                           "info",
+                                           "trace, debug, info, warn, error, critical or off"};
+inline constexpr ComponentOption kLogFormat{"logging.format", "--log-format", "COURIER_LOG_FORMAT",
+                                            "text", "text or json"};
+
+namespace gateway {
+inline constexpr ComponentOption kListen{"gateway.listen", "--listen", "COURIER_GATEWAY_LISTEN",
+                                         "0.0.0.0:8080", "HTTP listen address, HOST:PORT"};
+inline constexpr ComponentOption kBroker{
+    "gateway.broker", "--broker", "COURIER_BROKER_URL", "tcp://127.0.0.1:5555",
+    "Broker frontend endpoint, or several separated by commas"};
+inline constexpr ComponentOption kThreads{"gateway.threads",
+                                          "--threads",
+                                          "COURIER_GATEWAY_THREADS",
+                                          "0",
+                                          "HTTP threads, 0: one per core",
+                                          0,
+                                          256};
+inline constexpr ComponentOption kMaxBody{"gateway.max_body",
+                                          "--max-body",
+                                          "COURIER_MAX_BODY",
+                                          "8388608",
+                                          "Largest request body in bytes (larger: 413)",
+                                          0,
+                                          std::int64_t{1} << 30};
+inline constexpr ComponentOption kMaxHeader{"gateway.max_header",
+                                            "--max-header",
+                                            "COURIER_MAX_HEADER",
+                                            "16384",
+                                            "Largest request head in bytes (larger: 431)",
+                                            1024,
+                                            1 << 20};
+inline constexpr ComponentOption kMaxConnections{"gateway.max_connections",
+                                                 "--max-connections",
+                                                 "COURIER_MAX_CONNECTIONS_IN",
+                                                 "10000",
+                                                 "Open connections at most",
+                                                 1,
+                                                 1'000'000};
+inline constexpr ComponentOption kHeaderTimeout{"gateway.header_timeout", "--header-timeout",
+                                                "COURIER_HEADER_TIMEOUT", "10",
+                                                "Seconds to receive a request head"};
+inline constexpr ComponentOption kBodyTimeout{
+    "gateway.body_timeout", "--body-timeout", "COURIER_BODY_TIMEOUT", "30",
+    "Seconds to receive a request body (and to write a response)"};
+inline constexpr ComponentOption kIdleTimeout{"gateway.idle_timeout", "--idle-timeout",
+                                              "COURIER_IDLE_TIMEOUT", "60",
+                                              "Seconds a keep-alive connection may idle"};
+inline constexpr ComponentOption kHeartbeat = heartbeat("gateway.heartbeat");
+inline constexpr ComponentOption kLiveness = liveness("gateway.liveness");
+inline constexpr ComponentOption kShutdownGrace{"gateway.shutdown_grace", "--shutdown-grace",
+                                                "COURIER_SHUTDOWN_GRACE", "30",
+                                                "On SIGTERM, seconds to finish requests"};
+inline constexpr ComponentOption kJwtSecret{"gateway.auth.jwt_secret", "",
+                                            "COURIER_AUTH_JWT_SECRET", "",
+                                            "HS256 secret, at least 32 bytes"};
+inline constexpr ComponentOption kJwtSecretFile{"gateway.auth.jwt_secret_file", "",
+                                                "COURIER_AUTH_JWT_SECRET_FILE", "",
+                                                "File holding the HS256 secret"};
+inline constexpr ComponentOption kApiKeys{"gateway.auth.api_keys", "", "COURIER_AUTH_API_KEYS", "",
+                                          "SUBJECT:KEY,KEY2,..."};
+inline constexpr ComponentOption kAuthLeeway{"gateway.auth.leeway", "--auth-leeway",
+                                             "COURIER_AUTH_LEEWAY", "0",
+                                             "Clock skew allowed on JWT exp/nbf, seconds"};
+inline constexpr ComponentOption kAuthRequireExp{"gateway.auth.require_exp", "--auth-require-exp",
+                                                 "COURIER_AUTH_REQUIRE_EXP", "true",
+                                                 "Reject JWTs without exp"};
+}  // namespace gateway
+
+namespace broker {
+inline constexpr ComponentOption kFrontend{"broker.frontend", "--frontend",
+                                           "COURIER_BROKER_FRONTEND", "tcp://127.0.0.1:5555",
+                                           "Endpoint gateways connect to"};
+inline constexpr ComponentOption kBackend{"broker.backend", "--backend", "COURIER_BROKER_BACKEND",
+                                          "tcp://127.0.0.1:5556", "Endpoint workers connect to"};
+inline constexpr ComponentOption kId{"broker.id", "--id", "COURIER_BROKER_ID", "",
+                                     "Broker id in stats and logs [host name]"};
+inline constexpr ComponentOption kHeartbeat = heartbeat("broker.heartbeat");
+inline constexpr ComponentOption kLiveness = liveness("broker.liveness");
+inline constexpr ComponentOption kNoWorkerGrace{
+    "broker.no_worker_grace", "--no-worker-grace", "COURIER_NO_WORKER_GRACE", "1",
+    "Seconds a request waits for a worker of its service to appear"};
+inline constexpr ComponentOption kDrainTimeout{"broker.drain_timeout", "--drain-timeout",
+                                               "COURIER_BROKER_DRAIN_TIMEOUT", "5",
+                                               "On SIGTERM, seconds to wait for replies"};
+}  // namespace broker
+
+namespace worker {
+inline constexpr ComponentOption kService{"worker.service", "--service", "COURIER_SERVICE", "",
+                                          "Service to serve, e.g. rule-engine (required)"};
+inline constexpr ComponentOption kBroker{
+    "worker.broker", "--broker", "COURIER_WORKER_BROKER", "tcp://127.0.0.1:5556",
+    "Broker backend endpoint, or several separated by commas (the capacity is split between "
+    "them)"};
+inline constexpr ComponentOption kId{"worker.id", "--id", "COURIER_WORKER_ID", "",
+                                     "Worker id in logs and stats [host-pid]"};
+inline constexpr ComponentOption kHeartbeat = heartbeat("worker.heartbeat");
+inline constexpr ComponentOption kLiveness = liveness("worker.liveness");
+inline constexpr ComponentOption kDrainTimeout{"worker.drain_timeout", "--drain-timeout",
+                                               "COURIER_WORKER_DRAIN_TIMEOUT", "30",
+                                               "On SIGTERM, seconds to finish in-flight requests"};
+}  // namespace worker
+
+// All of the above: a key under gateway., broker., worker. or logging. that is not here stops
+// start-up, in every binary (they all read the same file).
+inline constexpr const ComponentOption* kAll[] = {
+    &kLogLevel,
+    &kLogFormat,
+    &gateway::kListen,
+    &gateway::kBroker,
+    &gateway::kThreads,
+    &gateway::kMaxBody,
+    &gateway::kMaxHeader,
+    &gateway::kMaxConnections,
+    &gateway::kHeaderTimeout,
+    &gateway::kBodyTimeout,
+    &gateway::kIdleTimeout,
+    &gateway::kHeartbeat,
+    &gateway::kLiveness,
+    &gateway::kShutdownGrace,
+    &gateway::kJwtSecret,
+    &gateway::kJwtSecretFile,
+    &gateway::kApiKeys,
+    &gateway::kAuthLeeway,
+    &gateway::kAuthRequireExp,
+    &broker::kFrontend,
+    &broker::kBackend,
+    &broker::kId,
+    &broker::kHeartbeat,
+    &broker::kLiveness,
+    &broker::kNoWorkerGrace,
+    &broker::kDrainTimeout,
+    &worker::kService,
+    &worker::kBroker,
+    &worker::kId,
+    &worker::kHeartbeat,
+    &worker::kLiveness,
+    &worker::kDrainTimeout,
+};
+
+}  // namespace options
+
+// True for a key in options::kAll.
+bool known_component_key(std::string_view key);
+
+}  // namespace courier
