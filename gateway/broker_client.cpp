@@ -62,29 +62,38 @@ std::shared_ptr<const nlohmann::json> parse_stats(std::string_view text) {
 }
 
 struct BrokerClient::Link {
-  Link(BrokerClient& owner, std::size_t index_, zmq::context_t& context, std::string endpoint_)
+  Link(BrokerClient& owner, std::size_t index_, zmq::context_t& context, std::string endpoint)
       : index(index_),
-        endpoint(std::move(endpoint_)),
-        zmq(context, owner.io_, ZmqLink::Options{endpoint, std::chrono::milliseconds(20)},
-            ZmqLink::Handlers{
-                [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
-                [&owner, this](auto now) { owner.on_tick(*this, now); },
-                [&owner, this](protocol::Frames& f) { owner.on_unsent(*this, f); },
-                [&owner, this](int event) { owner.on_connection_event(*this, event); }}) {}
+        peer(context, owner.io_,
+             BrokerPeer::Options{std::move(endpoint), owner.options_.heartbeat_interval,
+                                 owner.options_.liveness, /*reconnect_when_silent=*/true},
+             BrokerPeer::Handlers{
+                 [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
+                 [](protocol::Frames& hb, bool) { protocol::add_header(hb, Command::kHeartbeat); },
+                 [&owner, this](BrokerPeer::Loss why) {
+                   // A frozen broker that wakes up must not run what it queued for us: we
+                   // answered or moved those requests. The new connection (new routing id) the
+                   // peer opens orphans them there; the broker drops a silent gateway's queue, and
+                   // a request re-sent later under the same id follows the new route.
+                   owner.link_lost(*this, why == BrokerPeer::Loss::kSilent
+                                              ? "broker lost"
+                                              : "broker connection lost");
+                 },
+                 nullptr, [&owner, this](auto now) { owner.on_tick(*this, now); },
+                 [&owner, this](protocol::Frames& f) { owner.on_unsent(*this, f); }}) {}
+
+  const std::string& endpoint() const { return peer.endpoint(); }
+  bool connected() const { return peer.alive(); }
 
   const std::size_t index;
-  const std::string endpoint;
-  std::atomic<bool> connected{false};
   // Link-thread state (the client's io_ thread).
-  Clock::time_point last_seen{};
-  Clock::time_point next_heartbeat{};
   Clock::time_point next_stats{};
   // Guarded by the owner's mutex_.
   std::size_t pending = 0;
   std::shared_ptr<const nlohmann::json> stats;
   std::vector<std::string> served;  // services `stats` shows live workers for
   // Last: it calls back into the members above, so it must stop before they go.
-  ZmqLink zmq;
+  BrokerPeer peer;
 };
 
 BrokerClient::BrokerClient(zmq::context_t& context, BrokerClientOptions options)
@@ -97,16 +106,14 @@ BrokerClient::BrokerClient(zmq::context_t& context, BrokerClientOptions options)
 BrokerClient::~BrokerClient() { stop(); }
 
 void BrokerClient::start() {
-  for (auto& link : links_) link->zmq.start();
+  for (auto& link : links_) link->peer.start();
   thread_ = std::thread([this] { run_io(io_, "broker links"); });
 }
 
 void BrokerClient::stop() {
   if (!thread_.joinable()) io_.stop();  // never started: the links close on this thread
-  for (auto& link : links_) {
-    link->zmq.stop();
-    link->connected.store(false);  // a submit from now on is answered at once
-  }
+  stopping_.store(true);                // a submit from now on is answered at once
+  for (auto& link : links_) link->peer.stop();
   work_.reset();
   io_.stop();
   if (thread_.joinable()) thread_.join();
@@ -114,15 +121,15 @@ void BrokerClient::stop() {
 }
 
 bool BrokerClient::connected() const {
-  return std::any_of(links_.begin(), links_.end(),
-                     [](const auto& l) { return l->connected.load(std::memory_order_acquire); });
+  return !stopping_.load() &&
+         std::any_of(links_.begin(), links_.end(), [](const auto& l) { return l->connected(); });
 }
 
 std::vector<BrokerStatus> BrokerClient::brokers() const {
   std::vector<BrokerStatus> out;
   std::lock_guard lock(mutex_);
   for (const auto& l : links_) {
-    out.push_back({l->endpoint, l->connected.load(), l->pending, l->stats});
+    out.push_back({l->endpoint(), l->connected() && !stopping_.load(), l->pending, l->stats});
   }
   return out;
 }
@@ -138,7 +145,7 @@ BrokerClient::Link* BrokerClient::choose(std::string_view service, const Link* e
   const auto n = links_.size();
   for (std::size_t k = 0; k < n; ++k) {
     Link& l = *links_[(rotation_ + k) % n];
-    if (&l == except || !l.connected.load(std::memory_order_acquire)) continue;
+    if (&l == except || !l.connected() || stopping_.load()) continue;
     const bool serves = std::find(l.served.begin(), l.served.end(), service) != l.served.end();
     if (!best || (serves && !best_serves) || (serves == best_serves && l.pending < best->pending)) {
       best = &l;
@@ -171,7 +178,7 @@ void BrokerClient::submit(const protocol::RequestHeader& header, zmq::message_t 
     done(local_error(service, "broker not connected", header.id));
     return;
   }
-  link->zmq.post(request_frames(header, std::move(envelope)));
+  link->peer.link().post(request_frames(header, std::move(envelope)));
 }
 
 bool BrokerClient::cancel(const protocol::CorrelationId& id) {
@@ -194,8 +201,6 @@ BrokerClient::Callback BrokerClient::take(const protocol::CorrelationId& id) {
 }
 
 void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
-  link.last_seen = Clock::now();
-  if (!link.connected.exchange(true)) spdlog::info("broker {} connected", link.endpoint);
   Command command{};
   if (protocol::parse_command(frames, 0, command)) {
     spdlog::debug("broker link: malformed message dropped");
@@ -244,18 +249,10 @@ void BrokerClient::on_unsent(Link& link, protocol::Frames& frames) {
   }
   if (other) {
     failovers_.fetch_add(1, std::memory_order_relaxed);
-    other->zmq.post(std::move(frames));
+    other->peer.link().post(std::move(frames));
   } else if (failed) {
     failed(local_error(std::string(header.service), "broker not reachable", header.id));
   }
-}
-
-void BrokerClient::on_connection_event(Link& link, int event) {
-  if (event != ZMQ_EVENT_DISCONNECTED) return;
-  // The broker routes replies by the connection's routing id, which a reconnect replaces: every
-  // reply owed through this link is lost with the connection (typically the broker died).
-  if (link.connected.exchange(false)) spdlog::warn("broker {} disconnected", link.endpoint);
-  link_lost(link, "broker connection lost");
 }
 
 void BrokerClient::link_lost(Link& link, const std::string& detail) {
@@ -295,10 +292,10 @@ void BrokerClient::link_lost(Link& link, const std::string& detail) {
   }
   if (!resend.empty() || !failed.empty()) {
     spdlog::warn("broker {}: {}; {} pending request(s) sent through another broker, {} failed",
-                 link.endpoint, detail, resend.size(), failed.size());
+                 link.endpoint(), detail, resend.size(), failed.size());
   }
   failovers_.fetch_add(resend.size(), std::memory_order_relaxed);
-  for (auto& [other, frames] : resend) other->zmq.post(std::move(frames));
+  for (auto& [other, frames] : resend) other->peer.link().post(std::move(frames));
   for (auto& [key, p] : failed) p.done(local_error(p.service, detail, id_of(key)));
 }
 
@@ -313,27 +310,11 @@ void BrokerClient::fail_all(const std::string& detail) {
 }
 
 void BrokerClient::on_tick(Link& link, Clock::time_point now) {
-  if (now >= link.next_heartbeat) {
-    protocol::Frames hb;
-    protocol::add_header(hb, Command::kHeartbeat);
-    link.zmq.send_now(hb);
-    link.next_heartbeat = now + options_.heartbeat_interval;
-  }
-  const auto limit = options_.heartbeat_interval * options_.liveness;
-  if (link.connected.load() && now - link.last_seen > limit) {
-    link.connected.store(false);
-    spdlog::warn("broker {} lost (no heartbeat for {} ms)", link.endpoint, limit.count());
-    link_lost(link, "broker lost");
-    // A frozen broker that wakes up must not run what it queued for us: we answered or moved
-    // those requests. A new connection (new routing id) orphans them there; the broker drops a
-    // silent gateway's queue, and a request re-sent later under the same id follows the new route.
-    link.zmq.reconnect();
-  }
-  if (link.connected.load() && now >= link.next_stats) {
+  if (link.connected() && now >= link.next_stats) {
     protocol::Frames st;
     protocol::add_header(st, Command::kStats);
     st.push_back(protocol::id_frame({}));
-    link.zmq.send_now(st);
+    link.peer.link().send_now(st);
     link.next_stats = now + options_.stats_interval;
   }
 }

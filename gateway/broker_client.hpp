@@ -21,10 +21,10 @@
 #include <vector>
 #include <zmq.hpp>
 
+#include "common/broker_peer.hpp"
 #include "common/envelope.hpp"
 #include "common/frames.hpp"
 #include "common/options.hpp"
-#include "common/zmq_link.hpp"
 
 namespace courier::gateway {
 
@@ -93,7 +93,6 @@ class BrokerClient {
   void on_message(Link& link, protocol::Frames& frames);
   void on_tick(Link& link, std::chrono::steady_clock::time_point now);
   void on_unsent(Link& link, protocol::Frames& frames);
-  void on_connection_event(Link& link, int event);
   void link_lost(Link& link, const std::string& detail);
   void fail_all(const std::string& detail);
   // Removes and returns the callback for `id`, if it is still pending.
@@ -110,6 +109,7 @@ class BrokerClient {
   mutable std::mutex mutex_;
   std::unordered_map<std::string, Pending> pending_;  // correlation id bytes -> request
   std::size_t rotation_ = 0;
+  std::atomic<bool> stopping_{false};  // stop() began: no broker counts as connected
   std::atomic<std::uint64_t> late_replies_{0};
   std::atomic<std::uint64_t> failovers_{0};
 };

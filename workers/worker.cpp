@@ -22,25 +22,29 @@ std::uint32_t capacity_share(std::uint32_t total, std::size_t brokers, std::size
 }
 
 struct Worker::Link {
-  Link(Worker& owner, std::size_t index_, zmq::context_t& context, std::string endpoint_)
+  Link(Worker& owner, std::size_t index_, zmq::context_t& context, std::string endpoint)
       : index(index_),
-        endpoint(std::move(endpoint_)),
-        zmq(context, owner.io_, ZmqLink::Options{endpoint, std::chrono::milliseconds(20)},
-            ZmqLink::Handlers{
-                [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
-                [&owner, this](auto now) { owner.on_tick(*this, now); }, nullptr,
-                [&owner, this](int event) { owner.on_connection_event(*this, event); }}) {}
+        peer(context, owner.io_,
+             BrokerPeer::Options{std::move(endpoint), owner.options_.heartbeat_interval,
+                                 owner.options_.liveness, /*reconnect_when_silent=*/false},
+             BrokerPeer::Handlers{
+                 [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
+                 [&owner, this](protocol::Frames& hb, bool alive) {
+                   owner.heartbeat(*this, hb, alive);
+                 },
+                 // Lost: the next READY (on reconnect, or as the heartbeat) registers us again.
+                 nullptr,
+                 // A new connection is a new peer to the broker: register at once.
+                 [&owner, this] { owner.send_ready(*this); },
+                 [&owner, this](auto now) { owner.on_tick(*this, now); }, nullptr}) {}
+
+  const std::string& endpoint() const { return peer.endpoint(); }
 
   const std::size_t index;
-  const std::string endpoint;
   // io-thread state, like everything the worker does with its links.
-  bool alive = false;       // the broker answers
-  bool ever_alive = false;  // it has answered at least once
-  Clock::time_point last_seen{};
-  Clock::time_point next_heartbeat{};
   std::uint32_t advertised = 0;  // the capacity the last READY carried
   // Last: it calls back into the members above, so it must stop before they go.
-  ZmqLink zmq;
+  BrokerPeer peer;
 };
 
 Worker::Worker(zmq::context_t& context, WorkerOptions options, ServiceConfig service)
@@ -65,13 +69,13 @@ Worker::~Worker() {
 }
 
 void Worker::stop_links() {
-  for (auto& link : links_) link->zmq.stop();
+  for (auto& link : links_) link->peer.stop();
 }
 
 void Worker::start() {
   started_ = Clock::now();
   io_thread_ = std::thread([this] { run_io(io_, "worker"); });
-  for (auto& link : links_) link->zmq.start();
+  for (auto& link : links_) link->peer.start();
   std::string brokers;
   for (const auto& b : options_.brokers) brokers += (brokers.empty() ? "" : ", ") + b;
   spdlog::info("worker {} for {} -> {} (capacity {}), broker {}", options_.worker_id, service_.name,
@@ -86,7 +90,7 @@ std::uint32_t Worker::share_for(const Link& link) const {
   std::size_t live = 0;
   std::size_t rank = 0;
   for (const auto& l : links_) {
-    const bool counts = l.get() == &link || l->alive || (starting && !l->ever_alive);
+    const bool counts = l.get() == &link || l->peer.alive() || (starting && !l->peer.ever_alive());
     if (!counts) continue;
     ++live;
     if (l->index < link.index) ++rank;
@@ -98,31 +102,25 @@ void Worker::send_ready(Link& link) {
   protocol::Frames frames;
   const auto share = share_for(link);
   protocol::add_ready(frames, service_.name, share, options_.worker_id);
-  if (link.zmq.send_now(frames)) link.advertised = share;
+  if (link.peer.link().send_now(frames)) link.advertised = share;
   if (draining_.load()) {
     protocol::Frames drain;
     protocol::add_header(drain, Command::kDrain);
-    link.zmq.send_now(drain);
+    link.peer.link().send_now(drain);
   }
 }
 
 void Worker::on_message(Link& link, protocol::Frames& frames) {
-  link.last_seen = Clock::now();
   Command command{};
   if (protocol::parse_command(frames, 0, command)) {
-    spdlog::warn("malformed message from broker {} dropped", link.endpoint);
+    spdlog::warn("malformed message from broker {} dropped", link.endpoint());
     return;
-  }
-  if (!link.alive) {
-    link.alive = true;
-    link.ever_alive = true;
-    spdlog::info("broker {} reachable", link.endpoint);
   }
   switch (command) {
     case Command::kRequest: {
       protocol::RequestHeader header;
       if (protocol::parse_request(frames, 0, header)) {
-        spdlog::warn("malformed request from broker {} dropped", link.endpoint);
+        spdlog::warn("malformed request from broker {} dropped", link.endpoint());
         return;
       }
       in_flight_.fetch_add(1);
@@ -141,14 +139,14 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
     }
     case Command::kDisconnect:
       // The broker does not know us (it restarted, or declared us dead): register again.
-      spdlog::info("broker {} asked us to register again", link.endpoint);
+      spdlog::info("broker {} asked us to register again", link.endpoint());
       send_ready(link);
       return;
     case Command::kHeartbeat:
       return;
     default:
       spdlog::warn("unexpected command {} from broker {}", static_cast<int>(command),
-                   link.endpoint);
+                   link.endpoint());
   }
 }
 
@@ -231,40 +229,24 @@ void Worker::reply(std::size_t link, const protocol::CorrelationId& id,
   frames.reserve(4);
   protocol::add_reply(frames, id, encode(reply));
   // Through the broker that sent the request: only it knows where the reply goes.
-  links_[link]->zmq.post(std::move(frames));
+  links_[link]->peer.link().post(std::move(frames));
 }
 
-void Worker::on_connection_event(Link& link, int event) {
-  if (event == ZMQ_EVENT_CONNECTED) {
-    send_ready(link);  // a new connection is a new peer to the broker: register at once
-  } else if (event == ZMQ_EVENT_DISCONNECTED && link.alive) {
-    link.alive = false;
-    spdlog::warn("broker {} disconnected; will register again on reconnect", link.endpoint);
-  }
-}
-
-void Worker::on_tick(Link& link, Clock::time_point now) {
-  if (link.alive && now - link.last_seen > options_.heartbeat_interval * options_.liveness) {
-    link.alive = false;
-    spdlog::warn("broker {} silent for {} ms; will register again when it answers", link.endpoint,
-                 (now - link.last_seen) / std::chrono::milliseconds(1));
-  }
+void Worker::on_tick(Link& link, Clock::time_point) {
   // Another broker came or went: this one's share of the capacity changed.
-  if (link.alive && !draining_.load() && share_for(link) != link.advertised) {
+  if (link.peer.alive() && !draining_.load() && share_for(link) != link.advertised) {
     send_ready(link);
   }
-  if (now < link.next_heartbeat) return;
-  link.next_heartbeat = now + options_.heartbeat_interval;
-  if (!link.alive) {
-    // READY doubles as the heartbeat until the broker answers: it registers us on arrival.
+}
+
+void Worker::heartbeat(Link& link, protocol::Frames& frames, bool alive) {
+  if (!alive) {
     send_ready(link);
     return;
   }
-  protocol::Frames hb;
-  protocol::add_header(hb, Command::kHeartbeat);
+  protocol::add_header(frames, Command::kHeartbeat);
   const auto status = status_json();
-  hb.emplace_back(status.data(), status.size());
-  link.zmq.send_now(hb);
+  frames.emplace_back(status.data(), status.size());
 }
 
 std::size_t Worker::drain_and_stop() {
@@ -272,7 +254,7 @@ std::size_t Worker::drain_and_stop() {
   for (auto& link : links_) {
     protocol::Frames drain;
     protocol::add_header(drain, Command::kDrain);
-    link->zmq.post(std::move(drain));
+    link->peer.link().post(std::move(drain));
   }
   spdlog::info("draining: {} requests in flight, waiting up to {} ms", in_flight_.load(),
                options_.drain_timeout.count());
@@ -284,7 +266,7 @@ std::size_t Worker::drain_and_stop() {
   for (auto& link : links_) {
     protocol::Frames bye;
     protocol::add_header(bye, Command::kDisconnect);
-    link->zmq.post(std::move(bye));
+    link->peer.link().post(std::move(bye));
   }
   stop_links();  // flushes queued replies (linger) before closing
   work_.reset();

@@ -15,9 +15,9 @@
 #include <zmq.hpp>
 
 #include "common/asio.hpp"
+#include "common/broker_peer.hpp"
 #include "common/config.hpp"
 #include "common/options.hpp"
-#include "common/zmq_link.hpp"
 #include "workers/forwarder.hpp"
 
 namespace courier::workers {
@@ -52,7 +52,9 @@ class Worker {
   struct Link;
   void on_message(Link& link, protocol::Frames& frames);
   void on_tick(Link& link, std::chrono::steady_clock::time_point now);
-  void on_connection_event(Link& link, int event);
+  // What a due heartbeat carries: READY until the broker answers (it registers us on arrival),
+  // then HEARTBEAT with this worker's status.
+  void heartbeat(Link& link, protocol::Frames& frames, bool alive);
   // Registers with the link's broker, advertising its current share.
   void send_ready(Link& link);
   std::uint32_t share_for(const Link& link) const;
