@@ -435,19 +435,28 @@ void expect_documented(const std::vector<std::string>& lines, const std::string&
   }
 }
 
+// "`text`", or "" for empty text. Appended piece by piece: g++ 12 at -O3 warns (-Wrestrict,
+// a false positive) on the chained operator+ this would otherwise be.
+std::string code(std::string_view text) {
+  std::string out;
+  if (text.empty()) return out;
+  out.reserve(text.size() + 2);
+  out.append(1, '`').append(text).append(1, '`');
+  return out;
+}
+
 TEST(Docs, TheConfigurationPageListsEveryTableRow) {
   const auto lines = doc_lines();
   ASSERT_FALSE(lines.empty());
   for (const auto* o : options::kAll) {
     expect_documented(lines, std::string(o->key),
-                      {"`" + std::string(o->env) + "`", std::string(o->fallback),
-                       o->flag.empty() ? "" : "`" + std::string(o->flag) + "`"});
+                      {code(o->env), std::string(o->fallback), code(o->flag)});
   }
   for (const auto& f : service_fields()) {
+    std::string env = "<SVC>_";
+    env.append(f.env_suffix);
     expect_documented(lines, std::string(f.key),
-                      {"`<SVC>_" + std::string(f.env_suffix) + "`",
-                       f.default_env.empty() ? "" : "`" + std::string(f.default_env) + "`",
-                       std::string(f.fallback)});
+                      {code(env), code(f.default_env), std::string(f.fallback)});
   }
 }
 
