@@ -36,22 +36,7 @@ UP_PORT=$((PORT_BASE + 1)) GW_PORT=$((PORT_BASE + 2))
 BR_FRONT=$((PORT_BASE + 3)) BR_BACK=$((PORT_BASE + 4))
 OUT=${BENCH_OUT:-run/bench-fault}
 
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
-command -v curl >/dev/null || need+=(curl)
-command -v jq >/dev/null || need+=(jq)
-if ((${#need[@]})); then
-  if [[ $(id -u) -ne 0 ]]; then
-    echo "fault: missing ${need[*]}; install with: sudo apt-get install ${need[*]}" >&2
-    exit 1
-  fi
-  echo "fault: installing ${need[*]}"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+BENCH_NAME=fault source bench/prerequisites.sh
 for b in gateway/courier-gateway broker/courier-broker workers/courier-worker; do
   [[ -x $BIN/$b ]] || { echo "fault: $BIN/$b missing (build with scripts/setup.sh)" >&2; exit 1; }
 done

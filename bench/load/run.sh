@@ -61,23 +61,7 @@ LUA_DIR=$ROOT/bench/load
 CLK_TCK=$(getconf CLK_TCK)
 
 # ---------------------------------------------------------------- prerequisites
-need=()
-command -v wrk >/dev/null || need+=(wrk)
-command -v nginx >/dev/null || [[ -x /usr/sbin/nginx ]] || need+=(nginx)
-command -v curl >/dev/null || need+=(curl)
-command -v jq >/dev/null || need+=(jq)
-if ((${#need[@]})); then
-  if [[ $(id -u) -eq 0 ]]; then
-    echo "bench: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    apt-get update -qq
-    apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-  else
-    echo "bench: missing ${need[*]}; install with: sudo apt-get install ${need[*]}" >&2
-    exit 1
-  fi
-fi
-NGINX=$(command -v nginx || echo /usr/sbin/nginx)
+BENCH_NAME=bench source bench/prerequisites.sh
 
 binaries=("$BIN/gateway/courier-gateway" "$BIN/broker/courier-broker"
           "$BIN/workers/courier-worker" "$BIN/demo/courier-demo-upstream")
