@@ -318,7 +318,7 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
 
 void Dispatcher::handle_worker_heartbeat(Worker& worker, const Frames& frames, const Now& now) {
   // A worker's heartbeat may carry its own status (circuit state, attempts): kept for stats.
-  if (frames.size() != 4 || frames[3].size() > 4096) return;
+  if (frames.size() != 4 || frames[3].size() > kMaxWorkerStatusBytes) return;
   if (!workers_.set_status(worker, std::string(frames[3].data<char>(), frames[3].size()))) return;
   spdlog::info("worker {} ({}) circuit {}", worker.name, worker.service,
                worker.circuit_open ? "open: taken out of the rotation while others can serve"
