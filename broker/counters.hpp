@@ -1,5 +1,5 @@
 // What the broker counts, for the whole broker and (a subset) per service. Read by STATS and by
-// the shutdown log line; the names in the STATS JSON are stats_json.cpp's.
+// the shutdown log line; the names in the STATS JSON are stats_snapshot.cpp's.
 #pragma once
 
 #include <cstdint>

@@ -3,9 +3,8 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
-#include "broker/stats_json.hpp"
+#include "broker/stats_snapshot.hpp"
 #include "common/envelope.hpp"
 #include "common/errors.hpp"
 #include "common/ids.hpp"
@@ -146,8 +145,7 @@ void Dispatcher::handle_stats(const Identity& gateway, const Frames& frames, con
   out.push_back(identity_frame(gateway));
   protocol::add_header(out, Command::kStats);
   out.push_back(protocol::id_frame(id));
-  // Worker names are untrusted bytes: replace invalid UTF-8 rather than throw.
-  out.emplace_back(stats(now).dump(-1, ' ', false, nlohmann::json::error_handler_t::replace));
+  out.emplace_back(encode(stats(now)));
   if (!outbox_.to_gateway(out)) ++counters_.unroutable;
 }
 
@@ -320,7 +318,7 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
 
 void Dispatcher::handle_worker_heartbeat(Worker& worker, const Frames& frames, const Now& now) {
   // A worker's heartbeat may carry its own status (circuit state, attempts): kept for stats.
-  if (frames.size() != 4 || frames[3].size() > 4096) return;
+  if (frames.size() != 4 || frames[3].size() > kMaxWorkerStatusBytes) return;
   if (!workers_.set_status(worker, std::string(frames[3].data<char>(), frames[3].size()))) return;
   spdlog::info("worker {} ({}) circuit {}", worker.name, worker.service,
                worker.circuit_open ? "open: taken out of the rotation while others can serve"
@@ -520,8 +518,9 @@ void Dispatcher::fail_in_flight(const std::string& detail) {
   }
 }
 
-nlohmann::json Dispatcher::stats(const Now& now) const {
-  return stats_json(options_.broker_id, gateways_.size(), queues_, workers_, requests_, counters_);
+BrokerStats Dispatcher::stats(const Now& now) const {
+  return stats_snapshot(options_.broker_id, gateways_.size(), queues_, workers_, requests_,
+                        counters_);
 }
 
 }  // namespace courier::broker

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <cstdint>
 #include <map>
-#include <nlohmann/json_fwd.hpp>
 #include <optional>
 #include <string>
 #include <unordered_map>
@@ -67,7 +66,7 @@ class Dispatcher {
   std::size_t in_flight() const;
 
   const Counters& counters() const { return counters_; }
-  nlohmann::json stats(const Now& now) const;
+  BrokerStats stats(const Now& now) const;
 
  private:
   // The command of a message whose shape is valid; counts and rejects anything else.

@@ -1,21 +1,11 @@
 #include "broker/worker_registry.hpp"
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
 namespace courier::broker {
 
-// "circuit_accepting":false (an open circuit, or a half-open one with every probe out), or, from a
-// worker that does not send that field, "circuit":"open". The status comes from the network:
-// anything else, of any shape, means no.
-bool circuit_is_open(const std::string& status) {
-  const auto j = nlohmann::json::parse(status, nullptr, false);
-  if (!j.is_object()) return false;
-  if (const auto it = j.find("circuit_accepting"); it != j.end() && it->is_boolean()) {
-    return !it->get<bool>();
-  }
-  const auto it = j.find("circuit");
-  return it != j.end() && it->is_string() && it->get_ref<const std::string&>() == "open";
+bool circuit_is_open(const std::optional<WorkerStatus>& status) {
+  return status && status->fails_fast();
 }
 
 WorkerRegistry::WorkerRegistry(Clock::duration expire_after) : expire_after_(expire_after) {}
@@ -55,8 +45,8 @@ void WorkerRegistry::touch(Worker& worker, Clock::time_point now) const {
   worker.expiry = now + expire_after_;
 }
 
-bool WorkerRegistry::set_status(Worker& worker, std::string status) const {
-  worker.status = std::move(status);
+bool WorkerRegistry::set_status(Worker& worker, std::string_view status) const {
+  worker.status = decode_worker_status(status);
   const bool was_open = worker.circuit_open;
   worker.circuit_open = circuit_is_open(worker.status);
   return was_open != worker.circuit_open;

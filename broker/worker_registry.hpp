@@ -5,11 +5,14 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "broker/now.hpp"
+#include "common/status.hpp"
 
 namespace courier::broker {
 
@@ -22,7 +25,9 @@ struct Worker {
   bool draining = false;
   Clock::time_point expiry;
   std::uint64_t completed = 0;
-  std::string status;         // the worker's last self-report (JSON from its heartbeat), for stats
+  // Its last self-report, decoded once as it arrived (STATS and dispatch read it, never the text);
+  // none if the last heartbeat carried nothing readable.
+  std::optional<WorkerStatus> status;
   bool circuit_open = false;  // its status says its breaker fails every request fast
 };
 
@@ -40,8 +45,9 @@ class WorkerRegistry {
   std::unique_ptr<Worker> remove(const Identity& id);
   // Anything heard from the worker proves it alive.
   void touch(Worker& worker, Clock::time_point now) const;
-  // Keeps a status reported in a heartbeat; true if it opened or closed the worker's circuit.
-  bool set_status(Worker& worker, std::string status) const;
+  // Decodes and keeps a status reported in a heartbeat (untrusted text); true if it opened or
+  // closed the worker's circuit.
+  bool set_status(Worker& worker, std::string_view status) const;
 
   // Ids of the workers silent past their expiry.
   std::vector<Identity> expired(Clock::time_point now) const;
@@ -61,7 +67,7 @@ class WorkerRegistry {
   std::unordered_map<std::string, std::vector<Worker*>> by_service_;
 };
 
-// Whether a worker's status (JSON from the network) says its breaker fails every request fast.
-bool circuit_is_open(const std::string& status);
+// Whether a worker's status says its breaker fails every request fast; no status means no.
+bool circuit_is_open(const std::optional<WorkerStatus>& status);
 
 }  // namespace courier::broker

@@ -3,7 +3,6 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
-#include <nlohmann/json.hpp>
 
 #include "common/errors.hpp"
 #include "common/io_loop.hpp"
@@ -40,25 +39,20 @@ BrokerResult local_error(const std::string& service, const std::string& detail,
 }
 
 // The services a STATS snapshot shows live workers for.
-std::vector<std::string> served_services(const nlohmann::json& stats) {
+std::vector<std::string> served_services(const BrokerStats& stats) {
   std::vector<std::string> out;
-  const auto services = stats.find("services");
-  if (services == stats.end() || !services->is_object()) return out;
-  for (const auto& [name, entry] : services->items()) {
-    const auto workers = entry.is_object() ? entry.find("workers") : entry.end();
-    if (workers != entry.end() && workers->is_number() && workers->get<double>() > 0) {
-      out.push_back(name);
-    }
+  for (const auto& [name, service] : stats.services) {
+    if (service.workers > 0) out.push_back(name);
   }
   return out;
 }
 
 }  // namespace
 
-std::shared_ptr<const nlohmann::json> parse_stats(std::string_view text) {
-  auto stats = nlohmann::json::parse(text, nullptr, false);
-  if (!stats.is_object()) return nullptr;
-  return std::make_shared<const nlohmann::json>(std::move(stats));
+std::shared_ptr<const BrokerStats> parse_stats(std::string_view text) {
+  auto stats = decode_broker_stats(text);
+  if (!stats) return nullptr;
+  return std::make_shared<const BrokerStats>(std::move(*stats));
 }
 
 struct BrokerClient::Link {
@@ -90,7 +84,7 @@ struct BrokerClient::Link {
   Clock::time_point next_stats{};
   // Guarded by the owner's mutex_.
   std::size_t pending = 0;
-  std::shared_ptr<const nlohmann::json> stats;
+  std::shared_ptr<const BrokerStats> stats;
   std::vector<std::string> served;  // services `stats` shows live workers for
   // Last: it calls back into the members above, so it must stop before they go.
   BrokerPeer peer;

@@ -13,7 +13,6 @@
 #include <functional>
 #include <memory>
 #include <mutex>
-#include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
 #include <thread>
@@ -25,6 +24,7 @@
 #include "common/envelope.hpp"
 #include "common/frames.hpp"
 #include "common/options.hpp"
+#include "common/status.hpp"
 
 namespace courier::gateway {
 
@@ -47,13 +47,13 @@ struct BrokerStatus {
   std::string endpoint;
   bool connected = false;
   std::size_t pending = 0;  // requests sent through it and not yet answered
-  // Its latest STATS snapshot, parsed once on arrival and shared by every reader; null while not
+  // Its latest STATS snapshot, decoded once on arrival and shared by every reader; null while not
   // connected or when the snapshot was not a JSON object.
-  std::shared_ptr<const nlohmann::json> stats;
+  std::shared_ptr<const BrokerStats> stats;
 };
 
 // A STATS snapshot as BrokerStatus holds it: null unless `text` is a JSON object.
-std::shared_ptr<const nlohmann::json> parse_stats(std::string_view text);
+std::shared_ptr<const BrokerStats> parse_stats(std::string_view text);
 
 class BrokerClient {
  public:

@@ -14,7 +14,4 @@ namespace courier::gateway {
 // in-flight, queue depth and counters add up (a worker splits its capacity between brokers).
 nlohmann::json merge_broker_stats(const std::vector<BrokerStatus>& brokers);
 
-// A numeric field of a stats object; 0 when it is missing or not a number.
-double json_number(const nlohmann::json& j, const char* key);
-
 }  // namespace courier::gateway

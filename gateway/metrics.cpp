@@ -3,11 +3,10 @@
 #include <prometheus/gauge.h>
 #include <prometheus/text_serializer.h>
 
-#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
 
-#include "gateway/broker_view.hpp"
+#include "common/status.hpp"
 
 namespace courier::gateway {
 
@@ -20,14 +19,12 @@ const prometheus::Histogram::BucketBoundaries& latency_buckets() {
 }
 
 // Counters the broker reports are monotonic totals: exposed as counters set to the total.
-void add_counters(prometheus::Family<prometheus::Counter>& family, const nlohmann::json& counters,
+void add_counters(prometheus::Family<prometheus::Counter>& family, const StatsCounts& counters,
                   const prometheus::Labels& base) {
-  if (!counters.is_object()) return;
-  for (const auto& [name, value] : counters.items()) {
-    if (!value.is_number()) continue;
+  for (const auto& [name, value] : counters) {
     auto labels = base;
     labels["event"] = name;
-    family.Add(labels).Increment(value.get<double>());
+    family.Add(labels).Increment(static_cast<double>(value));
   }
 }
 
@@ -49,17 +46,18 @@ void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerSt
                             .Help("Broker-wide event counters, by event")
                             .Register(registry);
   struct PerService {
-    const char* key;
+    std::uint64_t BrokerStats::Service::*field;
     prometheus::Family<prometheus::Gauge>& family;
   };
+  using S = BrokerStats::Service;
   const PerService gauges[] = {
-      {"workers", gauge("courier_broker_workers", "Live (not draining) workers, by service")},
-      {"capacity", gauge("courier_broker_capacity", "Requests the live workers accept at once")},
-      {"in_flight", gauge("courier_broker_in_flight", "Requests dispatched to workers")},
-      {"queue_depth", gauge("courier_broker_queue_depth", "Requests waiting for a worker")},
-      {"max_queue", gauge("courier_broker_max_queue", "Queue limit before 503 OVERLOADED")},
-      {"ejected", gauge("courier_broker_ejected_workers",
-                        "Live workers sent nothing because their circuit is open")},
+      {&S::workers, gauge("courier_broker_workers", "Live (not draining) workers, by service")},
+      {&S::capacity, gauge("courier_broker_capacity", "Requests the live workers accept at once")},
+      {&S::in_flight, gauge("courier_broker_in_flight", "Requests dispatched to workers")},
+      {&S::queue_depth, gauge("courier_broker_queue_depth", "Requests waiting for a worker")},
+      {&S::max_queue, gauge("courier_broker_max_queue", "Queue limit before 503 OVERLOADED")},
+      {&S::ejected, gauge("courier_broker_ejected_workers",
+                          "Live workers sent nothing because their circuit is open")},
   };
   auto& service_events = BuildCounter()
                              .Name("courier_broker_service_events_total")
@@ -69,21 +67,14 @@ void add_broker_stats(prometheus::Registry& registry, const std::vector<BrokerSt
     const prometheus::Labels base = {{"broker", b.endpoint}};
     up.Add(base).Set(b.connected ? 1 : 0);
     if (!b.connected || !b.stats) continue;
-    const nlohmann::json& stats = *b.stats;
-    gateways.Add(base).Set(json_number(stats, "gateways"));
-    if (const auto it = stats.find("counters"); it != stats.end()) {
-      add_counters(broker_events, *it, base);
-    }
-    const auto services = stats.find("services");
-    if (services == stats.end() || !services->is_object()) continue;
-    for (const auto& [service, entry] : services->items()) {
-      if (!entry.is_object()) continue;
+    const BrokerStats& stats = *b.stats;
+    gateways.Add(base).Set(static_cast<double>(stats.gateways));
+    add_counters(broker_events, stats.counters, base);
+    for (const auto& [service, entry] : stats.services) {
       auto labels = base;
       labels["service"] = service;
-      for (const auto& g : gauges) g.family.Add(labels).Set(json_number(entry, g.key));
-      if (const auto it = entry.find("counters"); it != entry.end()) {
-        add_counters(service_events, *it, labels);
-      }
+      for (const auto& g : gauges) g.family.Add(labels).Set(static_cast<double>(entry.*g.field));
+      add_counters(service_events, entry.counters, labels);
     }
   }
 }
@@ -114,33 +105,23 @@ void add_worker_circuits(prometheus::Registry& registry, const std::vector<Broke
   std::set<std::pair<std::string, std::string>> seen;  // (service, worker)
   for (const auto& b : brokers) {
     if (!b.connected || !b.stats) continue;
-    const auto services = b.stats->find("services");
-    if (services == b.stats->end() || !services->is_object()) continue;
-    for (const auto& [service, entry] : services->items()) {
-      const auto list = entry.is_object() ? entry.find("worker_list") : entry.end();
-      if (!entry.is_object() || list == entry.end() || !list->is_array()) continue;
-      for (const auto& w : *list) {
-        const auto id = w.is_object() ? w.find("id") : w.end();
-        const auto status = w.is_object() ? w.find("status") : w.end();
-        if (!w.is_object() || id == w.end() || !id->is_string() || status == w.end() ||
-            !status->is_object()) {
-          continue;
-        }
-        const auto circuit = status->find("circuit");
-        if (circuit == status->end() || !circuit->is_string()) continue;
-        if (!seen.emplace(service, id->get<std::string>()).second) continue;
-        const prometheus::Labels labels = {{"service", service},
-                                           {"worker", id->get<std::string>()}};
+    for (const auto& [service, entry] : b.stats->services) {
+      for (const auto& w : entry.worker_list) {
+        // Only a worker that names itself and reports its breaker has a breaker to show.
+        if (w.id.empty() || !w.status || w.status->circuit.empty()) continue;
+        if (!seen.emplace(service, w.id).second) continue;
+        const WorkerStatus& status = *w.status;
+        const prometheus::Labels labels = {{"service", service}, {"worker", w.id}};
         for (const char* name : kStates) {
           auto with_state = labels;
           with_state["state"] = name;
-          state.Add(with_state).Set(circuit->get<std::string>() == name ? 1 : 0);
+          state.Add(with_state).Set(status.circuit == name ? 1 : 0);
         }
-        rate.Add(labels).Set(json_number(*status, "circuit_failure_rate"));
-        attempts.Add(labels).Set(json_number(*status, "circuit_window_attempts"));
-        opened.Add(labels).Increment(json_number(*status, "circuit_opened"));
-        rejections.Add(labels).Increment(json_number(*status, "circuit_rejections"));
-        failures.Add(labels).Increment(json_number(*status, "circuit_failures"));
+        rate.Add(labels).Set(status.circuit_failure_rate);
+        attempts.Add(labels).Set(static_cast<double>(status.circuit_window_attempts));
+        opened.Add(labels).Increment(static_cast<double>(status.circuit_opened));
+        rejections.Add(labels).Increment(static_cast<double>(status.circuit_rejections));
+        failures.Add(labels).Increment(static_cast<double>(status.circuit_failures));
       }
     }
   }

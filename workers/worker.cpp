@@ -2,7 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
-#include <nlohmann/json.hpp>
+#include <algorithm>
 #include <random>
 
 #include "common/errors.hpp"
@@ -179,26 +179,28 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
   in_flight_.fetch_sub(1);
 }
 
-std::string Worker::status_json() const {
+WorkerStatus Worker::status() const {
   const auto& s = forwarder_->stats();
   const auto c = forwarder_->circuit_status(std::chrono::steady_clock::now());
-  return nlohmann::json{{"circuit", c.enabled ? to_string(c.state) : "disabled"},
-                        {"circuit_failure_rate", c.window.failure_rate()},
-                        {"circuit_window_attempts", c.window.attempts},
-                        {"circuit_window_failures", c.window.failures},
-                        {"circuit_opened", c.opened},
-                        {"circuit_retry_in_ms", c.retry_in.count()},
-                        // The broker sends a worker that would fail everything fast nothing
-                        // while other workers of the service can serve.
-                        {"circuit_accepting", c.accepting},
-                        {"circuit_failures", s.circuit_failures},
-                        {"requests", s.requests},
-                        {"attempts", s.attempts},
-                        {"retries", s.retries},
-                        {"error_replies", s.error_replies},
-                        {"circuit_rejections", s.circuit_rejections},
-                        {"budget_rejections", s.budget_rejections}}
-      .dump();
+  WorkerStatus out;
+  out.circuit = c.enabled ? to_string(c.state) : "disabled";
+  // The broker sends a worker that would fail everything fast nothing while other workers of
+  // the service can serve.
+  out.circuit_accepting = c.accepting;
+  out.circuit_failure_rate = c.window.failure_rate();
+  out.circuit_window_attempts = static_cast<std::uint64_t>(std::max(0, c.window.attempts));
+  out.circuit_window_failures = static_cast<std::uint64_t>(std::max(0, c.window.failures));
+  out.circuit_opened = c.opened;
+  out.circuit_retry_in_ms =
+      static_cast<std::uint64_t>(std::max<std::int64_t>(0, c.retry_in.count()));
+  out.circuit_failures = s.circuit_failures;
+  out.circuit_rejections = s.circuit_rejections;
+  out.requests = s.requests;
+  out.attempts = s.attempts;
+  out.retries = s.retries;
+  out.error_replies = s.error_replies;
+  out.budget_rejections = s.budget_rejections;
+  return out;
 }
 
 asio::awaitable<void> Worker::acquire_slot() {
@@ -245,7 +247,7 @@ void Worker::heartbeat(Link& link, protocol::Frames& frames, bool alive) {
     return;
   }
   protocol::add_header(frames, Command::kHeartbeat);
-  const auto status = status_json();
+  const auto status = encode(this->status());
   frames.emplace_back(status.data(), status.size());
 }
 

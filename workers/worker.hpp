@@ -18,6 +18,7 @@
 #include "common/broker_peer.hpp"
 #include "common/config.hpp"
 #include "common/options.hpp"
+#include "common/status.hpp"
 #include "workers/forwarder.hpp"
 
 namespace courier::workers {
@@ -65,8 +66,8 @@ class Worker {
   // credit than that while shares move between them; the excess waits here.
   asio::awaitable<void> acquire_slot();
   void release_slot();
-  // What the heartbeats carry about this worker (JSON): its breaker state and counters.
-  std::string status_json() const;
+  // What the heartbeats carry about this worker: its breaker state and counters.
+  WorkerStatus status() const;
   void stop_links();  // from any thread
 
   WorkerOptions options_;

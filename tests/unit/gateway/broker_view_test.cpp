@@ -69,6 +69,17 @@ TEST(MergeBrokerStats, FieldsOfTheWrongTypeAreIgnored) {
   EXPECT_EQ(svc["workers"], 2);
 }
 
+TEST(MergeBrokerStats, TopLevelFieldsOfTheWrongTypeTakeDefaultsInsteadOfThrowing) {
+  // Read untyped, `"gateways":"x"` or `"broker_id":5` threw out of /services.
+  const auto m = merge_broker_stats({{"tcp://a:1", true, 0, parse_stats(R"({"broker_id":5,
+    "gateways":"x","counters":{"requests":"7","expired":2},"services":{"svc":{"workers":1}}})")}});
+  EXPECT_EQ(m["brokers"][0]["id"], "");
+  EXPECT_EQ(m["brokers"][0]["gateways"], 0);
+  EXPECT_EQ(m["gateways"], 0);
+  EXPECT_EQ(m["counters"], nlohmann::json::parse(R"({"expired":2})"));
+  EXPECT_EQ(m["services"]["svc"]["workers"], 0) << "no worker is listed";
+}
+
 TEST(MergeBrokerStats, OneBrokerReadsAsItself) {
   const auto m = merge_broker_stats({{"tcp://a:1", true, 0, parse_stats(kBrokerA)}});
   const auto& svc = m["services"]["svc"];

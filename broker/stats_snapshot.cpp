@@ -1,0 +1,76 @@
+#include "broker/stats_snapshot.hpp"
+
+namespace courier::broker {
+
+StatsCounts counter_counts(const Counters& c) {
+  return {{"requests", c.requests},
+          {"dispatched", c.dispatched},
+          {"replies", c.replies},
+          {"requeued", c.requeued},
+          {"worker_lost", c.worker_lost_replies},
+          {"expired", c.expired},
+          {"rejected_overloaded", c.rejected_overloaded},
+          {"rejected_no_workers", c.rejected_no_workers},
+          {"malformed", c.malformed},
+          {"late_replies", c.late_replies},
+          {"duplicate_requests", c.duplicate_requests},
+          {"rerouted_requests", c.rerouted_requests},
+          {"unroutable", c.unroutable},
+          {"gateway_gone_drops", c.gateway_gone_drops},
+          {"orphans", c.orphans},
+          {"stall_drops", c.stall_drops},
+          {"workers_lost", c.workers_lost}};
+}
+
+namespace {
+
+BrokerStats::Service service_snapshot(const ServiceQueue& svc, const WorkerRegistry& registry,
+                                      const InFlightTable& requests) {
+  BrokerStats::Service out;
+  std::string circuit;  // every worker's breaker state if they agree, else "mixed"
+  for (const Worker* w : registry.of_service(svc.name)) {
+    // The status was decoded (and its fields checked) once, when its heartbeat arrived.
+    out.worker_list.push_back(
+        {w->name, w->capacity, w->in_flight, w->draining, w->completed, w->status, {}});
+    if (w->status && !w->status->circuit.empty()) {
+      const auto& state = w->status->circuit;
+      circuit = circuit.empty() || circuit == state ? state : "mixed";
+      ++out.circuits[state];
+    }
+    if (!w->draining) {
+      out.capacity += w->capacity;
+      ++out.workers;
+    }
+    out.in_flight += w->in_flight;
+  }
+  out.queue_depth = ServiceQueues::depth(svc, requests);
+  out.max_queue = svc.max_queue;
+  if (!circuit.empty()) out.circuit = circuit;
+  // Workers the broker is sending nothing while others can serve.
+  out.ejected = registry.ejected_workers(svc.name);
+  // Per service, only the counters that can be told apart by service.
+  out.counters = counter_counts(svc.counters);
+  for (const char* k :
+       {"requests", "malformed", "late_replies", "duplicate_requests", "rerouted_requests",
+        "unroutable", "gateway_gone_drops", "orphans", "workers_lost"}) {
+    out.counters.erase(k);
+  }
+  return out;
+}
+
+}  // namespace
+
+BrokerStats stats_snapshot(const std::string& broker_id, std::size_t gateways,
+                           const ServiceQueues& queues, const WorkerRegistry& workers,
+                           const InFlightTable& requests, const Counters& counters) {
+  BrokerStats stats;
+  stats.broker_id = broker_id;
+  stats.gateways = gateways;
+  for (const auto& [name, svc] : queues) {
+    stats.services.emplace(name, service_snapshot(*svc, workers, requests));
+  }
+  stats.counters = counter_counts(counters);
+  return stats;
+}
+
+}  // namespace courier::broker
