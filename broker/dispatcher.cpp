@@ -215,11 +215,10 @@ void Dispatcher::handle_request(const Identity& gateway, Frames& frames, const N
 // --- Dispatch ---
 
 bool Dispatcher::send_to_worker(Worker& worker, Request& request) {
-  protocol::RequestHeader header;
-  header.service = request.service;
-  header.id = request.id;
-  header.deadline_ms = request.deadline_ms;
-  header.flags = request.flags;
+  // The header exactly as the gateway sent it: the broker acts on the retry-safe flag (requeue
+  // after a worker loss) but never decides it, and the worker checks it against the envelope.
+  const protocol::RequestHeader header{request.service, request.id, request.deadline_ms,
+                                       request.flags};
   Frames frames;
   frames.reserve(8);
   frames.push_back(identity_frame(worker.id));

@@ -30,7 +30,10 @@ struct RequestEnvelope {
   Headers headers;     // end-to-end headers in arrival order; repeated names kept
   std::string body;    // binary
   std::uint64_t deadline_ms = 0;  // Unix epoch milliseconds
-  std::uint32_t attempt = 0;      // dispatches by the broker before this one (requeues)
+  // Reserved, element 8 of the version-1 format: sent as 0 and read by nobody. Dispatches are
+  // counted by the broker (Request::dispatches), which never decodes envelopes; the field stays
+  // so that envelopes keep their shape.
+  std::uint32_t attempt = 0;
   std::string request_id;
   friend bool operator==(const RequestEnvelope&, const RequestEnvelope&) = default;
 };

@@ -2,6 +2,8 @@
 
 #include <cstring>
 
+#include "common/http_headers.hpp"
+
 namespace courier::protocol {
 namespace {
 
@@ -145,6 +147,28 @@ std::error_code parse_stats(const Frames& frames, std::size_t offset, Correlatio
   if (frames.size() > offset + 4) return FrameError::kTooManyFrames;
   if (frames[offset + 2].size() != kCorrelationIdSize) return FrameError::kBadField;
   out = read_id(frames[offset + 2]);
+  return {};
+}
+
+std::uint8_t request_flags(const RequestEnvelope& request) {
+  return is_retry_safe(request.method, request.headers) ? kFlagRetrySafe : 0;
+}
+
+RequestHeader request_header(const RequestEnvelope& request) {
+  RequestHeader header;
+  header.service = request.service;
+  header.id = request.id;
+  header.deadline_ms = request.deadline_ms;
+  header.flags = request_flags(request);
+  return header;
+}
+
+std::string_view request_mismatch(const RequestHeader& header, const RequestEnvelope& request) {
+  if (header.id != request.id) return "envelope id does not match its frame";
+  // Reserved bits are ignored; only a retry-safe claim the request does not back is refused.
+  if ((header.flags & kFlagRetrySafe) && !(request_flags(request) & kFlagRetrySafe)) {
+    return "retry-safe flag not warranted by the request";
+  }
   return {};
 }
 

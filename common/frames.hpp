@@ -11,6 +11,7 @@
 #include <zmq.hpp>
 #include <zmq_addon.hpp>
 
+#include "common/envelope.hpp"
 #include "common/protocol.hpp"
 
 namespace courier::protocol {
@@ -27,7 +28,8 @@ enum class FrameError {
 const std::error_category& frame_category();
 std::error_code make_error_code(FrameError e);
 
-// Fields of a REQUEST before its envelope frame.
+// Fields of a REQUEST before its envelope frame. `service` views its source (a frame, a config,
+// an envelope), which must outlive the header.
 struct RequestHeader {
   std::string_view service;
   CorrelationId id{};
@@ -54,8 +56,32 @@ std::error_code parse_ready(const Frames& frames, std::size_t offset, ReadyHeade
 // STATS from a gateway carries an id; from the broker, an id and a JSON body.
 std::error_code parse_stats(const Frames& frames, std::size_t offset, CorrelationId& out);
 
+// Retry safety, one decision with one owner per use (docs/protocol.md, "flags"):
+// - is_retry_safe() (common/http_headers) is the decision: a function of the request's method and
+//   headers alone, so whoever holds the request reaches the same answer.
+// - The gateway owns the flag: request_header() sets it, once, from the envelope it built.
+// - The broker never decodes the envelope and acts on the flag alone (requeue after a worker loss).
+// - The worker executes the envelope, so it does not take the flag's word for it: it refuses a
+//   request whose flag claims more than the envelope warrants (request_mismatch()), and decides
+//   upstream retries from the envelope through is_retry_safe() (workers/forwarder.cpp).
+std::uint8_t request_flags(const RequestEnvelope& request);
+
+// The header of the REQUEST that carries `request`: the one place its fields are derived from a
+// request (service, id and deadline copied, flags from request_flags). `service` views
+// request.service.
+RequestHeader request_header(const RequestEnvelope& request);
+
+// Why a REQUEST's frames and the envelope it carries disagree, or "" when they agree: a
+// different id, or a retry-safe flag the request does not warrant (the broker may have given
+// such a request to another worker already, so running it could send it upstream twice). A
+// missing flag on a retry-safe request is no danger (the broker only requeued less) and passes.
+std::string_view request_mismatch(const RequestHeader& header, const RequestEnvelope& request);
+
 // Builders append to `out`, so a ROUTER caller can push the identity first.
 void add_header(Frames& out, Command command);
+// The one builder of REQUEST frames. Its callers pass a header they hold, never one assembled
+// again from guesses: the gateway the one request_header() gave it (and the same fields when it
+// fails over to another broker), the broker the fields it parsed, flags untouched.
 void add_request(Frames& out, const RequestHeader& header, zmq::message_t envelope);
 void add_reply(Frames& out, const CorrelationId& id, zmq::message_t envelope);
 void add_ready(Frames& out, std::string_view service, std::uint32_t capacity,

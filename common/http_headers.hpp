@@ -22,7 +22,9 @@ Headers end_to_end(Headers headers);
 const Header* find_header(const Headers& headers, std::string_view name);
 
 bool is_idempotent_method(std::string_view method);
-// Idempotent, or carries an Idempotency-Key: a second attempt cannot do harm.
+// Idempotent, or carries an Idempotency-Key: a second attempt cannot do harm. The one retry-safety
+// decision of Courier: the gateway's flag and the worker's upstream retries both come from it
+// (who uses it for what: common/frames.hpp, request_flags).
 bool is_retry_safe(std::string_view method, const Headers& headers);
 
 }  // namespace courier

@@ -26,9 +26,10 @@ enum class Command : std::uint8_t {
 inline constexpr std::size_t kCorrelationIdSize = 16;
 using CorrelationId = std::array<std::uint8_t, kCorrelationIdSize>;
 
-// Bits of the REQUEST flags frame.
-inline constexpr std::uint8_t kFlagRetrySafe =
-    0x01;  // idempotent method or Idempotency-Key present
+// Bits of the REQUEST flags frame. Retry-safe: idempotent method or Idempotency-Key present. Set
+// by the gateway, acted on by the broker, checked by the worker (common/frames.hpp says who
+// decides what).
+inline constexpr std::uint8_t kFlagRetrySafe = 0x01;
 
 inline constexpr std::size_t kMaxServiceNameSize = 64;
 inline constexpr std::size_t kMaxWorkerIdSize = 128;

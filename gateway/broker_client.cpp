@@ -275,11 +275,9 @@ void BrokerClient::link_lost(Link& link, const std::string& detail) {
       p.link = other->index;
       zmq::message_t shared;
       shared.copy(p.envelope);
-      protocol::RequestHeader header;
-      header.service = p.service;
-      header.id = id_of(it->first);
-      header.deadline_ms = p.deadline_ms;
-      header.flags = p.flags;
+      // The fields first sent (request_header's, through submit), flag included: the same
+      // request under the same id, not a new decision.
+      const protocol::RequestHeader header{p.service, id_of(it->first), p.deadline_ms, p.flags};
       resend.emplace_back(other, request_frames(header, std::move(shared)));
       ++it;
     }

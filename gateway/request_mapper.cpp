@@ -111,11 +111,11 @@ MappedRequest to_envelope(HttpRequest& request, EnvelopeContext context) {
   envelope.deadline_ms = context.now_ms + static_cast<std::uint64_t>(budget->count());
   envelope.request_id = out.request_id;
 
+  // The frames' fields come from the envelope they carry, retry-safe flag included: computed
+  // here once, for this request's whole life (the broker requeues on it, failover re-sends it).
+  out.header = protocol::request_header(envelope);
+  // The config outlives the mapped request; envelope.service may move with it.
   out.header.service = service.name;
-  out.header.id = context.id;
-  out.header.deadline_ms = envelope.deadline_ms;
-  out.header.flags =
-      is_retry_safe(envelope.method, envelope.headers) ? protocol::kFlagRetrySafe : 0;
   return out;
 }
 

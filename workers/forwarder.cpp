@@ -219,6 +219,8 @@ asio::awaitable<ReplyEnvelope> Forwarder::forward(RequestEnvelope request) {
   Progress progress;
   auto reply = co_await run_attempts(request, deadline, progress);
   if (reply.error) ++stats_.error_replies;
+  // The forwarder owns every field of the reply it returns, stamped here and nowhere else: what
+  // it measured (attempts, upstream time) and whose reply it is (id, worker id).
   reply.id = request.id;
   reply.attempts = progress.attempts;
   reply.worker_id = worker_id_;
@@ -235,6 +237,8 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
                                "method, target or a header cannot be forwarded");
   }
   BudgetLease lease(budget_);
+  // Decided from the request it sends, not from the frame's flag (which the worker checked
+  // against the request before it got here): the same function the gateway's flag comes from.
   const bool retry_safe = is_retry_safe(request.method, request.headers);
   std::optional<Attempt> last;
   for (;;) {

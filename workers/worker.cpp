@@ -124,17 +124,18 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
         return;
       }
       in_flight_.fetch_add(1);
-      asio::co_spawn(
-          io_, run_request(link.index, header.id, std::move(frames[protocol::kEnvelopeIndex])),
-          [](std::exception_ptr e) {
-            if (e) {
-              try {
-                std::rethrow_exception(e);
-              } catch (const std::exception& ex) {
-                spdlog::error("request failed with exception: {}", ex.what());
-              }
-            }
-          });
+      asio::co_spawn(io_,
+                     run_request(link.index, header.id, header.flags,
+                                 std::move(frames[protocol::kEnvelopeIndex])),
+                     [](std::exception_ptr e) {
+                       if (e) {
+                         try {
+                           std::rethrow_exception(e);
+                         } catch (const std::exception& ex) {
+                           spdlog::error("request failed with exception: {}", ex.what());
+                         }
+                       }
+                     });
       return;
     }
     case Command::kDisconnect:
@@ -151,17 +152,27 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
 }
 
 asio::awaitable<void> Worker::run_request(std::size_t link, protocol::CorrelationId id,
-                                          zmq::message_t envelope) {
+                                          std::uint8_t flags, zmq::message_t envelope) {
   co_await acquire_slot();
+  // Reply fields are stamped once, by whoever made the reply: the forwarder for a forwarded
+  // request (id, worker id, attempts, upstream time), this function for the refusals and
+  // failures it makes itself (id from the frame, worker id).
+  const auto refuse = [&](ErrorKind kind, const std::string& detail) {
+    auto r = make_error_reply(kind, service_.name, detail, id);
+    r.worker_id = options_.worker_id;
+    return r;
+  };
   RequestEnvelope request;
   ReplyEnvelope result;
   try {
+    protocol::RequestHeader header;
+    header.id = id;
+    header.flags = flags;
     if (const auto ec = decode(protocol::view(envelope), request)) {
-      result = make_error_reply(ErrorKind::kBadRequest, service_.name,
-                                "invalid request envelope: " + ec.message(), id);
-    } else if (request.id != id) {
-      result = make_error_reply(ErrorKind::kBadRequest, service_.name,
-                                "envelope id does not match its frame", id);
+      result = refuse(ErrorKind::kBadRequest, "invalid request envelope: " + ec.message());
+    } else if (const auto why = protocol::request_mismatch(header, request); !why.empty()) {
+      // Frames are hostile input: run only what the frames and the envelope agree on.
+      result = refuse(ErrorKind::kBadRequest, std::string(why));
     } else {
       envelope = zmq::message_t();  // free the request buffer before the upstream call
       result = co_await forwarder_->forward(std::move(request));
@@ -169,12 +180,9 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
   } catch (const std::exception& e) {
     // Whatever went wrong, the request is answered and its slot and credit come back.
     spdlog::error("request failed with exception: {}", e.what());
-    result = make_error_reply(ErrorKind::kBadResponse, service_.name,
-                              std::string("worker error: ") + e.what(), id);
+    result = refuse(ErrorKind::kBadResponse, std::string("worker error: ") + e.what());
   }
   release_slot();
-  result.id = id;
-  result.worker_id = options_.worker_id;
   reply(link, id, result);
   in_flight_.fetch_sub(1);
 }

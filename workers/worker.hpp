@@ -59,8 +59,9 @@ class Worker {
   // Registers with the link's broker, advertising its current share.
   void send_ready(Link& link);
   std::uint32_t share_for(const Link& link) const;
+  // `id` and `flags` from the REQUEST's frames, checked against the envelope before it runs.
   asio::awaitable<void> run_request(std::size_t link, protocol::CorrelationId id,
-                                    zmq::message_t envelope);
+                                    std::uint8_t flags, zmq::message_t envelope);
   void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply);
   // At most worker_concurrency requests run at once. Brokers may together hold a little more
   // credit than that while shares move between them; the excess waits here.

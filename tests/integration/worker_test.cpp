@@ -10,6 +10,8 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "common/envelope.hpp"
+#include "common/frames.hpp"
 #include "tests/integration/shared_topology.hpp"
 
 namespace courier::testing {
@@ -472,6 +474,113 @@ TEST(WorkerFailure, ZeroCircuitFailuresNeverOpensTheCircuit) {
   }
   EXPECT_TRUE(wait_until([&] { return circuit_state(*topology, "rule-engine") == "disabled"; }, 3s))
       << circuit_state(*topology, "rule-engine");
+}
+
+// --- the worker against a hand-driven broker: frames are hostile input ---------------------------
+
+// A broker played by the test: a ROUTER on a port of the system's choice that answers the worker's
+// READY and keeps it alive with heartbeats while the test sends it REQUESTs by hand.
+class HandBroker {
+ public:
+  HandBroker() : socket_(context_, zmq::socket_type::router) {
+    socket_.set(zmq::sockopt::linger, 0);
+    socket_.bind("tcp://127.0.0.1:*");
+  }
+  std::string endpoint() const { return socket_.get(zmq::sockopt::last_endpoint); }
+
+  // Runs REQUEST `request` with `flags` through the worker and returns its REPLY's envelope, or
+  // nullopt at the deadline.
+  std::optional<ReplyEnvelope> run(const RequestEnvelope& request, std::uint8_t flags) {
+    sent_ = false;
+    request_ = &request;
+    flags_ = flags;
+    const auto deadline = SteadyClock::now() + 10s;
+    while (SteadyClock::now() < deadline) {
+      zmq::pollitem_t item{socket_.handle(), 0, ZMQ_POLLIN, 0};
+      zmq::poll(&item, 1, 50ms);
+      if (!worker_.empty()) heartbeat();
+      protocol::Frames in;
+      while (zmq::recv_multipart(socket_, std::back_inserter(in), zmq::recv_flags::dontwait)) {
+        if (auto reply = on_message(in)) return reply;
+        in.clear();
+      }
+    }
+    return std::nullopt;
+  }
+
+ private:
+  std::optional<ReplyEnvelope> on_message(protocol::Frames& in) {
+    protocol::Command command{};
+    if (in.size() < 3 || protocol::parse_command(in, 1, command)) return std::nullopt;
+    if (command == protocol::Command::kReady) {
+      worker_ = std::string(protocol::view(in[0]));
+      heartbeat();
+    } else if (command == protocol::Command::kReply && in.size() == 5) {
+      ReplyEnvelope reply;
+      if (!decode(protocol::view(in[4]), reply)) return reply;
+    }
+    if (!worker_.empty() && !sent_) {
+      protocol::Frames out;
+      out.emplace_back(worker_.data(), worker_.size());
+      auto header = protocol::request_header(*request_);
+      header.flags = flags_;
+      protocol::add_request(out, header, encode(*request_));
+      sent_ = zmq::send_multipart(socket_, out).has_value();
+    }
+    return std::nullopt;
+  }
+
+  void heartbeat() {
+    protocol::Frames hb;
+    hb.emplace_back(worker_.data(), worker_.size());
+    protocol::add_header(hb, protocol::Command::kHeartbeat);
+    hb.emplace_back(std::string("hand-broker"));
+    (void)zmq::send_multipart(socket_, hb, zmq::send_flags::dontwait);
+  }
+
+  zmq::context_t context_;
+  zmq::socket_t socket_;
+  std::string worker_;
+  const RequestEnvelope* request_ = nullptr;
+  std::uint8_t flags_ = 0;
+  bool sent_ = false;
+};
+
+RequestEnvelope post_without_key(std::uint8_t id_byte) {
+  RequestEnvelope r;
+  r.id.fill(id_byte);
+  r.service = "rule-engine";
+  r.method = "POST";
+  r.target = "/orders";
+  r.body = "{}";
+  r.deadline_ms = protocol::unix_ms_now() + 10'000;
+  r.request_id = "hand-" + std::to_string(id_byte);
+  return r;
+}
+
+TEST(WorkerFrames, RetrySafeFlagOnPostWithoutKeyIsRefusedAndNeverReachesTheUpstream) {
+  TestUpstream upstream;
+  HandBroker broker;
+  ChildProcess worker(COURIER_WORKER_BIN,
+                      {"--service", "rule-engine", "--broker", broker.endpoint(), "--id", "w-1"},
+                      {{"RULE_ENGINE_URL", upstream.url()}, {"AI_GM_URL", upstream.url()}});
+
+  // A broker trusting this flag may requeue the POST after a worker loss: it must not run.
+  const auto refused = broker.run(post_without_key(1), protocol::kFlagRetrySafe);
+  ASSERT_TRUE(refused) << worker.log_text();
+  EXPECT_EQ(refused->status, 400);
+  ASSERT_TRUE(refused->error);
+  EXPECT_EQ(refused->error->code, "BAD_REQUEST");
+  EXPECT_EQ(refused->worker_id, "w-1");
+  EXPECT_EQ(upstream.hits("/orders"), 0u);
+
+  // The same request flagged as the gateway flags it runs, once.
+  const auto ran = broker.run(post_without_key(2), 0);
+  ASSERT_TRUE(ran) << worker.log_text();
+  EXPECT_EQ(ran->status, 200);
+  EXPECT_EQ(ran->worker_id, "w-1");
+  EXPECT_EQ(ran->attempts, 1u);
+  EXPECT_EQ(upstream.hits("/orders"), 1u);
 }
 
 TEST(WorkerAuth, BearerModeReplacesClientAuthorizationWithSecretFromEnv) {

@@ -83,6 +83,75 @@ TEST(Frames, ReadyValidatesCapacity) {
   EXPECT_EQ(parse_ready(zero, 0, r), FrameError::kBadField);
 }
 
+RequestEnvelope request_for(std::string method, Headers headers = {}) {
+  RequestEnvelope r;
+  r.id.fill(0x5a);
+  r.service = "rule-engine";
+  r.method = std::move(method);
+  r.headers = std::move(headers);
+  r.deadline_ms = 1'700'000'000'000ull;
+  return r;
+}
+
+TEST(Frames, RequestHeaderComesFromTheEnvelope) {
+  const auto r = request_for("GET");
+  const auto h = request_header(r);
+  EXPECT_EQ(h.service, "rule-engine");
+  EXPECT_EQ(h.id, r.id);
+  EXPECT_EQ(h.deadline_ms, r.deadline_ms);
+  EXPECT_EQ(h.flags, kFlagRetrySafe);
+}
+
+TEST(Frames, RequestHeaderRoundTripsThroughItsFrames) {
+  const auto r = request_for("POST", {{"Idempotency-Key", "k1"}});
+  Frames f;
+  add_request(f, request_header(r), encode(r));
+  RequestHeader h;
+  ASSERT_FALSE(parse_request(f, 0, h));
+  EXPECT_EQ(h.service, "rule-engine");
+  EXPECT_EQ(h.id, r.id);
+  EXPECT_EQ(h.deadline_ms, r.deadline_ms);
+  EXPECT_EQ(h.flags, kFlagRetrySafe);
+  RequestEnvelope carried;
+  ASSERT_FALSE(decode(view(f[kEnvelopeIndex]), carried));
+  EXPECT_EQ(carried, r);
+  EXPECT_TRUE(request_mismatch(h, carried).empty());
+}
+
+TEST(Frames, RequestFlagsFollowTheRetrySafetyDecision) {
+  EXPECT_EQ(request_flags(request_for("GET")), kFlagRetrySafe);
+  EXPECT_EQ(request_flags(request_for("DELETE")), kFlagRetrySafe);
+  EXPECT_EQ(request_flags(request_for("POST")), 0);
+  EXPECT_EQ(request_flags(request_for("PATCH")), 0);
+  EXPECT_EQ(request_flags(request_for("POST", {{"idempotency-key", "k"}})), kFlagRetrySafe);
+}
+
+TEST(Frames, MismatchRefusesRetrySafeFlagOnPostWithoutKey) {
+  const auto post = request_for("POST");
+  auto h = request_header(post);
+  EXPECT_TRUE(request_mismatch(h, post).empty());
+  h.flags = kFlagRetrySafe;  // a hostile or buggy sender claims what the request does not back
+  EXPECT_FALSE(request_mismatch(h, post).empty());
+  h.flags = 0xff;
+  EXPECT_FALSE(request_mismatch(h, post).empty());
+}
+
+TEST(Frames, MismatchAcceptsMissingFlagAndReservedBits) {
+  const auto get = request_for("GET");
+  auto h = request_header(get);
+  h.flags = 0;  // the broker only requeued less than it might have: no harm
+  EXPECT_TRUE(request_mismatch(h, get).empty());
+  h.flags = 0xfe;  // reserved bits, ignored
+  EXPECT_TRUE(request_mismatch(h, request_for("POST")).empty());
+}
+
+TEST(Frames, MismatchRefusesAnotherId) {
+  const auto get = request_for("GET");
+  auto h = request_header(get);
+  h.id[0] ^= 1;
+  EXPECT_FALSE(request_mismatch(h, get).empty());
+}
+
 TEST(Frames, ServiceNames) {
   EXPECT_TRUE(valid_service_name("rule-engine"));
   EXPECT_TRUE(valid_service_name("ai-gm2"));
