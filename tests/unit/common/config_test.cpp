@@ -118,7 +118,9 @@ TEST(Config, BadValuesNameTheSetting) {
 }
 
 TEST(Config, CircuitBreakerDefaultsCountOnlyTransportFailures) {
-  const auto* re = load({}).find("rule-engine");
+  const auto settings = load({});
+  const auto* re = settings.find("rule-engine");
+  ASSERT_TRUE(re);
   EXPECT_EQ(re->circuit_failures, 5);
   EXPECT_EQ(re->circuit_min_requests, 10);
   EXPECT_DOUBLE_EQ(re->circuit_failure_rate, 0.5);
