@@ -19,7 +19,7 @@ BrokerPeer::BrokerPeer(zmq::context_t& context, asio::io_context& io, Options op
 void BrokerPeer::on_message(protocol::Frames& frames) {
   last_seen_ = Clock::now();
   if (!alive_.exchange(true, std::memory_order_acq_rel)) {
-    ever_alive_ = true;
+    ever_alive_.store(true, std::memory_order_release);
     spdlog::info("broker {} reachable", options_.endpoint);
   }
   if (handlers_.on_message) handlers_.on_message(frames);

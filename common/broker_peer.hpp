@@ -2,7 +2,8 @@
 // sign of life; silence for `liveness` heartbeat intervals or a disconnect is a loss), and the
 // heartbeats sent to it. The owner says what a heartbeat carries and what a loss means.
 //
-// Everything runs on the io_context the link runs on, except alive() and the constructor.
+// Everything runs on the io_context the link runs on, except alive(), ever_alive() and the
+// constructor.
 #pragma once
 
 #include <atomic>
@@ -55,7 +56,7 @@ class BrokerPeer {
   const std::string& endpoint() const { return options_.endpoint; }
   // Thread-safe: the broker has answered within the liveness limit.
   bool alive() const { return alive_.load(std::memory_order_acquire); }
-  bool ever_alive() const { return ever_alive_; }
+  bool ever_alive() const { return ever_alive_.load(std::memory_order_acquire); }
   Clock::time_point last_seen() const { return last_seen_; }
   ZmqLink& link() { return zmq_; }
 
@@ -68,7 +69,7 @@ class BrokerPeer {
   const Options options_;
   const Handlers handlers_;
   std::atomic<bool> alive_{false};
-  bool ever_alive_ = false;
+  std::atomic<bool> ever_alive_{false};
   Clock::time_point last_seen_{};
   Clock::time_point next_heartbeat_{};
   // Last: it calls back into the members above, so it must stop before they go.
