@@ -69,7 +69,7 @@ heaptrack -o "$OUT/heaptrack.worker" "$BIN/workers/courier-worker" --service rul
   >"$OUT/worker.log" 2>&1 & pids+=($!)
 heaptrack -o "$OUT/heaptrack.gateway" "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GW" \
   --broker "tcp://127.0.0.1:$FRONT" --threads 1 --max-connections $((CONNECTIONS * 2 + 1000)) \
-  >"$OUT/gateway.log" 2>&1 & pids+=($!)
+  --max-connections-per-client 0 >"$OUT/gateway.log" 2>&1 & pids+=($!)
 
 deadline=$((SECONDS + 30))
 until curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$GW/rule-engine/health" 2>/dev/null; do

@@ -90,6 +90,14 @@ inline constexpr ComponentOption kMaxConnections{"gateway.max_connections",
                                                  "Open connections at most",
                                                  1,
                                                  1'000'000};
+inline constexpr ComponentOption kMaxConnectionsPerClient{
+    "gateway.max_connections_per_client",
+    "--max-connections-per-client",
+    "COURIER_MAX_CONNECTIONS_PER_CLIENT",
+    "256",
+    "Open connections per client address at most, 0: no limit",
+    0,
+    1'000'000};
 inline constexpr ComponentOption kHeaderTimeout{"gateway.header_timeout", "--header-timeout",
                                                 "COURIER_HEADER_TIMEOUT", "10",
                                                 "Seconds to receive a request head"};
@@ -165,6 +173,7 @@ inline constexpr const ComponentOption* kAll[] = {
     &gateway::kMaxBody,
     &gateway::kMaxHeader,
     &gateway::kMaxConnections,
+    &gateway::kMaxConnectionsPerClient,
     &gateway::kHeaderTimeout,
     &gateway::kBodyTimeout,
     &gateway::kIdleTimeout,

@@ -84,6 +84,8 @@ int main(int argc, char** argv) {
     server.max_body = static_cast<std::size_t>(flags.integer(opt::kMaxBody, file));
     server.max_header = static_cast<std::size_t>(flags.integer(opt::kMaxHeader, file));
     server.max_connections = static_cast<std::size_t>(flags.integer(opt::kMaxConnections, file));
+    server.max_connections_per_client =
+        static_cast<std::size_t>(flags.integer(opt::kMaxConnectionsPerClient, file));
     server.header_timeout = flags.seconds(opt::kHeaderTimeout, file);
     server.body_timeout = flags.seconds(opt::kBodyTimeout, file);
     server.idle_timeout = flags.seconds(opt::kIdleTimeout, file);

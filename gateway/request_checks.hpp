@@ -23,6 +23,12 @@ inline constexpr std::size_t kDefaultMaxHeader = 16u << 10;
 
 void apply_limits(RequestParser& parser, std::size_t max_header, std::size_t max_body);
 
+// The most a connection's read buffer may hold. Beast bounds the head (max_header) and the body
+// (max_body, consumed as it arrives), but not a chunk-size line with its extensions nor the
+// trailer section, which it buffers whole: the buffer's own limit bounds those, and a read that
+// hits it is refused 431 (see read_refusal).
+std::size_t read_buffer_limit(std::size_t max_header);
+
 // A request answered with an error by the gateway itself, before any service sees it.
 struct Refusal {
   ErrorKind kind = ErrorKind::kBadRequest;
@@ -32,6 +38,31 @@ struct Refusal {
 // The refusal a failed read deserves (431, 413, 400), or nullopt when the connection just ended
 // (closed, timed out, reset): there is nobody to answer.
 std::optional<Refusal> read_refusal(const beast::error_code& ec);
+
+// Framing Beast lets through that would let a body be read as the next request (RFC 9112 6.1,
+// 6.3): Transfer-Encoding other than one field that is exactly "chunked" (case-insensitive),
+// Transfer-Encoding in HTTP/1.0, or beside Content-Length. Run on the head, before any body is
+// read; a refusal closes the connection. (Content-Length values that differ are refused by Beast.)
+std::optional<Refusal> check_framing(const HttpRequest& head);
+
+// A request refused on its head (credentials, route) is answered at once. Its body is read and
+// thrown away, keeping the connection, only when that is cheap: none, or a Content-Length of at
+// most kCheapDrain. Otherwise the answer closes the connection and the body is never read.
+inline constexpr std::size_t kCheapDrain = 16u << 10;
+bool cheap_to_drain(const RequestParser& parser);
+
+// Beast's parser adds the trailer fields of a chunked body to the container holding the head's
+// fields, where they would pass for headers (credentials, Idempotency-Key, X-Request-ID,
+// X-Request-Timeout) and be forwarded. Taken once the head is read, a HeadSnapshot puts the head
+// back once the body is read: trailers are dropped. It copies only for chunked requests.
+class HeadSnapshot {
+ public:
+  explicit HeadSnapshot(const RequestParser& parser);
+  void restore(RequestParser& parser);
+
+ private:
+  std::optional<http::request_header<>> head_;
+};
 
 // Expect: 100-continue is the only expectation we meet; any other is refused.
 std::optional<Refusal> check_expect(const HttpRequest& head);

@@ -18,8 +18,8 @@ struct Server::Exchange {
   std::string client;
   std::string service;
   std::string request_id;
-  std::string subject;                  // authenticated caller, when auth is on
-  std::optional<std::string> verified;  // subject verified on the head (Expect)
+  std::string subject;                // authenticated caller, when auth is on
+  std::optional<Admission> admitted;  // decided on the head; a refusal is answered as it is
   std::uint32_t attempts = 0;
   Clock::time_point start;
 };
@@ -35,6 +35,33 @@ void log_exception(std::exception_ptr e, const char* what) {
   }
 }
 
+// One log line per interval at most, with the count of those left out: a flood of refused
+// connections must not become a flood of log lines. Used from the accept loop only.
+class LogThrottle {
+ public:
+  // True when this one is to be logged; `skipped` then says how many were not since the last.
+  bool allow(std::uint64_t& skipped) {
+    const auto now = Clock::now();
+    if (now < next_) {
+      ++skipped_;
+      return false;
+    }
+    next_ = now + std::chrono::seconds(1);
+    skipped = std::exchange(skipped_, 0);
+    return true;
+  }
+
+ private:
+  Clock::time_point next_{};
+  std::uint64_t skipped_ = 0;
+};
+
+const char* refusal_reason(ConnectionTable::Refused why) {
+  return why == ConnectionTable::Refused::kClientLimit
+             ? "gateway.max_connections_per_client reached for this address"
+             : "gateway.max_connections reached and no connection idle";
+}
+
 }  // namespace
 
 Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
@@ -48,7 +75,9 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
         return names;
       }()),
       ids_(IdGenerator::random_prefix()),
-      acceptor_(io_) {}
+      acceptor_(io_),
+      connections_({.max_total = options_.max_connections,
+                    .max_per_client = options_.max_connections_per_client}) {}
 
 Server::~Server() {
   if (!threads_.empty()) stop(std::chrono::milliseconds(0));
@@ -93,6 +122,8 @@ void Server::wait() {
 }
 
 asio::awaitable<void> Server::accept_loop() {
+  LogThrottle refused_log;
+  LogThrottle evicted_log;
   for (;;) {
     beast::error_code ec;
     auto socket = co_await acceptor_.async_accept(asio::make_strand(io_),
@@ -105,14 +136,45 @@ asio::awaitable<void> Server::accept_loop() {
       co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
       continue;
     }
-    if (static_cast<std::size_t>(counters_.connections.load()) >= options_.max_connections) {
-      counters_.rejected_connections.fetch_add(1);
-      socket.close(ec);
+    std::string client;
+    if (auto ep = socket.remote_endpoint(ec); !ec) client = ep.address().to_string();
+    if (ec) {
+      socket.close(ec);  // gone already
       continue;
     }
-    socket.set_option(tcp::no_delay(true), ec);
-    auto executor = socket.get_executor();
-    asio::co_spawn(executor, session(std::move(socket)),
+    auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
+    const auto executor = stream->get_executor();
+    // Called when an idle connection is closed to make room: it runs on the accepting thread,
+    // so it only schedules the close on the connection's own strand (if it still exists).
+    auto evict = [weak = std::weak_ptr<beast::tcp_stream>(stream), executor] {
+      asio::post(executor, [weak] {
+        if (auto s = weak.lock()) s->cancel();
+      });
+    };
+    auto admission = connections_.open(client, std::move(evict));
+    if (!admission.lease) {
+      counters_.rejected_connections.fetch_add(1);
+      if (admission.refused == ConnectionTable::Refused::kClientLimit) {
+        counters_.rejected_per_client.fetch_add(1);
+      }
+      if (std::uint64_t skipped = 0; refused_log.allow(skipped)) {
+        spdlog::warn("connection from {} closed at accept: {} ({} more since the last report)",
+                     client, refusal_reason(admission.refused), skipped);
+      }
+      stream->socket().close(ec);
+      continue;
+    }
+    if (admission.evicted_other) {
+      counters_.evicted_idle.fetch_add(1);
+      if (std::uint64_t skipped = 0; evicted_log.allow(skipped)) {
+        spdlog::info(
+            "gateway.max_connections reached: closed the connection idle longest to admit {} "
+            "({} more since the last report)",
+            client, skipped);
+      }
+    }
+    stream->socket().set_option(tcp::no_delay(true), ec);
+    asio::co_spawn(executor, session(std::move(stream), std::move(*admission.lease), client),
                    [](std::exception_ptr e) { log_exception(e, "session"); });
   }
 }
@@ -120,8 +182,9 @@ asio::awaitable<void> Server::accept_loop() {
 struct Server::ReadResult {
   enum class Outcome { kRequest, kClosed, kRejected } outcome = Outcome::kRequest;
   Refusal refusal;  // when rejected
-  // Set when the head's credentials were verified before the body was invited (Expect).
-  std::optional<std::string> subject;
+  // Set when credentials and route were decided on the head (auth on, or Expect). A refusal in
+  // it goes with a small body that was read to keep the connection.
+  std::optional<Admission> admission;
 
   static ReadResult request() { return {}; }
   static ReadResult closed() { return {Outcome::kClosed, {}, {}}; }
@@ -130,7 +193,8 @@ struct Server::ReadResult {
   }
 };
 
-asio::awaitable<void> Server::session(tcp::socket socket) {
+asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
+                                      ConnectionTable::Lease lease, std::string client) {
   counters_.connections.fetch_add(1);
   struct Release {
     std::atomic<std::int64_t>& n;
@@ -138,23 +202,32 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
   } release{counters_.connections};
 
   beast::error_code ec;
-  std::string client;
-  if (auto ep = socket.remote_endpoint(ec); !ec) client = ep.address().to_string();
-  beast::tcp_stream stream(std::move(socket));
-  beast::flat_buffer buffer;
+  // Shared only so that an eviction scheduled from another thread can find it gone.
+  auto& stream = *owned;
+  beast::flat_buffer buffer(read_buffer_limit(options_.max_header));
   for (bool first = true;; first = false) {
-    // Between requests the client may idle; once a request starts it must arrive promptly.
-    if (!first && buffer.size() == 0) {
-      stream.expires_after(options_.idle_timeout);
+    // A head must be complete within header_timeout of the connection's start, or of the first
+    // byte of a later request; between requests the client may idle for idle_timeout.
+    auto head_deadline = Clock::now() + options_.header_timeout;
+    if (buffer.size() == 0) {
+      // Waiting for a request and holding none: at the connection cap, this one may be closed
+      // to make room for a new client.
+      lease.idle();
+      if (first) {
+        stream.expires_at(head_deadline);
+      } else {
+        stream.expires_after(options_.idle_timeout);
+      }
       // 1 KiB holds a typical request head; a longer one grows the buffer as it is read.
       const auto n = co_await stream.async_read_some(buffer.prepare(1024),
                                                      asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) break;
+      if (!lease.busy() || ec) break;  // evicted, closed or timed out
       buffer.commit(n);
+      if (!first) head_deadline = Clock::now() + options_.header_timeout;
     }
     RequestParser parser;
     apply_limits(parser, options_.max_header, options_.max_body);
-    auto read = co_await read_request(stream, buffer, parser);
+    auto read = co_await read_request(stream, buffer, parser, head_deadline);
     if (read.outcome == ReadResult::Outcome::kClosed) break;
     if (read.outcome == ReadResult::Outcome::kRejected) {
       co_await reject(stream, read.refusal, client);
@@ -165,7 +238,7 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
     ex.client = client;
     ex.start = Clock::now();
     ex.request = parser.release();
-    ex.verified = std::move(read.subject);
+    ex.admitted = std::move(read.admission);
     // While the request is away (up to a minute for a slow service) its connection holds no read
     // buffer; bytes of a pipelined next request keep it.
     if (buffer.size() == 0) buffer.shrink_to_fit();
@@ -187,28 +260,36 @@ asio::awaitable<void> Server::session(tcp::socket socket) {
 
 asio::awaitable<Server::ReadResult> Server::read_request(beast::tcp_stream& stream,
                                                          beast::flat_buffer& buffer,
-                                                         RequestParser& parser) {
+                                                         RequestParser& parser,
+                                                         Clock::time_point head_deadline) {
   beast::error_code ec;
-  std::optional<std::string> subject;
-  stream.expires_after(options_.header_timeout);
+  auto result = ReadResult::request();
+  std::optional<HeadSnapshot> head_only;
+  stream.expires_at(head_deadline);
   co_await http::async_read_header(stream, buffer, parser,
                                    asio::redirect_error(asio::use_awaitable, ec));
   if (!ec) {
     const auto& head = parser.get();
+    // Framing first: with it wrong, what follows the head cannot be told from a next request.
+    if (auto refusal = check_framing(head)) co_return ReadResult::rejected(std::move(*refusal));
     if (auto refusal = check_expect(head)) co_return ReadResult::rejected(std::move(*refusal));
-    // The client waits for our word before sending the body: refuse now what the head alone
-    // condemns (bad credentials, unknown service) rather than invite a body to reject.
-    if (expects_continue(head) && !is_admin_endpoint(head.method(), head.target())) {
+    const bool expect = expects_continue(head);
+    // Decided on the head, before any body is read: with auth on, always, so that a stranger's
+    // body is never buffered; and when the client waits for 100 Continue, so that a body is never
+    // invited only to be refused. Only a small body is drained to keep the connection.
+    if ((expect || auth_.enabled()) && !is_admin_endpoint(head.method(), head.target())) {
       auto admission = admit(head, auth_, settings_, std::chrono::system_clock::now());
-      if (admission.refusal) co_return ReadResult::rejected(std::move(*admission.refusal));
-      // Verified once: the full request is not checked again.
-      if (auth_.enabled()) subject = std::move(admission.subject);
+      if (admission.refusal && (expect || !cheap_to_drain(parser))) {
+        co_return ReadResult::rejected(std::move(*admission.refusal));
+      }
+      result.admission = std::move(admission);
     }
-    if (expects_continue(head) && !parser.is_done()) {
+    if (expect && !parser.is_done()) {
       http::response<http::empty_body> cont{http::status::continue_, 11};
       stream.expires_after(options_.body_timeout);
       co_await http::async_write(stream, cont, asio::redirect_error(asio::use_awaitable, ec));
     }
+    head_only.emplace(parser);
   }
   if (!ec) {
     stream.expires_after(options_.body_timeout);
@@ -216,8 +297,7 @@ asio::awaitable<Server::ReadResult> Server::read_request(beast::tcp_stream& stre
                               asio::redirect_error(asio::use_awaitable, ec));
   }
   if (!ec) {
-    auto result = ReadResult::request();
-    result.subject = std::move(subject);
+    head_only->restore(parser);  // trailers never count as headers
     co_return result;
   }
   if (auto refusal = read_refusal(ec)) co_return ReadResult::rejected(std::move(*refusal));
@@ -288,8 +368,9 @@ AdminState Server::admin_state() const {
 }
 
 asio::awaitable<void> Server::forward(Exchange& ex) {
-  auto admission =
-      admit(ex.request, auth_, settings_, std::chrono::system_clock::now(), ex.verified);
+  auto admission = ex.admitted
+                       ? std::move(*ex.admitted)
+                       : admit(ex.request, auth_, settings_, std::chrono::system_clock::now());
   ex.subject = std::move(admission.subject);
   if (admission.refusal) {
     ex.response = refusal_response(*admission.refusal, &ex.request, auth_);

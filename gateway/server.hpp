@@ -18,6 +18,7 @@
 #include "gateway/admin.hpp"
 #include "gateway/auth.hpp"
 #include "gateway/broker_client.hpp"
+#include "gateway/connection_table.hpp"
 #include "gateway/metrics.hpp"
 #include "gateway/request_checks.hpp"
 #include "gateway/request_mapper.hpp"
@@ -31,7 +32,10 @@ struct ServerOptions {
   int threads = static_cast<int>(options::gateway::kThreads.default_integer());  // 0: one per core
   std::size_t max_body = options::gateway::kMaxBody.default_integer();
   std::size_t max_header = options::gateway::kMaxHeader.default_integer();
+  // At the cap, the connection idle longest is closed to make room; none idle: the new one is.
   std::size_t max_connections = options::gateway::kMaxConnections.default_integer();
+  std::size_t max_connections_per_client =  // 0: no limit per client address
+      options::gateway::kMaxConnectionsPerClient.default_integer();
   // To receive a complete request head; to receive the body; keep-alive with no request.
   std::chrono::milliseconds header_timeout = options::gateway::kHeaderTimeout.default_seconds();
   std::chrono::milliseconds body_timeout = options::gateway::kBodyTimeout.default_seconds();
@@ -51,7 +55,9 @@ struct ServerCounters {
   std::atomic<std::uint64_t> timeouts{0};
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> connections{0};
-  std::atomic<std::uint64_t> rejected_connections{0};
+  std::atomic<std::uint64_t> rejected_connections{0};  // closed at accept, either limit
+  std::atomic<std::uint64_t> rejected_per_client{0};   // ... of which the per-client one
+  std::atomic<std::uint64_t> evicted_idle{0};          // idle ones closed to make room
 };
 
 class Server {
@@ -69,10 +75,12 @@ class Server {
 
  private:
   asio::awaitable<void> accept_loop();
-  asio::awaitable<void> session(tcp::socket socket);
+  asio::awaitable<void> session(std::shared_ptr<beast::tcp_stream> stream,
+                                ConnectionTable::Lease lease, std::string client);
   struct ReadResult;
   asio::awaitable<ReadResult> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                           RequestParser& parser);
+                                           RequestParser& parser,
+                                           std::chrono::steady_clock::time_point head_deadline);
   asio::awaitable<void> reject(beast::tcp_stream& stream, const Refusal& refusal,
                                const std::string& client);
   struct Exchange;
@@ -90,6 +98,7 @@ class Server {
   IdGenerator ids_;
   asio::io_context io_;
   tcp::acceptor acceptor_;
+  ConnectionTable connections_;
   std::vector<std::thread> threads_;
   ServerCounters counters_;
   std::atomic<bool> stopping_{false};

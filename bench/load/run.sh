@@ -183,7 +183,7 @@ start_courier() {  # start_courier CONNECTIONS
   done
   start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GW_PORT" \
     --broker "tcp://127.0.0.1:$BR_FRONT" --threads "$GATEWAY_THREADS" \
-    --max-connections $((2 * SLOW_CONNECTIONS + 1000))
+    --max-connections $((2 * SLOW_CONNECTIONS + 1000)) --max-connections-per-client 0
   wait_until 15 courier_ready
   wait_until 10 http_ok "http://127.0.0.1:$GW_PORT/rule-engine/health"
 }

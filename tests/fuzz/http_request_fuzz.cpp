@@ -1,8 +1,9 @@
 // libFuzzer target: arbitrary bytes as an HTTP request through the gateway's own request handling:
-// the server's parser limits and checks (read errors, Expect, credentials, route), the admin
+// the server's parser limits and checks (read errors, framing, Expect, credentials, route), the admin
 // endpoints, envelope assembly and the reply mapping; only the sockets are left out.
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 
 #include "common/asio.hpp"
 #include "common/config.hpp"
@@ -40,10 +41,21 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   const auto now = std::chrono::system_clock::time_point{} + std::chrono::hours(473'000);
   RequestParser parser;
   apply_limits(parser, kDefaultMaxHeader, kDefaultMaxBody);
-  parser.eager(true);
+  // As the server reads: the head first, its framing checked, then the body, trailers dropped.
   beast::error_code ec;
-  parser.put(asio::buffer(data, size), ec);
+  const auto used = parser.put(asio::buffer(data, size), ec);
+  std::optional<HeadSnapshot> head_only;
+  if (!ec && parser.is_header_done()) {
+    if (const auto refusal = check_framing(parser.get())) {
+      (void)refusal_response(*refusal, nullptr, auth()).body().size();
+      return 0;
+    }
+    head_only.emplace(parser);
+    parser.eager(true);
+    if (!parser.is_done()) parser.put(asio::buffer(data + used, size - used), ec);
+  }
   if (!ec && !parser.is_done()) parser.put_eof(ec);
+  if (!ec && head_only) head_only->restore(parser);
   if (ec) {
     if (const auto refusal = read_refusal(ec)) {
       (void)refusal_response(*refusal, nullptr, auth()).body().size();

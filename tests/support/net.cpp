@@ -176,6 +176,32 @@ std::error_code TestHttpConnection::connect(std::uint16_t port, std::chrono::mil
   return {};
 }
 
+std::error_code TestHttpConnection::connect_from(std::string_view source, std::uint16_t port,
+                                                 std::chrono::milliseconds timeout) {
+  close();
+  impl_->port = port;
+  beast::error_code ec;
+  const auto from = asio::ip::make_address_v4(std::string(source), ec);
+  auto& socket = impl_->stream.socket();
+  if (!ec) socket.open(tcp::v4(), ec);
+  if (!ec) socket.bind(tcp::endpoint(from, 0), ec);
+  if (ec) {
+    impl_->mark_closed_on(ec);
+    return make_error_code(ClientError::kConnectFailed);
+  }
+  // async_connect keeps a socket that is already open, and so the address bound above.
+  const tcp::endpoint endpoint(asio::ip::make_address_v4("127.0.0.1"), port);
+  ec = impl_->run(timeout, [&](auto handler) { impl_->stream.async_connect(endpoint, handler); });
+  if (ec) {
+    impl_->mark_closed_on(ec);
+    return ec == beast::error::timeout ? make_error_code(ClientError::kTimeout)
+                                       : make_error_code(ClientError::kConnectFailed);
+  }
+  socket.set_option(tcp::no_delay(true));
+  impl_->open = true;
+  return {};
+}
+
 std::error_code TestHttpConnection::send(std::string_view method, std::string_view target,
                                          const HeaderList& headers, std::string_view body,
                                          std::chrono::milliseconds timeout) {

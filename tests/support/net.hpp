@@ -96,6 +96,10 @@ class TestHttpConnection {
 
   std::error_code connect(std::uint16_t port,
                           std::chrono::milliseconds timeout = kDefaultClientTimeout);
+  // Like connect(), from `source` (an IPv4 address such as "127.0.0.2": on Linux all of
+  // 127.0.0.0/8 is loopback), so a test can play several clients with different addresses.
+  std::error_code connect_from(std::string_view source, std::uint16_t port,
+                               std::chrono::milliseconds timeout = kDefaultClientTimeout);
 
   // Adds Host (unless given) and Content-Length for a non-empty body (unless Content-Length or
   // Transfer-Encoding is given, so tests can send deliberately odd framing).

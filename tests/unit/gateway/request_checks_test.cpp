@@ -85,6 +85,110 @@ TEST(ReadRefusal, MalformedInputIs400AndAnEndedConnectionIsNobodyToAnswer) {
   EXPECT_FALSE(read_refusal(asio::error::connection_reset));
 }
 
+TEST(ReadBufferLimit, AnEndlessChunkLineIsRefused431) {
+  // Beast bounds neither a chunk line nor the trailer section: the read buffer's limit does.
+  const std::size_t limit = read_buffer_limit(kDefaultMaxHeader);
+  EXPECT_GT(limit, kDefaultMaxHeader) << "an oversized head is still refused as a head";
+  const auto refusal = read_refusal(http::error::buffer_overflow);
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->kind, ErrorKind::kHeadersTooLarge);
+}
+
+// The head as the parser leaves it after the header (Beast has checked what it checks).
+struct Head {
+  beast::error_code ec;
+  RequestParser parser;
+};
+std::unique_ptr<Head> head_of(std::string_view bytes) {
+  auto h = std::make_unique<Head>();
+  apply_limits(h->parser, kDefaultMaxHeader, kDefaultMaxBody);
+  h->parser.put(asio::buffer(bytes.data(), bytes.size()), h->ec);
+  return h;
+}
+
+TEST(CheckFraming, OnlyOneTransferEncodingThatIsExactlyChunkedPasses) {
+  for (const std::string te : {"chunked", "Chunked", "CHUNKED"}) {
+    const auto h = head_of("POST /svc/x HTTP/1.1\r\nTransfer-Encoding: " + te + "\r\n\r\n");
+    ASSERT_FALSE(h->ec) << te;
+    EXPECT_FALSE(check_framing(h->parser.get())) << te;
+  }
+  for (const std::string te : {"gzip", "chunked, gzip", "gzip, chunked", "xchunked", "identity", "",
+                               "chunked;x=1", "gzip\r\nTransfer-Encoding: chunked"}) {
+    const auto h = head_of("POST /svc/x HTTP/1.1\r\nTransfer-Encoding: " + te + "\r\n\r\n");
+    if (h->ec && h->ec != http::error::need_more) continue;  // Beast refused it already
+    const auto refusal = check_framing(h->parser.get());
+    ASSERT_TRUE(refusal) << te;
+    EXPECT_EQ(refusal->kind, ErrorKind::kBadRequest);
+    EXPECT_EQ(refusal->detail, "Transfer-Encoding must be exactly chunked") << te;
+  }
+}
+
+TEST(CheckFraming, TransferEncodingWithContentLengthOrInHttp10IsRefused) {
+  // Beast refuses chunked beside Content-Length itself; another coding it lets through.
+  auto h = head_of("POST /svc/x HTTP/1.1\r\nTransfer-Encoding: gzip\r\nContent-Length: 5\r\n\r\n");
+  EXPECT_TRUE(h->ec == http::error::need_more || !h->ec) << h->ec.message();
+  EXPECT_TRUE(check_framing(h->parser.get()));
+  EXPECT_TRUE(head_of("POST /svc/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n"
+                      "Content-Length: 5\r\n\r\n")
+                  ->ec);
+  h = head_of("POST /svc/x HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n");
+  const auto refusal = check_framing(h->parser.get());
+  ASSERT_TRUE(refusal);
+  EXPECT_EQ(refusal->detail, "Transfer-Encoding is not allowed in HTTP/1.0");
+  EXPECT_FALSE(check_framing(request("/svc/x"))) << "no Transfer-Encoding: nothing to check";
+}
+
+TEST(CheckFraming, BeastRefusesContentLengthsThatDiffer) {
+  EXPECT_EQ(head_of("POST /svc/x HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n")->ec,
+            http::error::bad_content_length);
+  EXPECT_EQ(head_of("POST /svc/x HTTP/1.1\r\nContent-Length: 5, 6\r\n\r\n")->ec,
+            http::error::bad_content_length);
+}
+
+TEST(CheapToDrain, OnlyNoBodyOrASmallKnownLength) {
+  EXPECT_TRUE(cheap_to_drain(head_of("GET /svc/x HTTP/1.1\r\n\r\n")->parser));
+  EXPECT_TRUE(cheap_to_drain(
+      head_of("POST /svc/x HTTP/1.1\r\nContent-Length: " + std::to_string(kCheapDrain) + "\r\n\r\n")
+          ->parser));
+  EXPECT_FALSE(cheap_to_drain(head_of("POST /svc/x HTTP/1.1\r\nContent-Length: " +
+                                      std::to_string(kCheapDrain + 1) + "\r\n\r\n")
+                                  ->parser));
+  EXPECT_FALSE(cheap_to_drain(
+      head_of("POST /svc/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n")->parser));
+}
+
+TEST(HeadSnapshot, TrailerFieldsAreDroppedAndTheHeadIsKept) {
+  const std::string head =
+      "POST /svc/x HTTP/1.1\r\nTransfer-Encoding: chunked\r\nX-Head: h\r\n\r\n";
+  const std::string body =
+      "5\r\nhello\r\n0\r\nX-API-Key: k1\r\nX-Request-Timeout: 0.1\r\nX-Head: trailer\r\n\r\n";
+  RequestParser parser;
+  apply_limits(parser, kDefaultMaxHeader, kDefaultMaxBody);
+  beast::error_code ec;
+  parser.put(asio::buffer(head.data(), head.size()), ec);
+  ASSERT_FALSE(ec);
+  ASSERT_TRUE(parser.is_header_done());
+  HeadSnapshot snapshot(parser);
+  parser.eager(true);
+  parser.put(asio::buffer(body.data(), body.size()), ec);
+  ASSERT_FALSE(ec) << ec.message();
+  ASSERT_TRUE(parser.is_done());
+  // What Beast does on its own: the trailers are among the headers.
+  ASSERT_EQ(parser.get()["X-API-Key"], "k1");
+  snapshot.restore(parser);
+  const auto req = parser.release();
+  EXPECT_EQ(req.body(), "hello");
+  EXPECT_EQ(req.count("X-API-Key"), 0u);
+  EXPECT_EQ(req.count("X-Request-Timeout"), 0u);
+  EXPECT_EQ(req.count("X-Head"), 1u);
+  EXPECT_EQ(req["X-Head"], "h");
+  EXPECT_EQ(req.target(), "/svc/x");
+  // So credentials in a trailer authenticate nobody.
+  const auto a = admit(req, api_keys(), one_service(), kNow);
+  ASSERT_TRUE(a.refusal);
+  EXPECT_EQ(a.refusal->kind, ErrorKind::kUnauthorized);
+}
+
 TEST(CheckExpect, OnlyHundredContinueIsMet) {
   auto req = request("/svc/x");
   EXPECT_FALSE(check_expect(req));
