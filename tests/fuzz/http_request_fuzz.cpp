@@ -1,6 +1,6 @@
 // libFuzzer target: arbitrary bytes as an HTTP request through the gateway's own request handling:
-// the server's parser limits and checks (read errors, framing, Expect, credentials, route), the admin
-// endpoints, envelope assembly and the reply mapping; only the sockets are left out.
+// the server's parser limits and checks (read errors, framing, Expect, credentials, route), the
+// admin endpoints, envelope assembly and the reply mapping; only the sockets are left out.
 #include <cstddef>
 #include <cstdint>
 #include <optional>
