@@ -1,5 +1,6 @@
 #include "common/envelope.hpp"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <msgpack.hpp>
@@ -99,6 +100,36 @@ struct Reader {
   }
 };
 
+// RFC 9110 5.6.2.
+bool is_token(std::string_view s) {
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u >= '0' && u <= '9') || (u >= 'a' && u <= 'z') || (u >= 'A' && u <= 'Z') ||
+           kSymbols.find(c) != kSymbols.npos;
+  });
+}
+
+bool has_control(std::string_view s, bool allow_tab) {
+  return std::any_of(s.begin(), s.end(), [allow_tab](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && !(allow_tab && u == '\t')) || u == 0x7f;
+  });
+}
+
+// What a worker turns into a request line and header lines: nothing in it may end a line early
+// (CR, LF, NUL) or split the request line (whitespace in method or target). The gateway never
+// produces such a request; a frame that carries one is forged.
+bool sendable(const RequestEnvelope& r) {
+  if (!is_token(r.method)) return false;
+  if (has_control(r.target, false) || r.target.find(' ') != std::string::npos) return false;
+  if (has_control(r.request_id, false) || has_control(r.service, false)) return false;
+  return std::all_of(r.headers.begin(), r.headers.end(), [](const Header& h) {
+    return is_token(h.name) &&
+           h.value.find_first_of(std::string_view("\r\n\0", 3)) == std::string::npos;
+  });
+}
+
 // Unpacks `data` as one msgpack array of exactly `n` elements whose first is the version.
 std::error_code open(std::string_view data, std::uint32_t n, msgpack::object_handle& handle,
                      Reader& reader) {
@@ -191,7 +222,7 @@ std::error_code decode(std::string_view data, RequestEnvelope& out) {
       !r.str(9, out.request_id, 256)) {
     return EnvelopeError::kWrongType;
   }
-  if (out.method.empty() || attempt > 1000) return EnvelopeError::kBadValue;
+  if (out.method.empty() || attempt > 1000 || !sendable(out)) return EnvelopeError::kBadValue;
   out.deadline_ms = deadline;
   out.attempt = static_cast<std::uint32_t>(attempt);
   return {};

@@ -1,6 +1,7 @@
 // The msgpack envelopes carried in the last frame of REQUEST and REPLY messages.
 // Decoding validates every field and returns an error value on any malformed input; it never
-// throws.
+// throws. A request whose method, target or headers could not be sent as HTTP/1.1 as they are
+// (CR, LF or NUL in a line, a method that is not a token) is kBadValue.
 #pragma once
 
 #include <cstdint>

@@ -294,7 +294,17 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
     const auto decision =
         decide_retry(policy_, {attempt.outcome, attempts, retry_safe, attempt.retry_after},
                      Clock::now(), deadline, rng_);
-    if (!decision.retry) co_return final_reply(std::move(attempt), deadline);
+    if (!decision.retry) {
+      if (attempt.fetch.outcome == FetchOutcome::kResetBeforeResponse &&
+          attempt.fetch.request_sent && !retry_safe) {
+        ++stats_.lost_after_sending;
+        spdlog::warn(
+            "upstream connection lost after sending request_id={} service={} method={}: not "
+            "retry-safe, not sent again",
+            request.request_id, service_.name, request.method);
+      }
+      co_return final_reply(std::move(attempt), deadline);
+    }
     if (!lease.begin_retry()) {
       ++stats_.budget_rejections;
       co_return final_reply(std::move(attempt), deadline);
@@ -320,7 +330,9 @@ Forwarder::Attempt Forwarder::classify(FetchResult result, SystemClock::time_poi
       attempt.outcome = AttemptOutcome::kConnectFailed;
       break;
     case FetchOutcome::kResetBeforeResponse:
-      attempt.outcome = AttemptOutcome::kResetBeforeResponse;
+      // Nothing of the request went out: as safe to repeat as a failed connect.
+      attempt.outcome = result.request_sent ? AttemptOutcome::kResetBeforeResponse
+                                            : AttemptOutcome::kConnectFailed;
       break;
     case FetchOutcome::kTimeout:
       attempt.outcome = AttemptOutcome::kTimeout;
@@ -346,8 +358,13 @@ ReplyEnvelope Forwarder::final_reply(Attempt attempt, TimePoint deadline) const 
       return make_error_reply(ErrorKind::kUnavailable, service_.name,
                               is_timeout(ec) ? "connect timed out" : describe(ec));
     case FetchOutcome::kResetBeforeResponse:
-      return make_error_reply(ErrorKind::kUnavailable, service_.name,
-                              "connection closed before any response: " + describe(ec));
+      if (!attempt.fetch.request_sent) {
+        return make_error_reply(ErrorKind::kUnavailable, service_.name,
+                                "connection closed before the request was sent: " + describe(ec));
+      }
+      // The upstream may have acted on the request: the client must know it was not refused.
+      return make_error_reply(ErrorKind::kBadResponse, service_.name,
+                              "connection lost after sending: " + describe(ec));
     case FetchOutcome::kTimeout:
       return make_error_reply(ErrorKind::kTimeout, service_.name, "no response in time");
     case FetchOutcome::kBadResponse:

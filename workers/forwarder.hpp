@@ -40,6 +40,9 @@ struct ForwarderStats {
   std::uint64_t circuit_rejections = 0;  // requests failed fast by an open circuit
   std::uint64_t budget_rejections = 0;   // retries the retry budget refused
   std::uint64_t circuit_failures = 0;    // attempts the breaker counted as upstream failures
+  // Requests answered 502 because the connection was lost after (part of) the request went out
+  // and the request is not retry-safe: never sent twice, so the client must decide.
+  std::uint64_t lost_after_sending = 0;
 };
 
 // True if the breaker counts this upstream attempt against the upstream: it was not reached, did

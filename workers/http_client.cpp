@@ -1,6 +1,14 @@
 #include "workers/http_client.hpp"
 
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <string>
+
+#include "common/envelope.hpp"
+#include "common/http_headers.hpp"
 
 namespace courier::workers {
 
@@ -15,7 +23,8 @@ struct ConnectionPool::Connection {
 
 namespace {
 
-constexpr std::uint64_t kBodyLimit = std::uint64_t{256} << 20;
+// A body the reply envelope could not carry is a bad response, not an allocation to attempt.
+constexpr std::uint64_t kBodyLimit = kMaxEnvelopeBody;
 // The buffer for reading a body: 16 reads for a 64 KiB body instead of 128 with Beast's 512-byte
 // default. It is taken only once a head announces a body still to come, and given back after the
 // exchange, so the thousands of requests waiting on a slow upstream hold 512 bytes each, not 4 KiB.
@@ -28,21 +37,65 @@ struct Exchange {
   bool nothing_received = false;  // it failed before any response byte, and not by timeout
 };
 
-Exchange failed(FetchOutcome outcome, const beast::error_code& ec) {
+Exchange failed(FetchOutcome outcome, const beast::error_code& ec, bool sent = true) {
   Exchange exchange;
   exchange.result.outcome = outcome;
   exchange.result.ec = ec;
+  exchange.result.request_sent = sent;
   return exchange;
+}
+
+// RFC 9110 5.6.2 token, and a field value without CR, LF, NUL or other controls but HTAB. The
+// reply goes to a client through the gateway: a value the parser let through must not split it.
+bool is_token(std::string_view s) {
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x80 && std::isalnum(u)) || kSymbols.find(c) != kSymbols.npos;
+  });
+}
+
+bool is_field_value(std::string_view s) {
+  return std::none_of(s.begin(), s.end(), [](char c) {
+    const auto u = static_cast<unsigned char>(c);
+    return (u < 0x20 && u != '\t') || u == 0x7f;
+  });
+}
+
+bool valid_fields(const UpstreamResponse& response) {
+  return std::all_of(response.begin(), response.end(), [](const auto& field) {
+    return is_token(field.name_string()) && is_field_value(field.value());
+  });
+}
+
+// The same rule as courier::is_retry_safe, read from the request as it goes out.
+bool request_is_retry_safe(const UpstreamRequest& request) {
+  return is_idempotent_method(request.method_string()) ||
+         request.find("Idempotency-Key") != request.end();
+}
+
+// True if the upstream closed an idle connection (FIN or RST waiting), or sent bytes nobody asked
+// for: either way it cannot carry a request. A non-blocking peek, so the race with the
+// upstream's idle timeout narrows to the time between this check and the write.
+bool idle_connection_unusable(tcp::socket& socket) {
+  char byte = 0;
+  const auto n = ::recv(socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+  return true;  // 0: end of stream; > 0: unsolicited bytes
 }
 
 asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                    const UpstreamRequest& request, TimePoint deadline) {
   beast::error_code ec;
   stream.expires_at(deadline);  // covers the write and every read below
-  co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
-  if (ec == beast::error::timeout) co_return failed(FetchOutcome::kTimeout, ec);
+  // Beast counts the bytes of every write that succeeded, also when a later one fails: any of
+  // them may have reached the upstream, so the request counts as sent from the first byte.
+  const std::size_t written =
+      co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
+  const bool sent = written > 0 || !ec;
+  if (ec == beast::error::timeout) co_return failed(FetchOutcome::kTimeout, ec, sent);
   if (ec) {
-    auto exchange = failed(FetchOutcome::kResetBeforeResponse, ec);
+    auto exchange = failed(FetchOutcome::kResetBeforeResponse, ec, sent);
     exchange.nothing_received = true;
     co_return exchange;
   }
@@ -74,13 +127,24 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
     if (ec) co_return failed(FetchOutcome::kBadResponse, ec);
 
     const unsigned status = parser.get().result_int();
+    if (status < 100 || status > 599) {
+      co_return failed(FetchOutcome::kBadResponse, http::error::bad_status);
+    }
     if (status == 101) {
       // We never ask to switch protocols, so the upstream is not speaking HTTP to us any more.
       co_return failed(FetchOutcome::kBadResponse, http::error::bad_status);
     }
     if (status / 100 == 1) continue;  // 100 Continue, 103 Early Hints: the real answer follows
+    const unsigned version = parser.get().version();
+    if (version != 10 && version != 11) {
+      co_return failed(FetchOutcome::kBadResponse, http::error::bad_version);
+    }
+    if (!valid_fields(parser.get())) {
+      co_return failed(FetchOutcome::kBadResponse, http::error::bad_value);
+    }
 
     Exchange exchange;
+    exchange.result.request_sent = true;
     // HTTP/1.0 keep-alive is rare and fragile; bytes beyond the response mean the framing is off.
     exchange.reusable = parser.keep_alive() && parser.get().version() == 11 && buffer.size() == 0;
     if (buffer.size() == 0) buffer.shrink_to_fit();  // an idle or waiting connection holds none
@@ -125,20 +189,31 @@ asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& reques
     return std::move(exchange.result);
   };
 
-  if (!idle_.empty()) {
+  while (!idle_.empty()) {
     auto connection = std::move(idle_.back());
     idle_.pop_back();
+    if (idle_connection_unusable(connection->stream.socket())) {
+      ++stats_.idle_found_closed;
+      continue;
+    }
     ++stats_.connections_reused;
     auto result = co_await exchange(connection->stream, connection->buffer, request, deadline);
     if (!result.nothing_received) co_return finish(std::move(connection), std::move(result));
     // The upstream closed this connection while it sat idle and we raced its FIN or RST: it
-    // answered nothing, so the request goes again on a fresh connection, as clients commonly do.
+    // answered nothing. Sending the request again on a fresh connection, as clients commonly do,
+    // is harmless only if none of it went out or a second copy cannot do harm: the upstream may
+    // have read all of it and acted on it before closing.
+    if (result.result.request_sent && !request_is_retry_safe(request)) {
+      ++stats_.replays_refused;
+      co_return std::move(result.result);
+    }
     ++stats_.stale_replays;
+    break;
   }
 
   auto connection = std::make_unique<Connection>(executor_);
   if (auto ec = co_await connect(*connection, deadline)) {
-    co_return FetchResult{FetchOutcome::kConnectFailed, ec, {}};
+    co_return FetchResult{FetchOutcome::kConnectFailed, ec, false, {}};
   }
   auto result = co_await exchange(connection->stream, connection->buffer, request, deadline);
   co_return finish(std::move(connection), std::move(result));

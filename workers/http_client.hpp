@@ -20,7 +20,7 @@ using UpstreamResponse = http::response<http::string_body>;
 enum class FetchOutcome {
   kOk,                   // `response` holds a complete response (any status)
   kConnectFailed,        // resolve or connect failed: nothing was sent
-  kResetBeforeResponse,  // the request went out, the connection closed before any response byte
+  kResetBeforeResponse,  // the connection closed before any response byte (see request_sent)
   kTimeout,              // the deadline passed after the request went out
   kBadResponse,          // unparseable, over the size limits, or truncated
 };
@@ -29,6 +29,9 @@ const char* to_string(FetchOutcome outcome);
 struct FetchResult {
   FetchOutcome outcome = FetchOutcome::kOk;
   std::error_code ec;  // the underlying cause when outcome != kOk
+  // Some byte of the request may have reached the upstream (a write that failed counts if it
+  // wrote anything). A request that is not retry-safe is never sent again once this is true.
+  bool request_sent = false;
   UpstreamResponse response;
 };
 
@@ -36,6 +39,10 @@ struct PoolStats {
   std::uint64_t connections_opened = 0;
   std::uint64_t connections_reused = 0;
   std::uint64_t stale_replays = 0;  // reused connections found closed, request sent again
+  // Idle connections found closed (or carrying unsolicited bytes) before reuse, and dropped.
+  std::uint64_t idle_found_closed = 0;
+  // Reused connections lost after the request went out, not replayed: not retry-safe.
+  std::uint64_t replays_refused = 0;
 };
 
 // Keep-alive connections to one upstream. Not thread-safe: every call must come from the
@@ -48,8 +55,10 @@ class ConnectionPool {
   ConnectionPool& operator=(const ConnectionPool&) = delete;
 
   // Sends `request` as is (the caller sets Host and the body headers) and reads the response,
-  // skipping 1xx interim responses. Nothing outlives `deadline`. A reused connection that the
-  // upstream closed while it sat idle is replaced transparently, once.
+  // skipping 1xx interim responses. Nothing outlives `deadline`. An idle connection is checked
+  // before reuse and dropped if the upstream closed it. A reused connection lost before any
+  // response byte is replaced transparently, once, only if nothing of the request was written or
+  // the request is retry-safe (is_retry_safe): a POST is never sent to the upstream twice.
   asio::awaitable<FetchResult> fetch(const UpstreamRequest& request,
                                      std::chrono::steady_clock::time_point deadline);
 

@@ -120,7 +120,7 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
     case Command::kRequest: {
       protocol::RequestHeader header;
       if (protocol::parse_request(frames, 0, header)) {
-        spdlog::warn("malformed request from broker {} dropped", link.endpoint());
+        note_malformed(link, "dropped: bad frames");
         return;
       }
       in_flight_.fetch_add(1);
@@ -169,9 +169,11 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
     header.id = id;
     header.flags = flags;
     if (const auto ec = decode(protocol::view(envelope), request)) {
+      note_malformed(*links_[link], "refused: " + ec.message());
       result = refuse(ErrorKind::kBadRequest, "invalid request envelope: " + ec.message());
     } else if (const auto why = protocol::request_mismatch(header, request); !why.empty()) {
       // Frames are hostile input: run only what the frames and the envelope agree on.
+      note_malformed(*links_[link], "refused: " + std::string(why));
       result = refuse(ErrorKind::kBadRequest, std::string(why));
     } else {
       envelope = zmq::message_t();  // free the request buffer before the upstream call
@@ -185,6 +187,14 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
   release_slot();
   reply(link, id, result);
   in_flight_.fetch_sub(1);
+}
+
+void Worker::note_malformed(const Link& link, std::string_view what) {
+  const auto n = malformed_requests_.fetch_add(1) + 1;
+  if (n == 1 || n % 1000 == 0) {
+    spdlog::warn("malformed request from broker {} {} ({} malformed so far)", link.endpoint(), what,
+                 n);
+  }
 }
 
 WorkerStatus Worker::status() const {

@@ -11,6 +11,7 @@
 #include <deque>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 #include <zmq.hpp>
 
@@ -46,6 +47,8 @@ class Worker {
   std::size_t drain_and_stop();
 
   std::int64_t in_flight() const { return in_flight_.load(); }
+  // REQUEST messages from a broker that were dropped or refused as malformed (any thread).
+  std::uint64_t malformed_requests() const { return malformed_requests_.load(); }
 
  private:
   // Everything below runs on the io thread (io_), which runs the broker links and the upstream
@@ -70,6 +73,9 @@ class Worker {
   // What the heartbeats carry about this worker: its breaker state and counters.
   WorkerStatus status() const;
   void stop_links();  // from any thread
+  // Counts a malformed REQUEST and logs it, the first and then one in 1000: a broker (or whoever
+  // speaks for it) must not be able to flood the log.
+  void note_malformed(const Link& link, std::string_view what);
 
   WorkerOptions options_;
   ServiceConfig service_;
@@ -82,6 +88,7 @@ class Worker {
   std::vector<std::unique_ptr<Link>> links_;
   std::thread io_thread_;
   std::atomic<std::int64_t> in_flight_{0};
+  std::atomic<std::uint64_t> malformed_requests_{0};
   std::atomic<bool> draining_{false};
   std::chrono::steady_clock::time_point started_{};
   std::uint32_t running_ = 0;

@@ -583,6 +583,36 @@ TEST(WorkerFrames, RetrySafeFlagOnPostWithoutKeyIsRefusedAndNeverReachesTheUpstr
   EXPECT_EQ(upstream.hits("/orders"), 1u);
 }
 
+TEST(WorkerFrames, ForgedEnvelopeWithLineBreaksIsRefusedAndNeverReachesTheUpstream) {
+  TestUpstream upstream;
+  HandBroker broker;
+  ChildProcess worker(COURIER_WORKER_BIN,
+                      {"--service", "rule-engine", "--broker", broker.endpoint(), "--id", "w-1"},
+                      {{"RULE_ENGINE_URL", upstream.url()}, {"AI_GM_URL", upstream.url()}});
+
+  // Request smuggling through a forged envelope: a header value that ends the head and starts a
+  // second request, and a method that carries a whole request line.
+  auto smuggle = post_without_key(1);
+  smuggle.headers = {{"X-Forged", "1\r\nContent-Length: 0\r\n\r\nGET /smuggled HTTP/1.1\r\nX: y"}};
+  auto line = post_without_key(2);
+  line.method = "GET /smuggled HTTP/1.1\r\nX:";
+  for (const auto* forged : {&smuggle, &line}) {
+    const auto refused = broker.run(*forged, 0);
+    ASSERT_TRUE(refused) << worker.log_text();
+    EXPECT_EQ(refused->status, 400);
+    ASSERT_TRUE(refused->error);
+    EXPECT_EQ(refused->error->code, "BAD_REQUEST");
+  }
+  EXPECT_EQ(upstream.request_count(), 0u);
+
+  // The worker is still there, and serves a well-formed request once.
+  const auto ran = broker.run(post_without_key(3), 0);
+  ASSERT_TRUE(ran) << worker.log_text();
+  EXPECT_EQ(ran->status, 200);
+  EXPECT_EQ(upstream.hits("/orders"), 1u);
+  EXPECT_EQ(upstream.hits("/smuggled"), 0u);
+}
+
 TEST(WorkerAuth, BearerModeReplacesClientAuthorizationWithSecretFromEnv) {
   TestUpstream upstream;
   const std::string secret = "s3cret-token-7f1";

@@ -104,6 +104,39 @@ struct TestUpstream::Impl {
   std::optional<Step> default_step;
   std::vector<RecordedRequest> records;
   std::map<std::string, std::size_t, std::less<>> hit_counts;
+  struct CutShort {
+    std::size_t body_bytes = 0;
+    std::size_t times = 0;
+  };
+  std::map<std::string, CutShort, std::less<>> cut_short;
+
+  // Takes one of the close_during_body() requests for `path`, if any is left.
+  std::optional<std::size_t> take_cut_short(std::string_view path) {
+    std::lock_guard lock(mutex);
+    auto it = cut_short.find(path);
+    if (it == cut_short.end() || it->second.times == 0) return std::nullopt;
+    --it->second.times;
+    return it->second.body_bytes;
+  }
+
+  void record_partial(const Request& request, std::uint64_t connection_index,
+                      std::uint64_t index_on_connection) {
+    RecordedRequest record;
+    record.method = std::string(request.method_string());
+    record.target = std::string(request.target());
+    for (const auto& field : request) {
+      record.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+    }
+    record.body = request.body();
+    record.connection_index = connection_index;
+    record.index_on_connection = index_on_connection;
+    {
+      std::lock_guard lock(mutex);
+      ++hit_counts[std::string(path_of(record.target))];
+      records.push_back(std::move(record));
+    }
+    changed.notify_all();
+  }
 
   void stop() {
     std::call_once(stop_once, [this] {
@@ -275,6 +308,17 @@ struct TestUpstream::Impl {
         co_await http::async_write(connection.stream, go_on,
                                    asio::redirect_error(asio::use_awaitable, ec));
       }
+      if (!ec && !parser.is_done()) {
+        if (const auto cut = take_cut_short(path_of(parser.get().target()))) {
+          while (!ec && !parser.is_done() && parser.get().body().size() < *cut) {
+            co_await http::async_read_some(connection.stream, buffer, parser,
+                                           asio::redirect_error(asio::use_awaitable, ec));
+          }
+          if (stopping) co_return;
+          record_partial(parser.get(), connection_index, index_on_connection);
+          co_return;  // unread bytes left: closing sends a reset
+        }
+      }
       if (!ec) {
         co_await http::async_read(connection.stream, buffer, parser,
                                   asio::redirect_error(asio::use_awaitable, ec));
@@ -375,6 +419,11 @@ void TestUpstream::clear_scripts() {
   std::lock_guard lock(impl_->mutex);
   impl_->scripts.clear();
   impl_->default_step.reset();
+}
+
+void TestUpstream::close_during_body(std::string path, std::size_t body_bytes, std::size_t times) {
+  std::lock_guard lock(impl_->mutex);
+  impl_->cut_short[std::move(path)] = Impl::CutShort{body_bytes, times};
 }
 
 void TestUpstream::set_idle_close(std::chrono::milliseconds idle) {

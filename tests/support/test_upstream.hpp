@@ -97,6 +97,12 @@ class TestUpstream {
   void set_default(std::optional<Step> step);  // for unscripted paths; nullopt = echo
   void clear_scripts();                        // also clears the default step
 
+  // The next `times` requests to `path` that announce a body: read the head and at least
+  // `body_bytes` of the body (or all of it if shorter), record the request with the body read so
+  // far, and close without a byte of response (the client sees a reset). Scripts are not
+  // consulted for them.
+  void close_during_body(std::string path, std::size_t body_bytes, std::size_t times = 1);
+
   void set_idle_close(std::chrono::milliseconds idle);  // applies from the next read
   void set_close_after_response(bool close);
 

@@ -307,6 +307,51 @@ TEST_F(ForwarderTest, GarbageBecomesBadResponse) {
   EXPECT_EQ(reply.error->code, "RULE_ENGINE_BAD_RESPONSE");
 }
 
+TEST_F(ForwarderTest, PostLostAfterSendingOnAReusedConnectionIs502AndNotSentAgain) {
+  // The second request is read on the pooled connection, which then closes unanswered.
+  ScriptedUpstream upstream(
+      ioc_, {{ok_response("first")}, {"", /*close_after=*/true}, {ok_response("twice")}});
+  Forwarder forwarder(ioc_.get_executor(), service_config(upstream.url()), "worker-1", 1);
+
+  ASSERT_EQ(forward(forwarder, envelope("POST", "/orders")).status, 200);
+  const auto reply = forward(forwarder, envelope("POST", "/orders"));
+  EXPECT_EQ(reply.status, 502);
+  ASSERT_TRUE(reply.error);
+  EXPECT_EQ(reply.error->code, "RULE_ENGINE_BAD_RESPONSE");
+  EXPECT_EQ(reply.error->detail.rfind("connection lost after sending", 0), 0u)
+      << reply.error->detail;
+  EXPECT_EQ(header(reply, "X-Courier-Attempts"), "1");
+  EXPECT_EQ(upstream.requests().size(), 2u);
+  EXPECT_EQ(upstream.connections(), 1);
+  EXPECT_EQ(forwarder.stats().lost_after_sending, 1u);
+  EXPECT_EQ(forwarder.stats().retries, 0u);
+}
+
+TEST_F(ForwarderTest, GetLostAfterSendingOnAReusedConnectionIsSentAgain) {
+  ScriptedUpstream upstream(
+      ioc_, {{ok_response("first")}, {"", /*close_after=*/true}, {ok_response("second")}});
+  Forwarder forwarder(ioc_.get_executor(), service_config(upstream.url()), "worker-1", 1);
+
+  ASSERT_EQ(forward(forwarder, envelope()).status, 200);
+  const auto reply = forward(forwarder, envelope());
+  EXPECT_EQ(reply.status, 200);
+  EXPECT_EQ(reply.body, "second");
+  EXPECT_EQ(upstream.requests().size(), 3u);
+  EXPECT_EQ(forwarder.stats().lost_after_sending, 0u);
+}
+
+TEST_F(ForwarderTest, UpstreamHeadWithControlBytesBecomesBadResponse) {
+  ScriptedUpstream upstream(
+      ioc_, {{std::string("HTTP/1.1 200 OK\r\nX-Evil: a\x01b\r\nContent-Length: 0\r\n\r\n")}});
+  Forwarder forwarder(ioc_.get_executor(), service_config(upstream.url()), "worker-1", 1);
+
+  const auto reply = forward(forwarder, envelope());
+  EXPECT_EQ(reply.status, 502);
+  ASSERT_TRUE(reply.error);
+  EXPECT_EQ(reply.error->code, "RULE_ENGINE_BAD_RESPONSE");
+  EXPECT_EQ(find(reply.headers, "X-Evil"), nullptr);
+}
+
 TEST_F(ForwarderTest, ExpiredRequestIsNotSent) {
   ScriptedUpstream upstream(ioc_, {{ok_response()}});
   Forwarder forwarder(ioc_.get_executor(), service_config(upstream.url()), "worker-1", 1);

@@ -91,9 +91,25 @@ TEST_F(HttpClientTest, DoesNotPoolConnectionsTheUpstreamWillClose) {
   EXPECT_EQ(pool.stats().connections_opened, 2u);
 }
 
-TEST_F(HttpClientTest, ReplaysOnceWhenIdleConnectionWasClosed) {
+TEST_F(HttpClientTest, DropsAnIdleConnectionTheUpstreamClosedBeforeReusingIt) {
   ScriptedUpstream upstream(
       ioc_, {{ok_response("first"), /*close_after=*/true}, {ok_response("second")}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  ASSERT_EQ(fetch(pool, get()).response.body(), "first");
+  ioc_.restart();
+  ioc_.poll();  // the upstream's close runs: its FIN is then waiting on the pooled socket
+  const auto result = fetch(pool, get("/", http::verb::post));
+  EXPECT_EQ(result.outcome, FetchOutcome::kOk);
+  EXPECT_EQ(result.response.body(), "second");
+  EXPECT_EQ(pool.stats().idle_found_closed, 1u);
+  EXPECT_EQ(pool.stats().stale_replays, 0u);
+  EXPECT_EQ(pool.stats().connections_opened, 2u);
+}
+
+TEST_F(HttpClientTest, ResendsRetrySafeRequestTheUpstreamReadAndDroppedOnAReusedConnection) {
+  ScriptedUpstream upstream(
+      ioc_, {{ok_response("first")}, {"", /*close_after=*/true}, {ok_response("second")}});
   ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
 
   ASSERT_EQ(fetch(pool, get()).response.body(), "first");
@@ -102,6 +118,38 @@ TEST_F(HttpClientTest, ReplaysOnceWhenIdleConnectionWasClosed) {
   EXPECT_EQ(result.response.body(), "second");
   EXPECT_EQ(pool.stats().stale_replays, 1u);
   EXPECT_EQ(pool.stats().connections_opened, 2u);
+  EXPECT_EQ(upstream.requests().size(), 3u);
+}
+
+TEST_F(HttpClientTest, NeverResendsPostTheUpstreamReadAndDroppedOnAReusedConnection) {
+  ScriptedUpstream upstream(
+      ioc_, {{ok_response("first")}, {"", /*close_after=*/true}, {ok_response("twice")}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  auto post = get("/orders", http::verb::post);
+  post.body() = "{}";
+  post.prepare_payload();
+  ASSERT_EQ(fetch(pool, post).response.body(), "first");
+  const auto result = fetch(pool, post);
+  EXPECT_EQ(result.outcome, FetchOutcome::kResetBeforeResponse);
+  EXPECT_TRUE(result.request_sent);
+  EXPECT_EQ(pool.stats().stale_replays, 0u);
+  EXPECT_EQ(pool.stats().replays_refused, 1u);
+  EXPECT_EQ(upstream.requests().size(), 2u);
+  EXPECT_EQ(upstream.connections(), 1);
+}
+
+TEST_F(HttpClientTest, ResendsPostWithIdempotencyKeyTheUpstreamDroppedOnAReusedConnection) {
+  ScriptedUpstream upstream(
+      ioc_, {{ok_response("first")}, {"", /*close_after=*/true}, {ok_response("second")}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  auto post = get("/pay", http::verb::post);
+  post.set("Idempotency-Key", "k-1");
+  post.content_length(0);
+  ASSERT_EQ(fetch(pool, post).response.body(), "first");
+  EXPECT_EQ(fetch(pool, post).response.body(), "second");
+  EXPECT_EQ(pool.stats().stale_replays, 1u);
 }
 
 TEST_F(HttpClientTest, CloseBeforeResponseOnFreshConnectionIsReported) {
@@ -121,6 +169,7 @@ TEST_F(HttpClientTest, ConnectionRefusedIsConnectFailure) {
   const auto result = fetch(pool, get());
   EXPECT_EQ(result.outcome, FetchOutcome::kConnectFailed);
   EXPECT_EQ(result.ec.value(), static_cast<int>(std::errc::connection_refused));
+  EXPECT_FALSE(result.request_sent);
 }
 
 TEST_F(HttpClientTest, SilentUpstreamTimesOut) {
@@ -145,6 +194,53 @@ TEST_F(HttpClientTest, TruncatedBodyIsBadResponse) {
   ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
 
   EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kBadResponse);
+}
+
+// Hostile upstreams: nothing they send may get past the client as a response.
+TEST_F(HttpClientTest, OversizedHeadIsBadResponse) {
+  ScriptedUpstream upstream(ioc_, {{"HTTP/1.1 200 OK\r\nX-Big: " + std::string(100 * 1024, 'a') +
+                                    "\r\nContent-Length: 0\r\n\r\n"}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kBadResponse);
+  EXPECT_EQ(pool.idle_connections(), 0u);
+}
+
+TEST_F(HttpClientTest, ControlBytesInAHeaderAreBadResponse) {
+  const std::vector<std::string> fields = {"X-Evil: a\x01b", "X-Evil: a\x7f", "X Evil: a",
+                                           std::string("X-Evil: a\0b", 11), "X-\xc3\xa9: a"};
+  std::vector<Step> script;
+  for (const auto& field : fields) {
+    script.push_back({"HTTP/1.1 200 OK\r\n" + field + "\r\nContent-Length: 0\r\n\r\n"});
+  }
+  ScriptedUpstream upstream(ioc_, script);
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+  for (const auto& field : fields) {
+    SCOPED_TRACE(field);
+    EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kBadResponse);
+  }
+  EXPECT_EQ(upstream.requests().size(), fields.size());
+}
+
+TEST_F(HttpClientTest, BodyBeyondTheLimitIsBadResponse) {
+  ScriptedUpstream upstream(ioc_, {{"HTTP/1.1 200 OK\r\nContent-Length: 99999999999\r\n\r\nab"}});
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+
+  EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kBadResponse);
+}
+
+TEST_F(HttpClientTest, StatusLineOutsideHttp1IsBadResponse) {
+  const std::vector<std::string> lines = {"HTTP/1.1 999 Nine\r\n", "HTTP/1.1 20 Short\r\n",
+                                          "HTTP/1.1 2000 Long\r\n", "HTTP/9.9 200 OK\r\n",
+                                          "HTTP/1.1 200 OK\r\r\n"};
+  std::vector<Step> script;
+  for (const auto& line : lines) script.push_back({line + "Content-Length: 0\r\n\r\n"});
+  ScriptedUpstream upstream(ioc_, script);
+  ConnectionPool pool(ioc_.get_executor(), upstream.url(), 4);
+  for (const auto& line : lines) {
+    SCOPED_TRACE(line);
+    EXPECT_EQ(fetch(pool, get()).outcome, FetchOutcome::kBadResponse);
+  }
 }
 
 TEST_F(HttpClientTest, UnknownHostIsConnectFailure) {
