@@ -639,10 +639,10 @@ TEST_F(DispatcherTest, AReplyFromAWorkerThatDoesNotHoldTheIdIsDroppedAndCounted)
 TEST_F(DispatcherTest, HeartbeatStatusOfWrongTypesIsReadLenientlyAndNeverThrows) {
   // {"circuit":1} used to escape as json.exception.type_error.302 and kill the broker.
   ready("w1", 1);
-  for (const std::string status :
-       {R"({"circuit":1})", R"({"circuit":{"a":[1,2]},"circuit_accepting":"no"})",
-        R"({"circuit_failure_rate":"NaN","requests":-1,"attempts":1.5,"retries":1e300})",
-        R"({"circuit":null,"circuit_opened":18446744073709551615})"}) {
+  for (const std::string& status : std::vector<std::string>{
+           R"({"circuit":1})", R"({"circuit":{"a":[1,2]},"circuit_accepting":"no"})",
+           R"({"circuit_failure_rate":"NaN","requests":-1,"attempts":1.5,"retries":1e300})",
+           R"({"circuit":null,"circuit_opened":18446744073709551615})"}) {
     heartbeat_with_status("w1", status);
     EXPECT_EQ(counters().malformed, 0u) << status;
   }
@@ -650,8 +650,8 @@ TEST_F(DispatcherTest, HeartbeatStatusOfWrongTypesIsReadLenientlyAndNeverThrows)
   EXPECT_FALSE(listed["status"].contains("circuit"));
   EXPECT_EQ(listed["status"]["requests"], 0);
   // Not objects at all, or too long: counted, the worker keeps serving.
-  for (const std::string status : {std::string("[1]"), std::string("not json"),
-                                   std::string("\xff\xfe"), std::string(5000, ' ')}) {
+  for (const std::string& status : {std::string("[1]"), std::string("not json"),
+                                    std::string("\xff\xfe"), std::string(5000, ' ')}) {
     heartbeat_with_status("w1", status);
   }
   EXPECT_EQ(counters().malformed_status, 4u);
