@@ -30,7 +30,15 @@ int open_termination_signalfd() {
   return fd;
 }
 
-void configure_router(zmq::socket_t& socket) {
+// The authenticated identity of the peer that sent `frame` (the ZAP handler's user id under
+// CURVE), empty if none.
+std::string_view principal_of(zmq::message_t& frame) {
+  const char* user = zmq_msg_gets(frame.handle(), "User-Id");
+  return user ? std::string_view(user) : std::string_view();
+}
+
+void configure_router(zmq::socket_t& socket, std::int64_t max_message) {
+  socket.set(zmq::sockopt::maxmsgsize, max_message);
   // Unroutable sends fail loudly (EHOSTUNREACH) instead of vanishing; we count them.
   socket.set(zmq::sockopt::router_mandatory, 1);
   socket.set(zmq::sockopt::sndhwm, 100'000);
@@ -52,8 +60,8 @@ Broker::Broker(BrokerOptions options)
       frontend_(context_, zmq::socket_type::router),
       backend_(context_, zmq::socket_type::router),
       dispatcher_(options_.dispatcher, *this) {
-  configure_router(frontend_);
-  configure_router(backend_);
+  configure_router(frontend_, options_.max_request_message);
+  configure_router(backend_, options_.max_reply_message);
   try {
     frontend_.bind(options_.frontend);
   } catch (const zmq::error_t& e) {
@@ -97,10 +105,16 @@ void Broker::receive(zmq::socket_t& socket, bool from_gateway) {
     }
     if (!got) return;
     const auto now = Now::current();
-    if (from_gateway) {
-      dispatcher_.on_gateway_message(frames_, now);
-    } else {
-      dispatcher_.on_worker_message(frames_, now);
+    // Every frame is untrusted: whatever one message does, the broker goes on with the next.
+    try {
+      if (from_gateway) {
+        const std::string principal(frames_.empty() ? "" : principal_of(frames_.back()));
+        dispatcher_.on_gateway_message(frames_, now, principal);
+      } else {
+        dispatcher_.on_worker_message(frames_, now);
+      }
+    } catch (const std::exception& e) {
+      dispatcher_.on_handler_error(e.what(), now);
     }
   }
 }

@@ -4,6 +4,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <zmq.hpp>
 
@@ -17,6 +18,10 @@ struct BrokerOptions {
   std::string backend = options::broker::kBackend.default_text();    // workers connect here
   // On SIGTERM: wait this long for replies.
   std::chrono::milliseconds drain_timeout = options::broker::kDrainTimeout.default_seconds();
+  // ZMQ_MAXMSGSIZE per socket: a peer that sends a larger frame is disconnected by libzmq before
+  // the frame is held in memory.
+  std::int64_t max_request_message = options::broker::kMaxRequestMessage.default_integer();
+  std::int64_t max_reply_message = options::broker::kMaxReplyMessage.default_integer();
   DispatcherOptions dispatcher;
 };
 

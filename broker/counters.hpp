@@ -24,6 +24,18 @@ struct Counters {
   std::uint64_t orphans = 0;              // in flight far past the deadline, forgotten
   std::uint64_t stall_drops = 0;          // queued when the broker stalled: 503, never run
   std::uint64_t workers_lost = 0;
+  // Hostile or broken peers (docs/protocol.md, "What the broker refuses"). `malformed` is the sum
+  // of the malformed_* reasons.
+  std::uint64_t malformed_shape = 0;      // frame count, tag or command
+  std::uint64_t malformed_field = 0;      // a field's size or value (service name, id, capacity)
+  std::uint64_t malformed_misrouted = 0;  // a command that has no business on that socket
+  std::uint64_t malformed_status = 0;     // a worker status that is not a bounded JSON object
+  std::uint64_t handler_errors = 0;       // an exception caught while handling one message
+  std::uint64_t refused_services = 0;     // READY for an undeclared service, or past the cap
+  std::uint64_t refused_workers = 0;      // READY past the per-service worker cap
+  std::uint64_t refused_gateways = 0;     // messages from a gateway past the gateway cap
+  std::uint64_t foreign_ids = 0;          // REQUEST re-using an id held for another gateway
+  std::uint64_t peers_disconnected = 0;   // workers forgotten for repeated garbage
 };
 
 }  // namespace courier::broker

@@ -94,26 +94,119 @@ void Dispatcher::reply_error(const Identity& gateway, const protocol::Correlatio
   if (!outbox_.to_gateway(frames)) ++counters_.unroutable;
 }
 
-std::optional<Command> Dispatcher::read_command(const Frames& frames) {
+bool Dispatcher::malformed(Malformed reason, const char* what, const Now& now, Worker* worker) {
+  ++counters_.malformed;
+  switch (reason) {
+    case Malformed::kShape:
+      ++counters_.malformed_shape;
+      break;
+    case Malformed::kField:
+      ++counters_.malformed_field;
+      break;
+    case Malformed::kMisrouted:
+      ++counters_.malformed_misrouted;
+      break;
+    case Malformed::kStatus:
+      ++counters_.malformed_status;
+      break;
+  }
+  malformed_log_.note(now.steady, what);
+  if (!worker || ++worker->strikes < options_.max_worker_strikes) return false;
+  // Its requests are settled exactly as on any worker loss (requeued or WORKER_LOST); told to
+  // go, a worker that was merely buggy registers again.
+  const Identity id = worker->id;
+  ++counters_.peers_disconnected;
+  refused_log_.note(now.steady, "worker " + worker->name + " (" + worker->service +
+                                    ") forgotten after repeated malformed messages");
+  remove_worker(id, "sent repeated malformed messages", now);
+  send_control(true, id, Command::kDisconnect);
+  return true;
+}
+
+void Dispatcher::on_handler_error(const char* what, const Now& now) {
+  ++counters_.handler_errors;
+  error_log_.note(now.steady, what);
+}
+
+std::optional<Command> Dispatcher::read_command(const Frames& frames, bool from_worker,
+                                                const Now& now) {
   Command command{};
   if (frames.size() < 3 || protocol::parse_command(frames, 1, command) ||
       !control_shape_ok(command, frames.size())) {
-    ++counters_.malformed;
+    Worker* worker = nullptr;
+    if (from_worker && !frames.empty()) worker = workers_.find(Identity(protocol::view(frames[0])));
+    malformed(Malformed::kShape, "not a Courier message, or a wrong frame count", now, worker);
     return std::nullopt;
   }
   return command;
 }
 
+bool Dispatcher::admit_gateway(const Identity& gateway, const Now& now) {
+  if (gateway_known(gateway) || gateways_.size() < options_.max_gateways) return true;
+  ++counters_.refused_gateways;
+  refused_log_.note(now.steady,
+                    "gateway connection refused: " + std::to_string(options_.max_gateways) +
+                        " gateways known (broker.max_gateways)");
+  return false;
+}
+
+bool Dispatcher::admits_service(const std::string& service) const {
+  if (!options_.services.empty()) return options_.services.count(service) > 0;
+  return queues_.admits(service, options_.max_services);
+}
+
+bool Dispatcher::admits_worker(const std::string& service, const Now& now) {
+  if (!admits_service(service)) {
+    ++counters_.refused_services;
+    refused_log_.note(now.steady,
+                      options_.services.empty()
+                          ? "READY for a new service " + service +
+                                " refused: " + std::to_string(options_.max_services) +
+                                " services exist (broker.max_services)"
+                          : "READY for service " + service +
+                                " refused: not declared (broker.services, or the services "
+                                "the configuration names)");
+    return false;
+  }
+  if (workers_.of_service(service).size() >= options_.max_workers_per_service) {
+    ++counters_.refused_workers;
+    refused_log_.note(now.steady, "READY refused: service " + service + " has " +
+                                      std::to_string(options_.max_workers_per_service) +
+                                      " workers (broker.max_workers_per_service)");
+    return false;
+  }
+  return true;
+}
+
 // --- Gateways ---
 
-void Dispatcher::on_gateway_message(Frames& frames, const Now& now) {
-  const auto parsed = read_command(frames);
+void Dispatcher::on_gateway_message(Frames& frames, const Now& now, std::string_view principal) {
+  const auto parsed = read_command(frames, false, now);
   if (!parsed) return;
   const Identity gateway(protocol::view(frames[0]));
+  if (*parsed == Command::kDisconnect) {
+    gateways_.erase(gateway);
+    return;
+  }
+  if (*parsed != Command::kRequest && *parsed != Command::kHeartbeat &&
+      *parsed != Command::kStats) {
+    malformed(Malformed::kMisrouted, "READY, REPLY or DRAIN on the gateway socket", now);
+    return;
+  }
+  if (!admit_gateway(gateway, now)) {
+    // Told at once, so that its requests fail fast instead of at their deadline; it is not
+    // remembered, so it cannot fill the table.
+    protocol::RequestHeader header;
+    if (*parsed == Command::kRequest && !protocol::parse_request(frames, 1, header)) {
+      reply_error(gateway, header.id, static_cast<int>(ErrorKind::kBrokerUnavailable),
+                  std::string(header.service), "broker has too many gateways");
+    }
+    return;
+  }
   switch (*parsed) {
     case Command::kRequest:
       touch_gateway(gateway, now);
-      handle_request(gateway, frames, now);
+      handle_request(gateway, principal, frames, now);
       return;
     case Command::kHeartbeat:
       // A gateway we did not know (new, or we restarted) learns at once that we are here.
@@ -126,33 +219,39 @@ void Dispatcher::on_gateway_message(Frames& frames, const Now& now) {
     case Command::kStats:
       handle_stats(gateway, frames, now);
       return;
-    case Command::kDisconnect:
-      gateways_.erase(gateway);
-      return;
     default:
-      ++counters_.malformed;
+      return;  // ruled out above
   }
 }
 
 void Dispatcher::handle_stats(const Identity& gateway, const Frames& frames, const Now& now) {
   protocol::CorrelationId id{};
   if (protocol::parse_stats(frames, 1, id)) {
-    ++counters_.malformed;
+    malformed(Malformed::kField, "STATS with a bad id", now);
     return;
   }
   touch_gateway(gateway, now);
+  // A flood of STATS must not render the snapshot once each: within stats_cache, the last
+  // rendering is sent again (gateways poll far less often).
+  if (!stats_rendered_ || now.steady - *stats_rendered_ >= options_.stats_cache ||
+      now.steady < *stats_rendered_) {
+    stats_text_ = encode(stats(now));
+    stats_rendered_ = now.steady;
+  }
   Frames out;
   out.push_back(identity_frame(gateway));
   protocol::add_header(out, Command::kStats);
   out.push_back(protocol::id_frame(id));
-  out.emplace_back(encode(stats(now)));
+  out.emplace_back(stats_text_.data(), stats_text_.size());
   if (!outbox_.to_gateway(out)) ++counters_.unroutable;
 }
 
-void Dispatcher::handle_request(const Identity& gateway, Frames& frames, const Now& now) {
+void Dispatcher::handle_request(const Identity& gateway, std::string_view principal, Frames& frames,
+                                const Now& now) {
   protocol::RequestHeader header;
-  if (protocol::parse_request(frames, 1, header)) {
-    ++counters_.malformed;
+  if (const auto ec = protocol::parse_request(frames, 1, header)) {
+    malformed(ec == protocol::FrameError::kBadField ? Malformed::kField : Malformed::kShape,
+              "REQUEST with bad fields", now);
     return;
   }
   const std::string service_name(header.service);
@@ -163,19 +262,30 @@ void Dispatcher::handle_request(const Identity& gateway, Frames& frames, const N
   }
   auto key = key_of(header.id);
   if (Request* known = requests_.find(key)) {
-    // Answering would give the original request's client a second reply.
-    ++counters_.duplicate_requests;
-    // Ids are unique per gateway process, so the same id over another connection is the same
-    // gateway after a reconnect (it sent the request again after losing the old connection, or
-    // another broker): the reply must take the new route, the old one leads nowhere.
-    if (known->gateway != gateway) {
+    if (known->gateway == gateway) {
+      // Answering would give the original request's client a second reply.
+      ++counters_.duplicate_requests;
+      return;
+    }
+    // The same id over another connection. Only the same authenticated gateway (a reconnect:
+    // it re-sent the request after losing the old connection) may take the reply's route over;
+    // anyone else could steal a victim's reply by re-sending its id (ids are shown to clients
+    // as X-Request-ID). Without authentication, no connection proves it is the same gateway.
+    if (!known->principal.empty() && known->principal == principal) {
+      ++counters_.duplicate_requests;
       known->gateway = gateway;
       ++counters_.rerouted_requests;
+      return;
     }
+    ++counters_.foreign_ids;
+    foreign_id_log_.note(now.steady, "service " + service_name);
+    // The refusal goes to the sender only; the request and its route stay as they were.
+    reply_error(gateway, header.id, static_cast<int>(ErrorKind::kUnavailable), service_name,
+                "correlation id already in use by another gateway");
     return;
   }
   ++counters_.requests;
-  if (!queues_.admits(service_name)) {
+  if (!admits_service(service_name)) {
     ++counters_.rejected_no_workers;
     reply_error(gateway, header.id, static_cast<int>(ErrorKind::kUnavailable), service_name,
                 "no workers");
@@ -201,6 +311,7 @@ void Dispatcher::handle_request(const Identity& gateway, Frames& frames, const N
   Request request;
   request.id = header.id;
   request.gateway = gateway;
+  request.principal = std::string(principal);
   request.service = service_name;
   request.deadline_ms = header.deadline_ms;
   request.deadline = deadline;
@@ -264,14 +375,15 @@ void Dispatcher::dispatch(ServiceQueue& svc, const Now& now) {
 // --- Workers ---
 
 void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
-  const auto parsed = read_command(frames);
+  const auto parsed = read_command(frames, true, now);
   if (!parsed) return;
   const Command command = *parsed;
   const Identity id(protocol::view(frames[0]));
   if (command == Command::kReady) {
     protocol::ReadyHeader ready;
-    if (protocol::parse_ready(frames, 1, ready)) {
-      ++counters_.malformed;
+    if (const auto ec = protocol::parse_ready(frames, 1, ready)) {
+      malformed(ec == protocol::FrameError::kBadField ? Malformed::kField : Malformed::kShape,
+                "READY with bad fields", now, workers_.find(id));
       return;
     }
     handle_ready(id, ready, now);
@@ -282,13 +394,13 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
     if (command == Command::kReply) {
       protocol::CorrelationId ignored{};
       if (protocol::parse_reply(frames, 1, ignored)) {
-        ++counters_.malformed;
+        malformed(Malformed::kShape, "REPLY with bad fields", now);
         return;
       }
       ++counters_.late_replies;
     } else if (command != Command::kHeartbeat && command != Command::kDrain &&
                command != Command::kDisconnect) {
-      ++counters_.malformed;  // REQUEST or STATS have no business on the worker socket
+      malformed(Malformed::kMisrouted, "REQUEST or STATS on the worker socket", now);
       return;
     }
     // Unknown (we restarted, or declared it dead): ask it to register again.
@@ -311,14 +423,24 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
       remove_worker(id, "disconnected", now);
       return;
     default:
-      ++counters_.malformed;
+      malformed(Malformed::kMisrouted, "REQUEST or STATS on the worker socket", now, worker);
   }
 }
 
 void Dispatcher::handle_worker_heartbeat(Worker& worker, const Frames& frames, const Now& now) {
   // A worker's heartbeat may carry its own status (circuit state, attempts): kept for stats.
-  if (frames.size() != 4 || frames[3].size() > kMaxWorkerStatusBytes) return;
-  if (!workers_.set_status(worker, std::string(frames[3].data<char>(), frames[3].size()))) return;
+  if (frames.size() != 4) return;
+  if (frames[3].size() > kMaxWorkerStatusBytes) {
+    malformed(Malformed::kStatus, "worker status too long", now, &worker);
+    return;  // the last readable status stays
+  }
+  // Typed and bounded (common/status.hpp): a field of the wrong type takes its default.
+  const bool changed = workers_.set_status(worker, protocol::view(frames[3]));
+  if (!worker.status) {
+    malformed(Malformed::kStatus, "worker status is not a JSON object", now, &worker);
+    return;  // `worker` may be gone
+  }
+  if (!changed) return;
   spdlog::info("worker {} ({}) circuit {}", worker.name, worker.service,
                worker.circuit_open ? "open: taken out of the rotation while others can serve"
                                    : "no longer open: back in the rotation");
@@ -329,15 +451,20 @@ void Dispatcher::handle_worker_heartbeat(Worker& worker, const Frames& frames, c
 void Dispatcher::handle_ready(const Identity& id, const protocol::ReadyHeader& ready,
                               const Now& now) {
   const std::string service_name(ready.service);
-  if (Worker* known = workers_.find(id)) {
-    if (known->service == service_name) {
-      known->capacity = ready.capacity;  // a new credit
-      known->draining = false;
-      workers_.touch(*known, now.steady);
-      dispatch(queues_.get(service_name, now.steady), now);
-      return;
-    }
-    remove_worker(id, "re-registered for another service", now);
+  Worker* known = workers_.find(id);
+  if (known && known->service == service_name) {
+    known->capacity = ready.capacity;  // a new credit
+    known->draining = false;
+    workers_.touch(*known, now.steady);
+    dispatch(queues_.get(service_name, now.steady), now);
+    return;
+  }
+  if (known) remove_worker(id, "re-registered for another service", now);
+  if (!admits_worker(service_name, now)) {
+    // Ignored, not answered: a DISCONNECT would make a worker register again at once, in a loop.
+    // Its next heartbeat (unknown worker) brings a DISCONNECT, so a misconfigured worker retries
+    // once per heartbeat interval and says so in its log.
+    return;
   }
   ServiceQueue& svc = queues_.get(service_name, now.steady);
   const Worker& worker =
@@ -351,7 +478,7 @@ void Dispatcher::handle_ready(const Identity& id, const protocol::ReadyHeader& r
 void Dispatcher::handle_reply(Worker& worker, Frames& frames, const Now& now) {
   protocol::CorrelationId id{};
   if (protocol::parse_reply(frames, 1, id)) {
-    ++counters_.malformed;
+    malformed(Malformed::kShape, "REPLY with bad fields", now, &worker);
     return;
   }
   const auto gateway = requests_.complete(key_of(id), worker);

@@ -6,11 +6,14 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include "broker/counters.hpp"
 #include "broker/in_flight_table.hpp"
+#include "broker/log_limiter.hpp"
 #include "broker/now.hpp"
 #include "broker/service_queues.hpp"
 #include "broker/worker_registry.hpp"
@@ -30,6 +33,20 @@ struct DispatcherOptions {
   std::map<std::string, std::size_t> max_queue;    // per service
   int max_dispatches = 3;                          // a request is requeued at most this often - 1
   std::chrono::milliseconds orphan_grace{30'000};  // in-flight past deadline + this is forgotten
+  // Bounds on what peers can make the broker hold (every frame is untrusted). With `services`
+  // declared, a READY or REQUEST for any other service is refused; with none declared, services
+  // are created on demand up to `max_services`.
+  std::set<std::string> services;
+  std::size_t max_services =
+      static_cast<std::size_t>(options::broker::kMaxServices.default_integer());
+  std::size_t max_workers_per_service =
+      static_cast<std::size_t>(options::broker::kMaxWorkersPerService.default_integer());
+  std::size_t max_gateways =
+      static_cast<std::size_t>(options::broker::kMaxGateways.default_integer());
+  // Malformed messages from one registered worker before it is forgotten (as if lost).
+  std::uint32_t max_worker_strikes = 16;
+  // STATS answers are rendered at most this often; between, the last rendering is sent again.
+  std::chrono::milliseconds stats_cache{100};
 };
 
 // Where the dispatcher's messages go. Frames start with the peer's routing id. A false return
@@ -46,9 +63,16 @@ class Dispatcher {
   Dispatcher(DispatcherOptions options, Outbox& outbox);
   ~Dispatcher();
 
-  // `frames` starts with the sender's routing id. Frames are consumed (moved from).
-  void on_gateway_message(protocol::Frames& frames, const Now& now);
+  // `frames` starts with the sender's routing id. Frames are consumed (moved from). Never throws
+  // for anything the frames hold. `principal` is the gateway's authenticated identity (the ZAP
+  // user id under CURVE), empty if none: a request re-sent under a held correlation id takes the
+  // reply's route over only from the same principal, never from an unauthenticated connection.
+  void on_gateway_message(protocol::Frames& frames, const Now& now,
+                          std::string_view principal = {});
   void on_worker_message(protocol::Frames& frames, const Now& now);
+  // An exception escaped the handling of one message (the socket loop caught it): counted and
+  // logged at a rate limit; the message is dropped.
+  void on_handler_error(const char* what, const Now& now);
   // Heartbeats, liveness, queue expiry, the no-worker grace. Call at least every
   // heartbeat_interval / 2.
   void on_tick(const Now& now);
@@ -69,9 +93,21 @@ class Dispatcher {
   BrokerStats stats(const Now& now) const;
 
  private:
+  enum class Malformed { kShape, kField, kMisrouted, kStatus };
+  // Counts and logs (at a rate limit) one malformed message. A registered worker that keeps
+  // sending them is removed as lost; true if `worker` was (it must not be used any more).
+  bool malformed(Malformed reason, const char* what, const Now& now, Worker* worker = nullptr);
   // The command of a message whose shape is valid; counts and rejects anything else.
-  std::optional<protocol::Command> read_command(const protocol::Frames& frames);
-  void handle_request(const Identity& gateway, protocol::Frames& frames, const Now& now);
+  std::optional<protocol::Command> read_command(const protocol::Frames& frames, bool from_worker,
+                                                const Now& now);
+  // Whether a new gateway fits under max_gateways (a known one always does).
+  bool admit_gateway(const Identity& gateway, const Now& now);
+  // Whether a READY for this service may register a worker; counts and logs a refusal.
+  bool admits_worker(const std::string& service, const Now& now);
+  // Whether a REQUEST may name this service (declared, or room for one more).
+  bool admits_service(const std::string& service) const;
+  void handle_request(const Identity& gateway, std::string_view principal, protocol::Frames& frames,
+                      const Now& now);
   void handle_stats(const Identity& gateway, const protocol::Frames& frames, const Now& now);
   void handle_ready(const Identity& id, const protocol::ReadyHeader& ready, const Now& now);
   void handle_reply(Worker& worker, protocol::Frames& frames, const Now& now);
@@ -104,6 +140,12 @@ class Dispatcher {
   ServiceQueues queues_;
   InFlightTable requests_;  // every request the broker holds, queued or at a worker
   std::unordered_map<Identity, Clock::time_point> gateways_;  // id -> expiry
+  std::string stats_text_;  // the last STATS rendering, reused for stats_cache
+  std::optional<Clock::time_point> stats_rendered_;
+  LogLimiter malformed_log_{"broker dropped a malformed message"};
+  LogLimiter refused_log_{"broker refused a peer"};
+  LogLimiter foreign_id_log_{"broker refused a request re-using another gateway's correlation id"};
+  LogLimiter error_log_{"broker caught an error handling one message"};
   Clock::time_point next_heartbeat_{};
   bool shutting_down_ = false;
 };

@@ -19,6 +19,7 @@ namespace courier::broker {
 struct Request {
   protocol::CorrelationId id{};
   Identity gateway;
+  std::string principal;  // the gateway's authenticated identity, empty without CURVE
   std::string service;
   std::uint64_t deadline_ms = 0;
   Clock::time_point deadline;

@@ -3,6 +3,7 @@
 
 #include "broker/broker.hpp"
 #include "common/cli.hpp"
+#include "common/frames.hpp"
 
 int main(int argc, char** argv) {
   using namespace courier;
@@ -13,7 +14,9 @@ int main(int argc, char** argv) {
   add_common_options(app, common);
   auto& flags = common.flags;
   for (const auto* o : {&opt::kFrontend, &opt::kBackend, &opt::kId, &opt::kHeartbeat,
-                        &opt::kLiveness, &opt::kNoWorkerGrace, &opt::kDrainTimeout}) {
+                        &opt::kLiveness, &opt::kNoWorkerGrace, &opt::kDrainTimeout, &opt::kServices,
+                        &opt::kMaxServices, &opt::kMaxWorkersPerService, &opt::kMaxGateways,
+                        &opt::kMaxRequestMessage, &opt::kMaxReplyMessage}) {
     flags.add(app, *o);
   }
 
@@ -36,6 +39,44 @@ int main(int argc, char** argv) {
     options.drain_timeout = flags.seconds(opt::kDrainTimeout, file);
     for (const auto& [name, svc] : settings.services) {
       options.dispatcher.max_queue[name] = svc.max_queue;
+    }
+    // Workers may register only for declared services: broker.services if set ("*": any, up to
+    // max_services), else the services the shared configuration names.
+    const auto declared = flags.text(opt::kServices, file);
+    if (declared.empty()) {
+      for (const auto& [name, svc] : settings.services) options.dispatcher.services.insert(name);
+    } else if (declared != "*") {
+      std::string item;
+      for (std::size_t i = 0; i <= declared.size(); ++i) {
+        if (i < declared.size() && declared[i] != ',') {
+          if (declared[i] != ' ') item += declared[i];
+          continue;
+        }
+        if (item.empty()) continue;
+        if (!protocol::valid_service_name(item)) {
+          throw ConfigError(opt::kServices.setting() + ": invalid service name " + item);
+        }
+        options.dispatcher.services.insert(item);
+        item.clear();
+      }
+      if (options.dispatcher.services.empty()) {
+        throw ConfigError(opt::kServices.setting() + ": no service named (use * for any)");
+      }
+    }
+    options.dispatcher.max_services =
+        static_cast<std::size_t>(flags.integer(opt::kMaxServices, file));
+    options.dispatcher.max_workers_per_service =
+        static_cast<std::size_t>(flags.integer(opt::kMaxWorkersPerService, file));
+    options.dispatcher.max_gateways =
+        static_cast<std::size_t>(flags.integer(opt::kMaxGateways, file));
+    options.max_request_message = flags.integer(opt::kMaxRequestMessage, file);
+    options.max_reply_message = flags.integer(opt::kMaxReplyMessage, file);
+    if (options.dispatcher.services.empty()) {
+      spdlog::warn("broker accepts workers for any service (broker.services=*), at most {}",
+                   options.dispatcher.max_services);
+    } else {
+      spdlog::info("broker accepts workers for {} declared service(s)",
+                   options.dispatcher.services.size());
     }
     broker::Broker broker(std::move(options));
     return broker.run(true);

@@ -18,8 +18,8 @@ ServiceQueue& ServiceQueues::get(const std::string& name, Clock::time_point now)
   return *slot;
 }
 
-bool ServiceQueues::admits(const std::string& name) const {
-  return services_.size() < kMaxServices || services_.count(name) > 0;
+bool ServiceQueues::admits(const std::string& name, std::size_t max_services) const {
+  return services_.size() < std::min(max_services, kMaxServices) || services_.count(name) > 0;
 }
 
 ServiceQueues::Fate ServiceQueues::fate(const ServiceQueue& queue, const Request& request,

@@ -44,8 +44,9 @@ class ServiceQueues {
 
   // The service's queue, created empty (its grace running from `now`) if it is new.
   ServiceQueue& get(const std::string& name, Clock::time_point now);
-  // Whether a request may name this service without growing the table past kMaxServices.
-  bool admits(const std::string& name) const;
+  // Whether a request may name this service without growing the table past `max_services`
+  // (and never past kMaxServices).
+  bool admits(const std::string& name, std::size_t max_services = kMaxServices) const;
 
   Fate fate(const ServiceQueue& queue, const Request& request, bool has_live_worker,
             Clock::time_point now) const;

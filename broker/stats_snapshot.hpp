@@ -13,6 +13,11 @@
 
 namespace courier::broker {
 
+// The worker list of a snapshot is bounded so that one STATS answer stays small (a few hundred
+// KiB) whatever peers register; per-service totals always count every worker.
+inline constexpr std::size_t kMaxListedWorkersPerService = 256;
+inline constexpr std::size_t kMaxListedWorkers = 1024;
+
 StatsCounts counter_counts(const Counters& counters);
 
 BrokerStats stats_snapshot(const std::string& broker_id, std::size_t gateways,

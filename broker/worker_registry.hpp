@@ -29,6 +29,7 @@ struct Worker {
   // none if the last heartbeat carried nothing readable.
   std::optional<WorkerStatus> status;
   bool circuit_open = false;  // its status says its breaker fails every request fast
+  std::uint32_t strikes = 0;  // malformed messages received from it
 };
 
 class WorkerRegistry {

@@ -144,6 +144,48 @@ inline constexpr ComponentOption kNoWorkerGrace{
 inline constexpr ComponentOption kDrainTimeout{"broker.drain_timeout", "--drain-timeout",
                                                "COURIER_BROKER_DRAIN_TIMEOUT", "5",
                                                "On SIGTERM, seconds to wait for replies"};
+// Bounds on what peers can make the broker hold (docs/protocol.md, "What the broker refuses").
+inline constexpr ComponentOption kServices{
+    "broker.services", "--services", "COURIER_BROKER_SERVICES", "",
+    "Services workers may register for, comma-separated; * for any (capped by max_services) "
+    "[the configured services]"};
+inline constexpr ComponentOption kMaxServices{"broker.max_services",
+                                              "--max-services",
+                                              "COURIER_BROKER_MAX_SERVICES",
+                                              "64",
+                                              "With services *, services created at most",
+                                              1,
+                                              1024};
+inline constexpr ComponentOption kMaxWorkersPerService{"broker.max_workers_per_service",
+                                                       "--max-workers-per-service",
+                                                       "COURIER_BROKER_MAX_WORKERS_PER_SERVICE",
+                                                       "1024",
+                                                       "Workers registered per service at most",
+                                                       1,
+                                                       100'000};
+inline constexpr ComponentOption kMaxGateways{"broker.max_gateways",
+                                              "--max-gateways",
+                                              "COURIER_BROKER_MAX_GATEWAYS",
+                                              "1024",
+                                              "Gateway connections known at most",
+                                              1,
+                                              100'000};
+inline constexpr ComponentOption kMaxRequestMessage{
+    "broker.max_request_message",
+    "--max-request-message",
+    "COURIER_BROKER_MAX_REQUEST_MESSAGE",
+    "9437184",
+    "Largest frame in bytes on the frontend (gateway max_body + 1 MiB; larger: connection dropped)",
+    4096,
+    std::int64_t{2} << 30};
+inline constexpr ComponentOption kMaxReplyMessage{
+    "broker.max_reply_message",
+    "--max-reply-message",
+    "COURIER_BROKER_MAX_REPLY_MESSAGE",
+    "269484032",
+    "Largest frame in bytes on the backend (worker response limit 256 MiB + 1 MiB)",
+    4096,
+    std::int64_t{2} << 30};
 }  // namespace broker
 
 namespace worker {
@@ -192,6 +234,12 @@ inline constexpr const ComponentOption* kAll[] = {
     &broker::kLiveness,
     &broker::kNoWorkerGrace,
     &broker::kDrainTimeout,
+    &broker::kServices,
+    &broker::kMaxServices,
+    &broker::kMaxWorkersPerService,
+    &broker::kMaxGateways,
+    &broker::kMaxRequestMessage,
+    &broker::kMaxReplyMessage,
     &worker::kService,
     &worker::kBroker,
     &worker::kId,

@@ -73,6 +73,7 @@ void ZmqLink::Core::open_socket() {
   socket = zmq::socket_t(context, zmq::socket_type::dealer);
   socket.set(zmq::sockopt::sndhwm, options.high_water_mark);
   socket.set(zmq::sockopt::rcvhwm, options.high_water_mark);
+  socket.set(zmq::sockopt::maxmsgsize, options.max_message);
   // Queue only to a live connection: with no broker, a send fails at once and the caller answers
   // 503 instead of the request waiting in a pipe to be delivered long after its deadline.
   socket.set(zmq::sockopt::immediate, 1);

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -27,6 +28,9 @@ class ZmqLink {
     std::chrono::milliseconds tick{100};
     int high_water_mark = 100'000;
     std::chrono::milliseconds linger{1'000};  // time to flush replies on close
+    // ZMQ_MAXMSGSIZE: a larger frame from the broker drops the connection instead of being held.
+    // The largest legitimate one is a reply: the worker's upstream body limit (256 MiB) + 1 MiB.
+    std::int64_t max_message = std::int64_t{257} << 20;
   };
   struct Handlers {
     std::function<void(protocol::Frames&)> on_message;

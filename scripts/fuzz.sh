@@ -12,7 +12,7 @@ command -v ccache >/dev/null && launcher=(-DCMAKE_CXX_COMPILER_LAUNCHER=ccache)
 export CCACHE_BASEDIR="$PWD" CCACHE_NOHASHDIR=1
 cmake -S . -B "$BUILD_DIR" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCOURIER_FUZZ=ON -DCOURIER_SANITIZE=address,undefined "${launcher[@]}" >/dev/null
-TARGETS=(frames_fuzz envelope_fuzz status_fuzz http_request_fuzz)
+TARGETS=(frames_fuzz envelope_fuzz status_fuzz http_request_fuzz dispatcher_fuzz)
 cmake --build "$BUILD_DIR" --target "${TARGETS[@]}"
 export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
 for t in "${TARGETS[@]}"; do

@@ -110,6 +110,17 @@ class DispatcherTest : public ::testing::Test {
     auto frames = to_frames(m);
     dispatcher_->on_worker_message(frames, now_);
   }
+  // A REQUEST from a gateway authenticated as `principal` (the ZAP user id under CURVE).
+  void request_as(const std::string& gateway, const std::string& principal, int id) {
+    auto frames =
+        to_frames({gateway, std::string(protocol::kTag), cmd(Command::kRequest), "echo",
+                   id_bytes(id), u64_bytes(in_ms(5'000)), std::string(1, static_cast<char>(kSafe)),
+                   "envelope-" + std::to_string(id)});
+    dispatcher_->on_gateway_message(frames, now_, principal);
+  }
+  void heartbeat_with_status(const std::string& worker, const std::string& status) {
+    from_worker({worker, std::string(protocol::kTag), cmd(Command::kHeartbeat), status});
+  }
 
   void request(const std::string& gateway, int id, std::uint8_t flags = kSafe,
                std::int64_t deadline_in_ms = 5'000, const std::string& service = "echo") {
@@ -560,17 +571,205 @@ TEST_F(DispatcherTest, RequestReusingACorrelationIdInFlightIsDropped) {
   EXPECT_EQ(replies_to("g1").size(), 1u);
 }
 
-TEST_F(DispatcherTest, AnIdResentOverANewConnectionTakesTheReplyWithIt) {
+TEST_F(DispatcherTest, AnIdResentByTheSameAuthenticatedGatewayOverANewConnectionTakesTheReply) {
   // The gateway lost its connection (new routing id) and sent the request again: it is not run
-  // twice, and its one reply goes where the gateway now listens.
+  // twice, and its one reply goes where the gateway now listens. Its CURVE key proves it is the
+  // same gateway.
   ready("w1", 2);
-  request("g1", 1);
-  request("g1-reconnected", 1);
+  request_as("g1", "gateway-key-1", 1);
+  request_as("g1-reconnected", "gateway-key-1", 1);
   EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
   EXPECT_EQ(counters().rerouted_requests, 1u);
+  EXPECT_EQ(counters().foreign_ids, 0u);
+  EXPECT_TRUE(out_.gateway.empty());
   reply("w1", 1);
   EXPECT_TRUE(replies_to("g1").empty());
   EXPECT_EQ(replies_to("g1-reconnected").size(), 1u);
+}
+
+TEST_F(DispatcherTest, ARequestReusingAnIdHeldForAnotherGatewayIsRefusedAndNeverTakesTheRoute) {
+  // Ids are shown to clients (X-Request-ID): a peer that re-sends a victim's id from another
+  // connection must not receive the victim's reply.
+  ready("w1", 2);
+  request("victim", 1);
+  request("thief", 1);
+  ASSERT_EQ(replies_to("thief").size(), 1u);
+  const auto refusal = decode_reply(replies_to("thief")[0]);
+  EXPECT_EQ(refusal.status, 503);
+  EXPECT_EQ(counters().foreign_ids, 1u);
+  EXPECT_EQ(counters().rerouted_requests, 0u);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  // Another authenticated principal, or an authenticated one against an unauthenticated owner,
+  // proves nothing either.
+  request_as("thief-2", "other-key", 1);
+  EXPECT_EQ(counters().foreign_ids, 2u);
+  reply("w1", 1, "the-victims-answer");
+  ASSERT_EQ(replies_to("victim").size(), 1u);
+  EXPECT_EQ(replies_to("victim")[0][4], "the-victims-answer");
+  EXPECT_EQ(replies_to("thief").size(), 1u) << "only the refusal";
+  EXPECT_TRUE(replies_to("thief-2").size() == 1u);
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, ARequestFromAnotherPrincipalCannotTakeAnAuthenticatedGatewaysRoute) {
+  ready("w1", 2);
+  request_as("g1", "gateway-key-1", 1);
+  request_as("g2", "gateway-key-2", 1);
+  EXPECT_EQ(counters().foreign_ids, 1u);
+  reply("w1", 1);
+  EXPECT_EQ(replies_to("g1").size(), 1u);
+  ASSERT_EQ(replies_to("g2").size(), 1u);
+  EXPECT_EQ(decode_reply(replies_to("g2")[0]).status, 503);
+}
+
+TEST_F(DispatcherTest, AReplyFromAWorkerThatDoesNotHoldTheIdIsDroppedAndCounted) {
+  ready("w1", 1);
+  ready("w2", 1);
+  request("g1", 1);
+  ASSERT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  reply("w2", 1, "forged");
+  EXPECT_TRUE(replies_to("g1").empty());
+  EXPECT_EQ(counters().late_replies, 1u);
+  EXPECT_EQ(dispatcher_->in_flight(), 1u);
+  reply("w1", 1, "real");
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(replies_to("g1")[0][4], "real");
+}
+
+TEST_F(DispatcherTest, HeartbeatStatusOfWrongTypesIsReadLenientlyAndNeverThrows) {
+  // {"circuit":1} used to escape as json.exception.type_error.302 and kill the broker.
+  ready("w1", 1);
+  for (const std::string& status : std::vector<std::string>{
+           R"({"circuit":1})", R"({"circuit":{"a":[1,2]},"circuit_accepting":"no"})",
+           R"({"circuit_failure_rate":"NaN","requests":-1,"attempts":1.5,"retries":1e300})",
+           R"({"circuit":null,"circuit_opened":18446744073709551615})"}) {
+    heartbeat_with_status("w1", status);
+    EXPECT_EQ(counters().malformed, 0u) << status;
+  }
+  const auto listed = stats_json()["services"]["echo"]["worker_list"][0];
+  EXPECT_FALSE(listed["status"].contains("circuit"));
+  EXPECT_EQ(listed["status"]["requests"], 0);
+  // Not objects at all, or too long: counted, the worker keeps serving.
+  for (const std::string& status : {std::string("[1]"), std::string("not json"),
+                                    std::string("\xff\xfe"), std::string(5000, ' ')}) {
+    heartbeat_with_status("w1", status);
+  }
+  EXPECT_EQ(counters().malformed_status, 4u);
+  EXPECT_EQ(counters().malformed, 4u);
+  request("g1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+}
+
+TEST_F(DispatcherTest, ReadyForAServiceTheDeploymentDoesNotDeclareIsRefused) {
+  options_.services = {"echo"};
+  make_dispatcher();
+  ready("w1", 1);
+  ready("rogue", 1000, "other");
+  EXPECT_EQ(counters().refused_services, 1u);
+  EXPECT_TRUE(controls_to_worker("rogue", Command::kHeartbeat).empty()) << "never greeted";
+  EXPECT_FALSE(stats_json()["services"].contains("other"));
+  // A request for it is answered at once, as for any service without workers, and creates
+  // nothing either.
+  request("g1", 1, kSafe, 5'000, "other");
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(decode_reply(replies_to("g1")[0]).status, 503);
+  EXPECT_FALSE(stats_json()["services"].contains("other"));
+  // A registered worker that asks to switch to it is forgotten, not moved.
+  ready("w1", 1, "other");
+  EXPECT_EQ(counters().refused_services, 2u);
+  EXPECT_EQ(stats_json()["services"]["echo"]["workers"], 0);
+}
+
+TEST_F(DispatcherTest, TwentyThousandReadysForDistinctServicesCreateAtMostMaxServices) {
+  options_.max_services = 8;
+  make_dispatcher();
+  ready("w1", 1);
+  for (int i = 0; i < 20'000; ++i)
+    ready("flood-" + std::to_string(i), 1, "svc-" + std::to_string(i));
+  const auto stats = stats_json();
+  EXPECT_EQ(stats["services"].size(), 8u);
+  EXPECT_EQ(counters().refused_services, 20'000u - 7u);
+  EXPECT_LT(encode(dispatcher_->stats(now_)).size(), 16u * 1024);
+  request("g1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+}
+
+TEST_F(DispatcherTest, WorkersPerServiceAreCapped) {
+  options_.max_workers_per_service = 3;
+  make_dispatcher();
+  for (int i = 0; i < 10; ++i) ready("w" + std::to_string(i), 1);
+  EXPECT_EQ(stats_json()["services"]["echo"]["workers"], 3);
+  EXPECT_EQ(counters().refused_workers, 7u);
+  ready("w0", 2);  // a registered worker renews its credit as before
+  EXPECT_EQ(stats_json()["services"]["echo"]["capacity"], 4);
+}
+
+TEST_F(DispatcherTest, GatewaysAreCappedAndARefusedOneIsAnsweredAtOnce) {
+  options_.max_gateways = 2;
+  make_dispatcher();
+  ready("w1", 4);
+  gateway_heartbeat("g1");
+  request("g2", 1);
+  request("g3", 2);
+  gateway_heartbeat("g4");
+  from_gateway({"g5", std::string(protocol::kTag), cmd(Command::kStats), id_bytes(9)});
+  EXPECT_EQ(stats_json()["gateways"], 2);
+  EXPECT_EQ(counters().refused_gateways, 3u);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  ASSERT_EQ(replies_to("g3").size(), 1u);
+  EXPECT_EQ(decode_reply(replies_to("g3")[0]).error->code, "BROKER_UNAVAILABLE");
+  EXPECT_TRUE(out_.gateway.size() == 2u) << "g1's greeting and g3's refusal only";
+  // A known gateway leaving makes room.
+  from_gateway({"g1", std::string(protocol::kTag), cmd(Command::kDisconnect)});
+  request("g3", 3);
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 3}));
+}
+
+TEST_F(DispatcherTest, AWorkerSendingRepeatedGarbageIsForgottenAndItsRequestsSettledAsOnLoss) {
+  options_.max_worker_strikes = 5;
+  make_dispatcher();
+  ready("bad", 2);
+  ready("good", 2);
+  request("g1", 1, kSafe);
+  request("g1", 2, kSafe);
+  request("g1", 3, kUnsafe);
+  request("g1", 4, kUnsafe);
+  ASSERT_EQ(dispatched_to("bad"), (std::vector<int>{1, 3}));
+  for (int i = 0; i < 5; ++i) {
+    from_worker({"bad", std::string(protocol::kTag), cmd(Command::kReply), "short", "e"});
+  }
+  EXPECT_EQ(counters().peers_disconnected, 1u);
+  EXPECT_EQ(controls_to_worker("bad", Command::kDisconnect).size(), 1u);
+  EXPECT_EQ(stats_json()["services"]["echo"]["workers"], 1);
+  // Exactly as on a worker loss: the retry-safe one requeued, the other answered WORKER_LOST.
+  EXPECT_EQ(counters().workers_lost, 1u);
+  EXPECT_EQ(counters().requeued, 1u);
+  EXPECT_EQ(counters().worker_lost_replies, 1u);
+  ASSERT_EQ(replies_to("g1").size(), 1u);
+  EXPECT_EQ(decode_reply(replies_to("g1")[0]).error->code, "WORKER_LOST");
+}
+
+TEST_F(DispatcherTest, AStatsFloodIsAnsweredFromOneRenderingPerInterval) {
+  ready("w1", 1);
+  const auto stats_request = [&](int n) {
+    from_gateway({"g1", std::string(protocol::kTag), cmd(Command::kStats), id_bytes(n)});
+    return nlohmann::json::parse(out_.gateway.back().at(4));
+  };
+  EXPECT_EQ(stats_request(1)["services"]["echo"]["workers"], 1);
+  ready("w2", 1);
+  // Within the interval: the same rendering (a flood costs one rendering, not one each).
+  for (int i = 2; i < 100; ++i) EXPECT_EQ(stats_request(i)["services"]["echo"]["workers"], 1);
+  advance(options_.stats_cache);
+  EXPECT_EQ(stats_request(100)["services"]["echo"]["workers"], 2);
+}
+
+TEST_F(DispatcherTest, AnErrorCaughtOutsideIsCountedAndTheDispatcherGoesOn) {
+  ready("w1", 1);
+  dispatcher_->on_handler_error("std::bad_alloc", now_);
+  EXPECT_EQ(counters().handler_errors, 1u);
+  EXPECT_EQ(stats_json()["counters"]["handler_errors"], 1);
+  request("g1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
 }
 
 TEST_F(DispatcherTest, ShutdownAnswersQueuedWithBrokerUnavailableAndRefusesNewRequests) {
@@ -730,9 +929,11 @@ TEST_F(DispatcherTest, WorkerStatusFromHeartbeatShowsInStats) {
   from_worker(
       {"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat), R"({"circuit":"closed"})"});
   EXPECT_EQ(stats_json()["services"]["echo"]["circuit"], "mixed");
-  // Garbage in the status frame is ignored, not fatal.
+  // Garbage in the status frame is counted, not fatal: the worker stays, without a status.
   from_worker({"w2", std::string(protocol::kTag), cmd(Command::kHeartbeat), "{not json"});
-  EXPECT_EQ(dispatcher_->counters().malformed, 0u);
+  EXPECT_EQ(dispatcher_->counters().malformed_status, 1u);
+  EXPECT_EQ(stats_json()["services"]["echo"]["workers"], 2);
+  EXPECT_EQ(stats_json()["services"]["echo"]["circuit"], "open");
 }
 
 TEST_F(DispatcherTest, WorkerWithOpenCircuitGetsNothingWhileOthersCanServe) {

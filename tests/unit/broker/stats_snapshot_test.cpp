@@ -42,12 +42,33 @@ TEST_F(StatsSnapshotTest, TopLevelAndCounterKeysAreThoseTheGatewayReads) {
   EXPECT_EQ(stats["broker_id"], "b1");
   EXPECT_EQ(stats["gateways"], 2);
   EXPECT_TRUE(stats["services"].is_object());
-  EXPECT_EQ(keys_of(stats["counters"]),
-            (std::set<std::string>{"requests", "dispatched", "replies", "requeued", "worker_lost",
-                                   "expired", "rejected_overloaded", "rejected_no_workers",
-                                   "malformed", "late_replies", "duplicate_requests",
-                                   "rerouted_requests", "unroutable", "gateway_gone_drops",
-                                   "orphans", "stall_drops", "workers_lost"}));
+  EXPECT_EQ(keys_of(stats["counters"]), (std::set<std::string>{"requests",
+                                                               "dispatched",
+                                                               "replies",
+                                                               "requeued",
+                                                               "worker_lost",
+                                                               "expired",
+                                                               "rejected_overloaded",
+                                                               "rejected_no_workers",
+                                                               "malformed",
+                                                               "late_replies",
+                                                               "duplicate_requests",
+                                                               "rerouted_requests",
+                                                               "unroutable",
+                                                               "gateway_gone_drops",
+                                                               "orphans",
+                                                               "stall_drops",
+                                                               "workers_lost",
+                                                               "malformed_shape",
+                                                               "malformed_field",
+                                                               "malformed_misrouted",
+                                                               "malformed_status",
+                                                               "handler_errors",
+                                                               "refused_services",
+                                                               "refused_workers",
+                                                               "refused_gateways",
+                                                               "foreign_ids",
+                                                               "peers_disconnected"}));
   EXPECT_EQ(stats["counters"]["requests"], 5);
   EXPECT_EQ(stats["counters"]["worker_lost"], 2);
 }
@@ -87,6 +108,27 @@ TEST_F(StatsSnapshotTest, AServiceShowsItsLiveWorkersCreditQueueAndOwnCounters) 
             (std::set<std::string>{"dispatched", "replies", "requeued", "worker_lost", "expired",
                                    "rejected_overloaded", "rejected_no_workers", "stall_drops"}));
   EXPECT_EQ(svc["counters"]["dispatched"], 3);
+}
+
+TEST_F(StatsSnapshotTest, WorkerListIsBoundedWhileTotalsCountEveryWorker) {
+  // STATS with 20k registered workers once rendered megabytes per answer and stalled the broker.
+  for (int s = 0; s < 6; ++s) {
+    const std::string service = "svc" + std::to_string(s);
+    queues_.get(service, now_);
+    for (int i = 0; i < 300; ++i) {
+      const auto id = service + "-w" + std::to_string(i);
+      workers_.add(id, service, id, 2, now_);
+    }
+  }
+  const auto stats = render();
+  std::size_t listed = 0;
+  for (const auto& [name, svc] : stats["services"].items()) {
+    EXPECT_EQ(svc["workers"], 300) << name;
+    EXPECT_EQ(svc["capacity"], 600) << name;
+    EXPECT_LE(svc["worker_list"].size(), kMaxListedWorkersPerService) << name;
+    listed += svc["worker_list"].size();
+  }
+  EXPECT_EQ(listed, kMaxListedWorkers);
 }
 
 TEST_F(StatsSnapshotTest, CircuitsAgreeingOrNotAreSummarisedAndBadStatusesLeftOut) {
