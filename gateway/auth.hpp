@@ -24,9 +24,9 @@ struct AuthOptions {
       options::gateway::kAuthLeeway.default_seconds());
   bool require_exp = options::gateway::kAuthRequireExp.default_bool();  // reject never-expiring
   // When set, a token must name it in `aud` (a string, or an array holding it).
-  std::string audience;
+  std::string audience{};
   // When set, a token's `iss` must be exactly this.
-  std::string issuer;
+  std::string issuer{};
 
   bool enabled() const { return !jwt_secret.empty() || !api_keys.empty(); }
 };

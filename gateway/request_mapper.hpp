@@ -57,7 +57,7 @@ struct ForwardingRules {
   bool trusted_peer = false;
   // The header the worker puts the service's own credential in (auth.header), if any: a
   // lookalike of it is dropped like one of Courier's own headers.
-  std::string_view auth_header;
+  std::string_view auth_header{};
 };
 
 // Headers of the HTTP request as an ordered list for the upstream:
@@ -85,7 +85,7 @@ struct EnvelopeContext {
   const TrustedProxies* trusted_proxies = nullptr;
   // The X-Request-ID to use when the client sent no valid one (IdGenerator::next_request_id:
   // random, unrelated to `id`). Empty: the correlation id in hex, as before (tests, fuzzing).
-  std::string generated_request_id;
+  std::string generated_request_id{};
 };
 
 struct MappedRequest {

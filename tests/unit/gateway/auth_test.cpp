@@ -161,9 +161,9 @@ TEST(Authenticator, AudienceMustBeNamedAsAStringOrInAnArray) {
 TEST(Authenticator, IssuerMustMatchExactly) {
   const auto a = with_audience_and_issuer("", "https://issuer.example");
   EXPECT_TRUE(bearer(a, make_token({.iss = "https://issuer.example"})).ok);
-  for (const std::optional<std::string> bad :
-       {std::optional<std::string>{}, std::optional<std::string>{"https://issuer.example/"},
-        std::optional<std::string>{"https://evil.example"}, std::optional<std::string>{""}}) {
+  for (const auto& bad : std::vector<std::optional<std::string>>{
+           std::optional<std::string>{}, std::optional<std::string>{"https://issuer.example/"},
+           std::optional<std::string>{"https://evil.example"}, std::optional<std::string>{""}}) {
     const auto r = bearer(a, make_token({.iss = bad}));
     EXPECT_FALSE(r.ok) << bad.value_or("(none)");
     EXPECT_EQ(r.reason, "token issuer is not accepted");
