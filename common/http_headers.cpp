@@ -78,6 +78,45 @@ const Header* find_header(const Headers& headers, std::string_view name) {
   return nullptr;
 }
 
+bool is_token(std::string_view s) {
+  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
+  if (s.empty()) return false;
+  for (char c : s) {
+    // ASCII letters and digits spelled out: std::isalnum would follow the locale.
+    const bool alnum = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+    if (!alnum && kSymbols.find(c) == kSymbols.npos) return false;
+  }
+  return true;
+}
+
+bool is_field_value(std::string_view s) {
+  for (char c : s) {
+    const auto u = static_cast<unsigned char>(c);
+    if ((u < 0x20 && u != '\t') || u == 0x7f) return false;
+  }
+  return true;
+}
+
+namespace {
+
+char loose(char c) {
+  return c == '_' ? '-' : static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+}
+
+}  // namespace
+
+bool loosely_equal(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    if (loose(a[i]) != loose(b[i])) return false;
+  }
+  return true;
+}
+
+bool loosely_starts_with(std::string_view name, std::string_view prefix) {
+  return name.size() >= prefix.size() && loosely_equal(name.substr(0, prefix.size()), prefix);
+}
+
 bool is_idempotent_method(std::string_view method) {
   return method == "GET" || method == "HEAD" || method == "PUT" || method == "DELETE" ||
          method == "OPTIONS" || method == "TRACE";

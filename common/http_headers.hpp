@@ -1,5 +1,6 @@
 // Header rules shared by gateway and workers: which headers are hop-by-hop (RFC 9110 7.6.1)
-// and so never forwarded, and which methods are idempotent (safe to send twice).
+// and so never forwarded, what a valid field is, and which methods are idempotent (safe to send
+// twice).
 #pragma once
 
 #include <string_view>
@@ -20,6 +21,17 @@ bool is_hop_by_hop(std::string_view name);
 Headers end_to_end(Headers headers);
 
 const Header* find_header(const Headers& headers, std::string_view name);
+
+// RFC 9110 5.6.2: 1*tchar, what a field name (and a method) must be.
+bool is_token(std::string_view s);
+// RFC 9110 5.5: no control character (CR, LF, NUL and the other CTLs, DEL) but HTAB; obs-text
+// (bytes 0x80-0xff) is allowed. What a field value must be to be written as it is.
+bool is_field_value(std::string_view s);
+// Equal ignoring case and with '_' taken for '-': "X_Courier_Subject" is like "x-courier-subject".
+// Many frameworks (CGI, WSGI, PHP, Rack) see both as the same variable, HTTP_X_COURIER_SUBJECT.
+bool loosely_equal(std::string_view a, std::string_view b);
+// True if `name` starts with `prefix` in the sense of loosely_equal.
+bool loosely_starts_with(std::string_view name, std::string_view prefix);
 
 bool is_idempotent_method(std::string_view method);
 // Idempotent, or carries an Idempotency-Key: a second attempt cannot do harm. The one retry-safety

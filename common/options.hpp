@@ -122,10 +122,19 @@ inline constexpr ComponentOption kApiKeys{"gateway.auth.api_keys", "", "COURIER_
                                           "SUBJECT:KEY,KEY2,..."};
 inline constexpr ComponentOption kAuthLeeway{"gateway.auth.leeway", "--auth-leeway",
                                              "COURIER_AUTH_LEEWAY", "0",
-                                             "Clock skew allowed on JWT exp/nbf, seconds"};
+                                             "Clock skew allowed on JWT exp/nbf/iat, seconds"};
 inline constexpr ComponentOption kAuthRequireExp{"gateway.auth.require_exp", "--auth-require-exp",
                                                  "COURIER_AUTH_REQUIRE_EXP", "true",
                                                  "Reject JWTs without exp"};
+inline constexpr ComponentOption kAuthAudience{"gateway.auth.audience", "--auth-audience",
+                                               "COURIER_AUTH_AUDIENCE", "",
+                                               "JWTs must name this in aud (empty: not checked)"};
+inline constexpr ComponentOption kAuthIssuer{"gateway.auth.issuer", "--auth-issuer",
+                                             "COURIER_AUTH_ISSUER", "",
+                                             "JWTs must have this iss (empty: not checked)"};
+inline constexpr ComponentOption kTrustedProxies{
+    "gateway.trusted_proxies", "--trusted-proxies", "COURIER_TRUSTED_PROXIES", "",
+    "Peers (IPs or CIDRs, comma-separated) whose Forwarded/X-Forwarded-* headers are kept"};
 }  // namespace gateway
 
 namespace broker {
@@ -227,6 +236,9 @@ inline constexpr const ComponentOption* kAll[] = {
     &gateway::kApiKeys,
     &gateway::kAuthLeeway,
     &gateway::kAuthRequireExp,
+    &gateway::kAuthAudience,
+    &gateway::kAuthIssuer,
+    &gateway::kTrustedProxies,
     &broker::kFrontend,
     &broker::kBackend,
     &broker::kId,

@@ -3,7 +3,9 @@
 #include <jwt.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <memory>
+#include <nlohmann/json.hpp>
 
 #include "common/config.hpp"
 #include "common/http_headers.hpp"
@@ -57,6 +59,27 @@ Claim numeric_claim(jwt_t* token, const char* name) {
   if (errno == ENOENT) return {};
   if (errno != 0) return {true, false, 0};
   return {true, true, v};
+}
+
+// Every claim as one JSON object (libjwt's typed getters cannot tell a claim of another type from
+// a missing one); an empty object if libjwt has none to give.
+nlohmann::json all_claims(jwt_t* token) {
+  std::unique_ptr<char, decltype(&std::free)> text(jwt_get_grants_json(token, nullptr), &std::free);
+  auto claims = text ? nlohmann::json::parse(text.get(), nullptr, false) : nlohmann::json();
+  return claims.is_object() ? claims : nlohmann::json::object();
+}
+
+// `aud` (RFC 7519 4.1.3): one string or an array of strings, one of which must be ours.
+bool names_audience(const nlohmann::json& claims, const std::string& audience) {
+  const auto it = claims.find("aud");
+  if (it == claims.end()) return false;
+  const auto& aud = *it;
+  if (aud.is_string()) return aud.get_ref<const std::string&>() == audience;
+  if (!aud.is_array()) return false;
+  for (const auto& a : aud) {
+    if (a.is_string() && a.get_ref<const std::string&>() == audience) return true;
+  }
+  return false;
 }
 
 }  // namespace
@@ -137,6 +160,21 @@ AuthResult Authenticator::check_bearer(std::string_view token,
   const auto nbf = numeric_claim(jwt.get(), "nbf");
   if (!nbf.valid) return fail("token nbf is not a number");
   if (nbf.present && seconds + leeway < nbf.value) return fail("token not yet valid");
+  // Issued in the future: a clock far off, or a token minted to outlive its exp check.
+  const auto claims = all_claims(jwt.get());
+  if (const auto iat = claims.find("iat"); iat != claims.end()) {
+    if (!iat->is_number()) return fail("token iat is not a number");
+    if (static_cast<double>(seconds + leeway) < iat->get<double>()) {
+      return fail("token issued in the future");
+    }
+  }
+  if (!options_.issuer.empty()) {
+    const char* iss = jwt_get_grant(jwt.get(), "iss");
+    if (!iss || options_.issuer != iss) return fail("token issuer is not accepted");
+  }
+  if (!options_.audience.empty() && !names_audience(claims, options_.audience)) {
+    return fail("token audience is not accepted");
+  }
 
   const char* sub = jwt_get_grant(jwt.get(), "sub");
   if (!sub || !valid_subject(sub)) return fail("token has no usable sub");

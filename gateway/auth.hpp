@@ -19,10 +19,14 @@ struct ApiKey {
 struct AuthOptions {
   std::string jwt_secret;        // HS256 shared secret; empty: bearer tokens are not accepted
   std::vector<ApiKey> api_keys;  // empty: X-API-Key is not accepted
-  // Clock skew tolerated on exp and nbf.
+  // Clock skew tolerated on exp, nbf and iat.
   std::chrono::seconds leeway = std::chrono::duration_cast<std::chrono::seconds>(
       options::gateway::kAuthLeeway.default_seconds());
   bool require_exp = options::gateway::kAuthRequireExp.default_bool();  // reject never-expiring
+  // When set, a token must name it in `aud` (a string, or an array holding it).
+  std::string audience{};
+  // When set, a token's `iss` must be exactly this.
+  std::string issuer{};
 
   bool enabled() const { return !jwt_secret.empty() || !api_keys.empty(); }
 };

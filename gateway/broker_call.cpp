@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "common/errors.hpp"
+
 namespace courier::gateway {
 
 asio::awaitable<std::optional<BrokerResult>> call_broker(BrokerClient& broker,
@@ -35,6 +37,21 @@ asio::awaitable<std::optional<BrokerResult>> call_broker(BrokerClient& broker,
     waiter->timer.expires_after(std::chrono::seconds(5));
   }
   co_return std::move(waiter->result);
+}
+
+ClientReply response_for(BrokerResult&& result, const HttpRequest& request,
+                         std::string_view service, std::string_view request_id) {
+  ReplyEnvelope reply;
+  if (result.local) {
+    reply = std::move(*result.local);
+  } else if (const auto ec = decode(protocol::view(result.envelope), reply)) {
+    ClientReply out;
+    out.problem = "invalid reply envelope: " + ec.message();
+    out.response = error_response(static_cast<int>(ErrorKind::kBadResponse), service, out.problem,
+                                  &request, request_id);
+    return out;
+  }
+  return checked_response(std::move(reply), request, service, request_id);
 }
 
 }  // namespace courier::gateway

@@ -53,6 +53,8 @@ courier::gateway::AuthOptions load_auth(const courier::OptionFlags& flags,
   auth.leeway =
       std::chrono::duration_cast<std::chrono::seconds>(flags.seconds(opt::kAuthLeeway, file));
   auth.require_exp = flags.boolean(opt::kAuthRequireExp, file);
+  auth.audience = flags.text(opt::kAuthAudience, file);
+  auth.issuer = flags.text(opt::kAuthIssuer, file);
   return auth;
 }
 
@@ -90,6 +92,8 @@ int main(int argc, char** argv) {
     server.body_timeout = flags.seconds(opt::kBodyTimeout, file);
     server.idle_timeout = flags.seconds(opt::kIdleTimeout, file);
     server.auth = load_auth(flags, file);
+    server.trusted_proxies = gateway::TrustedProxies::parse(opt::kTrustedProxies.setting(),
+                                                            flags.text(opt::kTrustedProxies, file));
     if (server.auth.enabled()) {
       spdlog::info("gateway auth on: bearer JWT {}, {} API key(s)",
                    server.auth.jwt_secret.empty() ? "off" : "HS256", server.auth.api_keys.size());

@@ -138,13 +138,22 @@ GatewayMetrics::GatewayMetrics()
       duration_(prometheus::BuildHistogram()
                     .Name("courier_gateway_request_duration_seconds")
                     .Help("From a fully read request to its response written, by service")
-                    .Register(*registry_)) {}
+                    .Register(*registry_)),
+      bad_responses_(
+          prometheus::BuildCounter()
+              .Name("courier_gateway_bad_responses_total")
+              .Help("Replies refused as invalid HTTP (502 <SVC>_BAD_RESPONSE), by service")
+              .Register(*registry_)) {}
 
 void GatewayMetrics::observe(std::string_view service, unsigned status,
                              std::chrono::duration<double> elapsed) {
   const std::string svc(service);
   requests_.Add({{"service", svc}, {"status", std::to_string(status)}}).Increment();
   duration_.Add({{"service", svc}}, latency_buckets()).Observe(elapsed.count());
+}
+
+void GatewayMetrics::bad_response(std::string_view service) {
+  bad_responses_.Add({{"service", std::string(service)}}).Increment();
 }
 
 std::string GatewayMetrics::render(const GatewaySnapshot& s,

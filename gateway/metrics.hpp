@@ -38,6 +38,9 @@ class GatewayMetrics {
 
   // Thread-safe. `service` must be a configured service name or "none" (bounded label values).
   void observe(std::string_view service, unsigned status, std::chrono::duration<double> elapsed);
+  // A reply refused with 502 <SVC>_BAD_RESPONSE because it was not valid HTTP (or did not decode).
+  // Thread-safe; `service` as for observe().
+  void bad_response(std::string_view service);
 
   // The exposition text: the recorded metrics, the snapshot, and each broker's STATS snapshot
   // (series labelled `broker` with its endpoint; a malformed snapshot adds nothing).
@@ -48,6 +51,7 @@ class GatewayMetrics {
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& duration_;
+  prometheus::Family<prometheus::Counter>& bad_responses_;
 };
 
 }  // namespace courier::gateway

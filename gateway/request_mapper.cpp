@@ -54,28 +54,136 @@ std::optional<std::chrono::milliseconds> request_budget(const ServiceConfig& ser
   return std::min(asked, service.timeout);
 }
 
-Headers forwarded_headers(const HttpRequest& request, std::string_view client_address) {
+namespace {
+
+// "%" hi lo at `i`, the hex digit `lo` in either case (`lo` given in lower case).
+bool escape_at(std::string_view s, std::size_t i, char hi, char lo) {
+  return i + 2 < s.size() && s[i] == '%' && s[i + 1] == hi && (s[i + 2] | 0x20) == lo;
+}
+
+// A separator within a path: '/', and what some servers turn into one ('\', %2F, %5C). Returns
+// its length at `i`, 0 if none starts there.
+std::size_t separator_at(std::string_view path, std::size_t i) {
+  if (path[i] == '/' || path[i] == '\\') return 1;
+  if (escape_at(path, i, '2', 'f') || escape_at(path, i, '5', 'c')) return 3;
+  return 0;
+}
+
+// "." or ".." once percent-encoded dots are decoded and path parameters (from ';' or "%3B")
+// cut off.
+bool is_dot_segment(std::string_view segment) {
+  int dots = 0;
+  for (std::size_t i = 0;
+       i < segment.size() && segment[i] != ';' && !escape_at(segment, i, '3', 'b'); ++dots) {
+    if (dots == 2) return false;
+    if (segment[i] == '.') {
+      i += 1;
+    } else if (escape_at(segment, i, '2', 'e')) {
+      i += 3;
+    } else {
+      return false;
+    }
+  }
+  return dots == 1 || dots == 2;
+}
+
+// A header Courier sets or reads itself; a name equal to one of these but for '_' or case is a
+// lookalike. Compared with loosely_equal.
+constexpr std::string_view kOwnHeaders[] = {
+    "x-request-id",
+    "x-request-timeout",
+    "idempotency-key",
+    "authorization",
+    "x-api-key",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "te",
+    "trailer",
+    "upgrade",
+    "keep-alive",
+    "proxy-connection",
+    "proxy-authorization",
+};
+
+// What a client says about the hops before the gateway: believed from a trusted proxy only.
+constexpr std::string_view kForwardingHeaders[] = {
+    "forwarded",           "x-real-ip",      "x-client-ip",   "true-client-ip",
+    "x-cluster-client-ip", "x-original-url", "x-rewrite-url",
+};
+
+bool is_forwarding_header(std::string_view name) {
+  if (loosely_starts_with(name, "x-forwarded-")) return true;
+  for (auto h : kForwardingHeaders) {
+    if (loosely_equal(name, h)) return true;
+  }
+  return false;
+}
+
+bool is_lookalike(std::string_view name, std::string_view auth_header) {
+  if (name.find('_') == std::string_view::npos) return false;
+  for (auto h : kOwnHeaders) {
+    if (loosely_equal(name, h)) return true;
+  }
+  return !auth_header.empty() && loosely_equal(name, auth_header);
+}
+
+}  // namespace
+
+std::string_view path_problem(std::string_view target) {
+  const auto path = target.substr(0, target.find('?'));
+  std::size_t begin = 0;
+  for (std::size_t i = 0; i <= path.size();) {
+    const std::size_t sep = i < path.size() ? separator_at(path, i) : 1;
+    if (sep == 0) {
+      ++i;
+      continue;
+    }
+    if (is_dot_segment(path.substr(begin, i - begin))) {
+      return "the path must not contain . or .. segments (raw or percent-encoded)";
+    }
+    i += sep;
+    begin = i;
+  }
+  return {};
+}
+
+Headers forwarded_headers(const HttpRequest& request, const ForwardingRules& rules) {
   Headers headers;
   headers.reserve(16);
   std::string xff;
+  bool has_proto = false;
+  bool has_host = false;
   for (const auto& field : request) {
     const auto name = field.name_string();
     const auto value = field.value();
-    if (iequals(name, "x-forwarded-for")) {
-      if (!xff.empty()) xff += ", ";
-      xff.append(value.data(), value.size());
-      continue;
+    // Only the gateway's own authentication may name a subject, and no client speaks for Courier.
+    if (loosely_starts_with(name, "x-courier-")) continue;
+    if (is_lookalike(name, rules.auth_header)) continue;
+    if (is_forwarding_header(name)) {
+      if (!rules.trusted_peer || name.find('_') != std::string_view::npos) continue;
+      if (iequals(name, "x-forwarded-for")) {
+        if (!xff.empty()) xff += ", ";
+        xff.append(value.data(), value.size());
+        continue;
+      }
+      has_proto = has_proto || iequals(name, "x-forwarded-proto");
+      has_host = has_host || iequals(name, "x-forwarded-host");
     }
-    // Only the gateway's own authentication may name a subject.
-    if (iequals(name, kSubjectHeader)) continue;
     headers.push_back({std::string(name), std::string(value)});
   }
   headers = end_to_end(std::move(headers));
-  if (!client_address.empty()) {
+  if (!rules.client_address.empty()) {
     if (!xff.empty()) xff += ", ";
-    xff += client_address;
+    xff += rules.client_address;
   }
   if (!xff.empty()) headers.push_back({"X-Forwarded-For", std::move(xff)});
+  // The gateway speaks plain HTTP; a trusted proxy in front may have terminated TLS and says so.
+  if (!has_proto) headers.push_back({"X-Forwarded-Proto", "http"});
+  if (const auto host = request[http::field::host]; !has_host && !host.empty()) {
+    headers.push_back({"X-Forwarded-Host", std::string(host)});
+  }
   return headers;
 }
 
@@ -83,12 +191,24 @@ MappedRequest to_envelope(HttpRequest& request, EnvelopeContext context) {
   const auto& service = *context.service;
   MappedRequest out;
   const auto given_id = request["X-Request-ID"];
-  out.request_id = valid_request_id(given_id) ? std::string(given_id) : to_hex(context.id);
+  if (valid_request_id(given_id)) {
+    out.request_id = std::string(given_id);
+  } else if (!context.generated_request_id.empty()) {
+    out.request_id = std::move(context.generated_request_id);
+  } else {
+    out.request_id = to_hex(context.id);
+  }
+  const auto bad_request = [&](std::string_view detail) {
+    return error_response(static_cast<int>(ErrorKind::kBadRequest), service.name, detail, &request,
+                          out.request_id);
+  };
+  if (const auto problem = path_problem(context.target); !problem.empty()) {
+    out.error = bad_request(problem);
+    return out;
+  }
   const auto budget = request_budget(service, request["X-Request-Timeout"]);
   if (!budget) {
-    out.error = error_response(static_cast<int>(ErrorKind::kBadRequest), service.name,
-                               "X-Request-Timeout must be a positive number of seconds", &request,
-                               out.request_id);
+    out.error = bad_request("X-Request-Timeout must be a positive number of seconds");
     return out;
   }
   out.budget = *budget;
@@ -98,7 +218,13 @@ MappedRequest to_envelope(HttpRequest& request, EnvelopeContext context) {
   envelope.service = service.name;
   envelope.method = std::string(request.method_string());
   envelope.target = std::move(context.target);
-  envelope.headers = forwarded_headers(request, context.client_address);
+  const bool trusted =
+      context.trusted_proxies && context.trusted_proxies->contains(context.client_address);
+  const std::string_view auth_header =
+      service.auth_mode == AuthMode::kApiKey ? std::string_view(service.auth_header) : "";
+  envelope.headers = forwarded_headers(request, {.client_address = context.client_address,
+                                                 .trusted_peer = trusted,
+                                                 .auth_header = auth_header});
   if (context.strip_api_key) {
     std::erase_if(envelope.headers, [](const Header& h) { return iequals(h.name, "x-api-key"); });
   }
@@ -125,7 +251,47 @@ bool has_no_body(unsigned status) {
   return (status >= 100 && status < 200) || status == 204 || status == 304;
 }
 
+bool is_decimal(std::string_view s) {
+  if (s.empty() || s.size() > 19) return false;  // 19 digits always fit in 64 bits
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+  }
+  return true;
+}
+
 }  // namespace
+
+std::string reply_problem(const ReplyEnvelope& reply, const HttpRequest& request) {
+  if (reply.status < 200 || reply.status > 599) {
+    return "status " + std::to_string(reply.status) + " is not a final HTTP status";
+  }
+  if (reply.headers.size() > kMaxReplyHeaders) {
+    return std::to_string(reply.headers.size()) + " header fields, more than " +
+           std::to_string(kMaxReplyHeaders);
+  }
+  std::size_t bytes = 0;
+  const Header* length = nullptr;
+  for (std::size_t i = 0; i < reply.headers.size(); ++i) {
+    const auto& h = reply.headers[i];
+    if (!is_token(h.name)) return "header field " + std::to_string(i + 1) + ": invalid name";
+    if (!is_field_value(h.value)) {
+      return "header field " + std::to_string(i + 1) + ": control character in the value";
+    }
+    bytes += h.name.size() + h.value.size() + 4;
+    if (iequals(h.name, "content-length")) {
+      if (length && length->value != h.value) return "conflicting Content-Length fields";
+      length = &h;
+    }
+  }
+  if (bytes > kMaxReplyHeaderBytes) {
+    return std::to_string(bytes) + " bytes of header fields, more than " +
+           std::to_string(kMaxReplyHeaderBytes);
+  }
+  if (length && request.method() == http::verb::head && !is_decimal(length->value)) {
+    return "Content-Length is not a decimal number";
+  }
+  return {};
+}
 
 HttpResponse to_http(ReplyEnvelope&& reply, const HttpRequest& request,
                      std::string_view request_id) {
@@ -133,12 +299,13 @@ HttpResponse to_http(ReplyEnvelope&& reply, const HttpRequest& request,
   res.result(reply.status);
   res.version(request.version());
   std::string content_length;
-  for (auto& h : reply.headers) {
-    if (iequals(h.name, "content-length")) {
-      content_length = h.value;
-      continue;
-    }
-    if (is_hop_by_hop(h.name) || iequals(h.name, "x-request-id")) continue;
+  for (const auto& h : reply.headers) {
+    if (iequals(h.name, "content-length")) content_length = h.value;
+  }
+  // The gateway frames the response itself: the reply's framing and hop-by-hop fields (and those
+  // its Connection names) would contradict ours.
+  for (auto& h : end_to_end(std::move(reply.headers))) {
+    if (iequals(h.name, "x-request-id")) continue;
     res.insert(h.name, h.value);
   }
   if (!request_id.empty()) res.set("X-Request-ID", request_id);
@@ -151,6 +318,20 @@ HttpResponse to_http(ReplyEnvelope&& reply, const HttpRequest& request,
     res.content_length(res.body().size());
   }
   return res;
+}
+
+ClientReply checked_response(ReplyEnvelope&& reply, const HttpRequest& request,
+                             std::string_view service, std::string_view request_id) {
+  ClientReply out;
+  out.attempts = reply.attempts;
+  out.problem = reply_problem(reply, request);
+  if (!out.problem.empty()) {
+    out.response = error_response(static_cast<int>(ErrorKind::kBadResponse), service,
+                                  "invalid reply: " + out.problem, &request, request_id);
+    return out;
+  }
+  out.response = to_http(std::move(reply), request, request_id);
+  return out;
 }
 
 HttpResponse error_response(int kind, std::string_view service, std::string_view detail,

@@ -74,7 +74,6 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
         for (const auto& [name, svc] : settings_.services) names.push_back(name);
         return names;
       }()),
-      ids_(IdGenerator::random_prefix()),
       acceptor_(io_),
       connections_({.max_total = options_.max_connections,
                     .max_per_client = options_.max_connections_per_client}) {}
@@ -384,7 +383,9 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
                                          .subject = ex.subject,
                                          .strip_api_key = auth_.accepts_api_keys(),
                                          .id = ids_.next(),
-                                         .now_ms = protocol::unix_ms_now()});
+                                         .now_ms = protocol::unix_ms_now(),
+                                         .trusted_proxies = &options_.trusted_proxies,
+                                         .generated_request_id = ids_.next_request_id()});
   ex.request_id = mapped.request_id;
   if (mapped.error) {
     ex.response = std::move(*mapped.error);
@@ -402,17 +403,13 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
     co_return;
   }
 
-  ReplyEnvelope reply;
-  if (result->local) {
-    reply = std::move(*result->local);
-  } else if (const auto dec = decode(protocol::view(result->envelope), reply)) {
-    ex.response =
-        error_response(static_cast<int>(ErrorKind::kBadResponse), svc.name,
-                       "invalid reply envelope: " + dec.message(), &ex.request, ex.request_id);
-    co_return;
+  auto answer = response_for(std::move(*result), ex.request, svc.name, ex.request_id);
+  if (!answer.problem.empty()) {
+    metrics_.bad_response(svc.name);
+    spdlog::warn("bad reply service={} request_id={}: {}", svc.name, ex.request_id, answer.problem);
   }
-  ex.attempts = reply.attempts;
-  ex.response = to_http(std::move(reply), ex.request, ex.request_id);
+  ex.attempts = answer.attempts;
+  ex.response = std::move(answer.response);
 }
 
 }  // namespace courier::gateway

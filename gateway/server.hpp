@@ -47,6 +47,7 @@ struct ServerOptions {
   // read our answer.
   std::chrono::milliseconds linger{2'000};
   AuthOptions auth;  // off unless a secret or API keys are configured
+  TrustedProxies trusted_proxies;  // whose Forwarded/X-Forwarded-* headers are kept; none
 };
 
 struct ServerCounters {

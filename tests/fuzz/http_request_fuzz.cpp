@@ -35,6 +35,12 @@ const Authenticator& auth() {
   return a;
 }
 
+// The fuzzer's peer (127.0.0.1) is trusted, so the trusted-proxy branch is reachable too.
+const TrustedProxies& trusted() {
+  static const TrustedProxies t = TrustedProxies::parse("fuzz", "127.0.0.0/8");
+  return t;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
@@ -85,13 +91,14 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
                                   .subject = admission.subject,
                                   .strip_api_key = auth().accepts_api_keys(),
                                   .id = {},
-                                  .now_ms = 0});
+                                  .now_ms = 0,
+                                  .trusted_proxies = &trusted()});
   if (mapped.error) return 0;
   ReplyEnvelope reply;
   reply.status = 200;
   reply.headers = mapped.envelope.headers;
   reply.body = std::move(mapped.envelope.body);
-  auto res = to_http(std::move(reply), req, mapped.request_id);
-  (void)res.body().size();
+  auto res = checked_response(std::move(reply), req, "rule-engine", mapped.request_id);
+  (void)res.response.body().size();
   return 0;
 }

@@ -35,5 +35,36 @@ TEST(HttpHeaders, RetrySafety) {
   EXPECT_TRUE(is_retry_safe("POST", {{"idempotency-key", "k"}}));
 }
 
+TEST(HttpHeaders, TokensAreRfc9110Tchars) {
+  for (const std::string_view ok : {"X-Up", "a", "!#$%&'*+-.^_`|~09AZaz"}) {
+    EXPECT_TRUE(is_token(ok)) << ok;
+  }
+  for (const std::string_view bad :
+       {"", "X A", "X:A", "X\r\nA", "X\tA", "(x)", "x/y", "é", "x\"y"}) {
+    EXPECT_FALSE(is_token(bad)) << bad;
+  }
+  EXPECT_FALSE(is_token(std::string_view("a\0b", 3)));
+}
+
+TEST(HttpHeaders, FieldValuesRefuseControlsButHtabAndAllowObsText) {
+  for (const std::string_view ok : {"", "plain", "a\tb", " spaced ", "caf\xc3\xa9", "\xff\x80"}) {
+    EXPECT_TRUE(is_field_value(ok)) << ok;
+  }
+  for (const std::string_view bad :
+       {"a\rb", "a\nb", "b\r\nSet-Cookie: evil", "\x01", "\x1f", "\x7f"}) {
+    EXPECT_FALSE(is_field_value(bad)) << bad;
+  }
+  EXPECT_FALSE(is_field_value(std::string_view("a\0b", 3)));
+}
+
+TEST(HttpHeaders, LooselyEqualTakesUnderscoreForDashAndIgnoresCase) {
+  EXPECT_TRUE(loosely_equal("X_Courier_Subject", "x-courier-subject"));
+  EXPECT_TRUE(loosely_equal("x-courier_subject", "X-Courier-Subject"));
+  EXPECT_FALSE(loosely_equal("X-Courier-Subjects", "x-courier-subject"));
+  EXPECT_FALSE(loosely_equal("X.Courier.Subject", "x-courier-subject"));
+  EXPECT_TRUE(loosely_starts_with("X_COURIER_anything", "x-courier-"));
+  EXPECT_FALSE(loosely_starts_with("X-Courie", "x-courier-"));
+}
+
 }  // namespace
 }  // namespace courier

@@ -25,6 +25,9 @@ struct Claims {
   std::optional<std::string> sub = "alice";
   std::optional<long> exp = kNow + 60;
   std::optional<long> nbf = std::nullopt;
+  std::optional<long> iat = std::nullopt;
+  std::optional<std::string> iss = std::nullopt;
+  std::optional<std::string> json = std::nullopt;  // more grants as a JSON object, e.g. aud
 };
 
 // Tokens made by libjwt itself: the tests never assemble or sign a token by hand.
@@ -36,6 +39,11 @@ std::string make_token(const Claims& c, const std::string& secret = kSecret,
   if (c.sub) jwt_add_grant(raw, "sub", c.sub->c_str());
   if (c.exp) jwt_add_grant_int(raw, "exp", *c.exp);
   if (c.nbf) jwt_add_grant_int(raw, "nbf", *c.nbf);
+  if (c.iat) jwt_add_grant_int(raw, "iat", *c.iat);
+  if (c.iss) jwt_add_grant(raw, "iss", c.iss->c_str());
+  if (c.json && jwt_add_grants_json(raw, c.json->c_str()) != 0) {
+    throw std::runtime_error("jwt_add_grants_json");
+  }
   const auto* key = reinterpret_cast<const unsigned char*>(secret.data());
   if (jwt_set_alg(raw, alg, alg == JWT_ALG_NONE ? nullptr : key,
                   alg == JWT_ALG_NONE ? 0 : static_cast<int>(secret.size())) != 0) {
@@ -109,6 +117,66 @@ TEST(Authenticator, TokenWithoutExpIsRejectedUnlessAllowed) {
   o.jwt_secret = kSecret;
   o.require_exp = false;
   EXPECT_TRUE(bearer(Authenticator(o), token).ok);
+}
+
+TEST(Authenticator, TokenIssuedInTheFutureBeyondTheLeewayIsRejected) {
+  const auto r = bearer(jwt_only(), make_token({.iat = kNow + 5}));
+  EXPECT_FALSE(r.ok);
+  EXPECT_EQ(r.reason, "token issued in the future");
+  EXPECT_TRUE(bearer(jwt_only(), make_token({.iat = kNow})).ok);
+  EXPECT_TRUE(bearer(jwt_only(), make_token({.iat = kNow - 3600})).ok);
+  AuthOptions o;
+  o.jwt_secret = kSecret;
+  o.leeway = 30s;
+  EXPECT_TRUE(bearer(Authenticator(o), make_token({.iat = kNow + 30})).ok);
+  EXPECT_FALSE(bearer(Authenticator(o), make_token({.iat = kNow + 31})).ok);
+  const auto not_a_number = bearer(jwt_only(), make_token({.json = R"({"iat":"soon"})"}));
+  EXPECT_FALSE(not_a_number.ok);
+  EXPECT_EQ(not_a_number.reason, "token iat is not a number");
+}
+
+Authenticator with_audience_and_issuer(std::string audience, std::string issuer) {
+  AuthOptions o;
+  o.jwt_secret = kSecret;
+  o.audience = std::move(audience);
+  o.issuer = std::move(issuer);
+  return Authenticator(o);
+}
+
+TEST(Authenticator, AudienceMustBeNamedAsAStringOrInAnArray) {
+  const auto a = with_audience_and_issuer("courier", "");
+  EXPECT_TRUE(bearer(a, make_token({.json = R"({"aud":"courier"})"})).ok);
+  EXPECT_TRUE(bearer(a, make_token({.json = R"({"aud":["other","courier"]})"})).ok);
+  for (const char* bad :
+       {R"({"aud":"other"})", R"({"aud":["other"]})", R"({"aud":[]})", R"({"aud":"Courier"})",
+        R"({"aud":7})", R"({"aud":[7,{"x":1}]})", R"({"aud":{"courier":1}})", R"({"other":1})"}) {
+    const auto r = bearer(a, make_token({.json = bad}));
+    EXPECT_FALSE(r.ok) << bad;
+    EXPECT_EQ(r.reason, "token audience is not accepted") << bad;
+  }
+  // Not configured: aud is not looked at.
+  EXPECT_TRUE(bearer(jwt_only(), make_token({.json = R"({"aud":"other"})"})).ok);
+}
+
+TEST(Authenticator, IssuerMustMatchExactly) {
+  const auto a = with_audience_and_issuer("", "https://issuer.example");
+  EXPECT_TRUE(bearer(a, make_token({.iss = "https://issuer.example"})).ok);
+  for (const auto& bad : std::vector<std::optional<std::string>>{
+           std::optional<std::string>{}, std::optional<std::string>{"https://issuer.example/"},
+           std::optional<std::string>{"https://evil.example"}, std::optional<std::string>{""}}) {
+    const auto r = bearer(a, make_token({.iss = bad}));
+    EXPECT_FALSE(r.ok) << bad.value_or("(none)");
+    EXPECT_EQ(r.reason, "token issuer is not accepted");
+  }
+  EXPECT_FALSE(bearer(a, make_token({.json = R"({"iss":["https://issuer.example"]})"})).ok);
+  EXPECT_TRUE(bearer(jwt_only(), make_token({.iss = "https://evil.example"})).ok);
+}
+
+TEST(Authenticator, AudienceAndIssuerAreBothChecked) {
+  const auto a = with_audience_and_issuer("courier", "iss-1");
+  EXPECT_TRUE(bearer(a, make_token({.iss = "iss-1", .json = R"({"aud":"courier"})"})).ok);
+  EXPECT_FALSE(bearer(a, make_token({.iss = "iss-1"})).ok);
+  EXPECT_FALSE(bearer(a, make_token({.json = R"({"aud":"courier"})"})).ok);
 }
 
 TEST(Authenticator, BadSignatureIsRejected) {
