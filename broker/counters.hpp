@@ -24,6 +24,9 @@ struct Counters {
   std::uint64_t orphans = 0;              // in flight far past the deadline, forgotten
   std::uint64_t stall_drops = 0;          // queued when the broker stalled: 503, never run
   std::uint64_t workers_lost = 0;
+  // CURVE handshakes refused by the ZAP handler, per socket (broker-wide only).
+  std::uint64_t curve_denied_gateways = 0;
+  std::uint64_t curve_denied_workers = 0;
 };
 
 }  // namespace courier::broker

@@ -19,7 +19,9 @@ StatsCounts counter_counts(const Counters& c) {
           {"gateway_gone_drops", c.gateway_gone_drops},
           {"orphans", c.orphans},
           {"stall_drops", c.stall_drops},
-          {"workers_lost", c.workers_lost}};
+          {"workers_lost", c.workers_lost},
+          {"curve_denied_gateways", c.curve_denied_gateways},
+          {"curve_denied_workers", c.curve_denied_workers}};
 }
 
 namespace {
@@ -50,9 +52,9 @@ BrokerStats::Service service_snapshot(const ServiceQueue& svc, const WorkerRegis
   out.ejected = registry.ejected_workers(svc.name);
   // Per service, only the counters that can be told apart by service.
   out.counters = counter_counts(svc.counters);
-  for (const char* k :
-       {"requests", "malformed", "late_replies", "duplicate_requests", "rerouted_requests",
-        "unroutable", "gateway_gone_drops", "orphans", "workers_lost"}) {
+  for (const char* k : {"requests", "malformed", "late_replies", "duplicate_requests",
+                        "rerouted_requests", "unroutable", "gateway_gone_drops", "orphans",
+                        "workers_lost", "curve_denied_gateways", "curve_denied_workers"}) {
     out.counters.erase(k);
   }
   return out;

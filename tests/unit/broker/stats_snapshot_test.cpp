@@ -42,12 +42,13 @@ TEST_F(StatsSnapshotTest, TopLevelAndCounterKeysAreThoseTheGatewayReads) {
   EXPECT_EQ(stats["broker_id"], "b1");
   EXPECT_EQ(stats["gateways"], 2);
   EXPECT_TRUE(stats["services"].is_object());
-  EXPECT_EQ(keys_of(stats["counters"]),
-            (std::set<std::string>{"requests", "dispatched", "replies", "requeued", "worker_lost",
-                                   "expired", "rejected_overloaded", "rejected_no_workers",
-                                   "malformed", "late_replies", "duplicate_requests",
-                                   "rerouted_requests", "unroutable", "gateway_gone_drops",
-                                   "orphans", "stall_drops", "workers_lost"}));
+  EXPECT_EQ(
+      keys_of(stats["counters"]),
+      (std::set<std::string>{"requests", "dispatched", "replies", "requeued", "worker_lost",
+                             "expired", "rejected_overloaded", "rejected_no_workers", "malformed",
+                             "late_replies", "duplicate_requests", "rerouted_requests",
+                             "unroutable", "gateway_gone_drops", "orphans", "stall_drops",
+                             "workers_lost", "curve_denied_gateways", "curve_denied_workers"}));
   EXPECT_EQ(stats["counters"]["requests"], 5);
   EXPECT_EQ(stats["counters"]["worker_lost"], 2);
 }
