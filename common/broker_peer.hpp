@@ -30,7 +30,7 @@ class BrokerPeer {
     // connection its peer has given up on. A gateway reconnects (new routing id); a worker keeps
     // its connection and registers again once the broker answers.
     bool reconnect_when_silent = false;
-    std::optional<curve::ClientKeys> curve;  // set: the link is a CURVE client
+    std::optional<curve::ClientKeys> curve{};  // set: the link is a CURVE client
   };
   // Why a broker is no longer counted as alive.
   enum class Loss { kSilent, kDisconnected };

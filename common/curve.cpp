@@ -37,6 +37,8 @@ std::vector<std::pair<int, std::string_view>> content_lines(std::string_view tex
     const auto end = text.find('\n');
     const auto line = trim(text.substr(0, end));
     text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
+    // '#' is a z85 character, but never the first of a key: a 32-bit group's first digit is at
+    // most 82 (2^32 / 85^4), and '#' is digit 84.
     if (!line.empty() && line.front() != '#') out.emplace_back(number, line);
     if (text.empty()) break;
   }

@@ -28,8 +28,8 @@ class ZmqLink {
     std::string endpoint;  // connected to (DEALER)
     std::chrono::milliseconds tick{100};
     int high_water_mark = 100'000;
-    std::chrono::milliseconds linger{1'000};  // time to flush replies on close
-    std::optional<curve::ClientKeys> curve;   // set: a CURVE client of the broker
+    std::chrono::milliseconds linger{1'000};   // time to flush replies on close
+    std::optional<curve::ClientKeys> curve{};  // set: a CURVE client of the broker
   };
   struct Handlers {
     std::function<void(protocol::Frames&)> on_message;

@@ -111,7 +111,9 @@ TEST_F(ZapAuthenticatorTest, RandomFramesNeverThrowAndNeverAdmit) {
       f.emplace_back(s.data(), s.size());
     }
     const auto r = zap_.handle(f, now_);
-    if (!r.empty()) EXPECT_NE(at(r, 2), "200");
+    if (!r.empty()) {
+      EXPECT_NE(at(r, 2), "200");
+    }
     now_ += std::chrono::milliseconds(1);
   }
   EXPECT_EQ(zap_.admitted(kGatewayDomain), 0u);

@@ -106,6 +106,16 @@ TEST(Curve, AuthorizedKeysHaveNamesOrADefaultName) {
   EXPECT_EQ(parse_authorized(b + "\n", "list", "from-file")[0].name, "from-file");
 }
 
+TEST(Curve, NoKeyStartsWithHashSoCommentsAreUnambiguous) {
+  // '#' is in the z85 alphabet, but as digit 84 it never leads a 32-bit group.
+  for (int i = 0; i < 2'000; ++i) {
+    const auto k = generate();
+    ASSERT_NE(k.public_key.front(), '#');
+    ASSERT_NE(k.secret_key.front(), '#');
+  }
+  EXPECT_FALSE(is_key("#" + generate().public_key.substr(1)));
+}
+
 TEST(Curve, AuthorizedKeysRejectBadLinesNamingFileAndLine) {
   const auto a = generate().public_key;
   EXPECT_EQ(error_of([&] { parse_authorized(a + " ok\nxyz\n", "gw.list"); }),
