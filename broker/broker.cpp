@@ -6,7 +6,11 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <system_error>
+#include <tuple>
+
+#include "common/config.hpp"
 
 namespace courier::broker {
 
@@ -62,6 +66,50 @@ Broker::Broker(BrokerOptions options)
       dispatcher_(options_.dispatcher, *this) {
   configure_router(frontend_, options_.max_request_message);
   configure_router(backend_, options_.max_reply_message);
+  if (options_.curve) {
+    if (!curve::available()) {
+      throw ConfigError("CURVE keys are configured but this libzmq was built without CURVE");
+    }
+    // Bound before any socket listens: libzmq asks whoever serves this endpoint about every
+    // handshake, and a handshake nobody answers would be refused anyway.
+    zap_ = zmq::socket_t(context_, zmq::socket_type::router);
+    zap_.set(zmq::sockopt::linger, 0);
+    zap_.bind(kZapEndpoint);
+    authenticator_.allow(kGatewayDomain, options_.curve->gateways);
+    authenticator_.allow(kWorkerDomain, options_.curve->workers);
+    const auto secret = curve::decode(options_.curve->own.secret_key);
+    if (!secret) throw ConfigError("the broker's CURVE secret key is not a z85 key");
+    for (auto* socket : {&frontend_, &backend_}) {
+      socket->set(zmq::sockopt::curve_server, 1);
+      if (zmq_setsockopt(socket->handle(), ZMQ_CURVE_SECRETKEY, secret->data(), secret->size()) !=
+          0) {
+        throw zmq::error_t();
+      }
+    }
+    frontend_.set(zmq::sockopt::zap_domain, kGatewayDomain);
+    backend_.set(zmq::sockopt::zap_domain, kWorkerDomain);
+    for (auto [socket, monitor, name] :
+         {std::tuple{&frontend_, &frontend_monitor_, "inproc://courier-broker-monitor-frontend"},
+          std::tuple{&backend_, &backend_monitor_, "inproc://courier-broker-monitor-backend"}}) {
+      if (zmq_socket_monitor(
+              socket->handle(), name,
+              ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0) {
+        throw zmq::error_t();
+      }
+      *monitor = zmq::socket_t(context_, zmq::socket_type::pair);
+      monitor->set(zmq::sockopt::linger, 0);
+      monitor->connect(name);
+    }
+  } else {
+    for (const auto* endpoint : {&options_.frontend, &options_.backend}) {
+      if (!curve::is_loopback_endpoint(*endpoint) && !options_.insecure) {
+        throw ConfigError("refusing to listen on " + *endpoint +
+                          " without CURVE: anyone who can reach it would be trusted. Configure "
+                          "broker.curve.* (see docs/security.md), or set broker.insecure "
+                          "(--insecure, COURIER_BROKER_INSECURE=true) to run so anyway");
+      }
+    }
+  }
   try {
     frontend_.bind(options_.frontend);
   } catch (const zmq::error_t& e) {
@@ -74,7 +122,10 @@ Broker::Broker(BrokerOptions options)
   }
 }
 
-Broker::~Broker() = default;
+Broker::~Broker() {
+  if (frontend_monitor_) zmq_socket_monitor(frontend_.handle(), nullptr, 0);
+  if (backend_monitor_) zmq_socket_monitor(backend_.handle(), nullptr, 0);
+}
 
 std::string Broker::frontend_endpoint() const { return frontend_.get(zmq::sockopt::last_endpoint); }
 std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
@@ -87,6 +138,76 @@ bool Broker::send(zmq::socket_t& socket, protocol::Frames& frames) {
     if (e.num() == EHOSTUNREACH) return false;
     throw;
   }
+}
+
+void Broker::answer_zap() {
+  // Bounded like receive(): a flood of handshakes must not starve the traffic of admitted peers.
+  for (int i = 0; i < 256; ++i) {
+    protocol::Frames request;
+    std::optional<std::size_t> got;
+    try {
+      got = zmq::recv_multipart(zap_, std::back_inserter(request), zmq::recv_flags::dontwait);
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      throw;
+    }
+    if (!got) break;
+    // [routing id, empty delimiter (libzmq's REQ), request...]
+    if (request.size() < 2 || request[1].size() != 0) continue;
+    protocol::Frames body;
+    for (std::size_t f = 2; f < request.size(); ++f) body.push_back(std::move(request[f]));
+    auto reply = authenticator_.handle(body, Clock::now());
+    if (reply.empty()) continue;
+    protocol::Frames out;
+    out.push_back(std::move(request[0]));
+    out.emplace_back();
+    for (auto& f : reply) out.push_back(std::move(f));
+    send(zap_, out);
+  }
+  auto& c = dispatcher_.counters();
+  c.curve_denied_gateways = authenticator_.denied(kGatewayDomain) + failed_handshakes_[0];
+  c.curve_denied_workers = authenticator_.denied(kWorkerDomain) + failed_handshakes_[1];
+}
+
+void Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
+  const int side = frontend ? 0 : 1;
+  for (int i = 0; i < 256; ++i) {
+    protocol::Frames event;
+    try {
+      if (!zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) {
+        break;
+      }
+    } catch (const zmq::error_t& e) {
+      if (e.num() == EINTR) continue;
+      spdlog::warn("broker: socket monitor failed: {}", e.what());
+      return;
+    }
+    if (event.size() != 2 || event[0].size() != 6) continue;
+    std::uint16_t id = 0;
+    std::uint32_t value = 0;
+    std::memcpy(&id, event[0].data(), sizeof id);
+    std::memcpy(&value, static_cast<const char*>(event[0].data()) + 2, sizeof value);
+    ++failed_handshakes_[side];
+    const auto now = Clock::now();
+    if (now < next_failure_report_[side]) {
+      ++unreported_failures_[side];
+      continue;
+    }
+    // The peer's address is not in the event, only our endpoint.
+    spdlog::warn(
+        "CURVE handshake failed on {} ({}, protocol error 0x{:x}: a peer without CURVE "
+        "or with a wrong broker public key){}",
+        frontend ? "frontend (gateways)" : "backend (workers)",
+        id == ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL ? "protocol" : "no detail", value,
+        unreported_failures_[side] > 0
+            ? fmt::format("; {} more in the last 10 s", unreported_failures_[side])
+            : std::string());
+    unreported_failures_[side] = 0;
+    next_failure_report_[side] = now + std::chrono::seconds(10);
+  }
+  auto& c = dispatcher_.counters();
+  c.curve_denied_gateways = authenticator_.denied(kGatewayDomain) + failed_handshakes_[0];
+  c.curve_denied_workers = authenticator_.denied(kWorkerDomain) + failed_handshakes_[1];
 }
 
 bool Broker::to_gateway(protocol::Frames& frames) { return send(frontend_, frames); }
@@ -123,6 +244,14 @@ int Broker::run(bool handle_signals) {
   const int signal_fd = handle_signals ? open_termination_signalfd() : -1;
   spdlog::info("broker {} ready: frontend {} backend {}", options_.dispatcher.broker_id,
                frontend_endpoint(), backend_endpoint());
+  if (options_.curve) {
+    spdlog::info("broker CURVE on: public key {}, {} gateway key(s), {} worker key(s)",
+                 options_.curve->own.public_key, options_.curve->gateways.size(),
+                 options_.curve->workers.size());
+  } else {
+    spdlog::warn("broker running without CURVE: anyone who can reach {} or {} is trusted",
+                 frontend_endpoint(), backend_endpoint());
+  }
   const auto tick =
       std::max(std::chrono::milliseconds(10), options_.dispatcher.heartbeat_interval / 4);
   auto next_tick = Clock::now();
@@ -150,13 +279,22 @@ int Broker::run(bool handle_signals) {
       }
       break;
     }
-    zmq::pollitem_t items[] = {{frontend_.handle(), 0, ZMQ_POLLIN, 0},
-                               {backend_.handle(), 0, ZMQ_POLLIN, 0},
-                               {nullptr, signal_fd, ZMQ_POLLIN, 0}};
+    // With CURVE, the ZAP socket and the two monitors; the signalfd last.
+    zmq::pollitem_t items[6] = {{frontend_.handle(), 0, ZMQ_POLLIN, 0},
+                                {backend_.handle(), 0, ZMQ_POLLIN, 0}};
+    int count = 2;
+    const int zap_index = zap_ ? count : -1;
+    if (zap_) {
+      items[count++] = {zap_.handle(), 0, ZMQ_POLLIN, 0};
+      items[count++] = {frontend_monitor_.handle(), 0, ZMQ_POLLIN, 0};
+      items[count++] = {backend_monitor_.handle(), 0, ZMQ_POLLIN, 0};
+    }
+    const int signal_index = signal_fd >= 0 ? count++ : -1;
+    if (signal_index >= 0) items[signal_index] = {nullptr, signal_fd, ZMQ_POLLIN, 0};
     const auto wait =
         std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
     try {
-      zmq::poll(items, signal_fd >= 0 ? 3 : 2, std::max(wait, std::chrono::milliseconds(0)));
+      zmq::poll(items, count, std::max(wait, std::chrono::milliseconds(0)));
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
@@ -167,12 +305,17 @@ int Broker::run(bool handle_signals) {
       dispatcher_.on_stall(std::chrono::duration_cast<std::chrono::milliseconds>(woke - last_wake));
     }
     last_wake = woke;
-    if (signal_fd >= 0 && (items[2].revents & ZMQ_POLLIN)) {
+    if (signal_index >= 0 && (items[signal_index].revents & ZMQ_POLLIN)) {
       signalfd_siginfo info;
       if (::read(signal_fd, &info, sizeof info) == sizeof info) {
         spdlog::info("broker received signal {}", info.ssi_signo);
         stop_.store(true);
       }
+    }
+    if (zap_index >= 0) {
+      if (items[zap_index].revents & ZMQ_POLLIN) answer_zap();
+      if (items[zap_index + 1].revents & ZMQ_POLLIN) read_monitor(frontend_monitor_, true);
+      if (items[zap_index + 2].revents & ZMQ_POLLIN) read_monitor(backend_monitor_, false);
     }
     // Replies first: they free capacity that waiting requests need.
     if (items[1].revents & ZMQ_POLLIN) receive(backend_, false);
@@ -186,6 +329,13 @@ int Broker::run(bool handle_signals) {
   const auto& c = dispatcher_.counters();
   spdlog::info("broker stopped: {} requests, {} replies, {} malformed, {} unroutable", c.requests,
                c.replies, c.malformed, c.unroutable);
+  if (options_.curve) {
+    spdlog::info(
+        "broker CURVE handshakes: frontend {} admitted, {} denied; backend {} admitted, "
+        "{} denied; {} malformed ZAP requests",
+        authenticator_.admitted(kGatewayDomain), c.curve_denied_gateways,
+        authenticator_.admitted(kWorkerDomain), c.curve_denied_workers, authenticator_.malformed());
+  }
   return 0;
 }
 

@@ -1,17 +1,29 @@
 // The broker process: two ROUTER sockets (gateways in front, workers behind) polled by one thread
-// that feeds the Dispatcher. SIGTERM/SIGINT arrive through a signalfd in the same poll set.
+// that feeds the Dispatcher. SIGTERM/SIGINT arrive through a signalfd in the same poll set, and
+// with CURVE the ZAP requests of both sockets' handshakes too.
 #pragma once
 
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
+#include <vector>
 #include <zmq.hpp>
 
 #include "broker/dispatcher.hpp"
+#include "broker/zap_authenticator.hpp"
+#include "common/curve.hpp"
 #include "common/options.hpp"
 
 namespace courier::broker {
+
+// CURVE on both sockets: the broker's key pair and who may connect to which socket.
+struct CurveServerOptions {
+  curve::KeyPair own;
+  std::vector<curve::NamedKey> gateways;  // admitted on the frontend
+  std::vector<curve::NamedKey> workers;   // admitted on the backend
+};
 
 struct BrokerOptions {
   std::string frontend = options::broker::kFrontend.default_text();  // gateways connect here
@@ -23,6 +35,9 @@ struct BrokerOptions {
   std::int64_t max_request_message = options::broker::kMaxRequestMessage.default_integer();
   std::int64_t max_reply_message = options::broker::kMaxReplyMessage.default_integer();
   DispatcherOptions dispatcher;
+  // Unset: no authentication, allowed only on loopback endpoints unless `insecure`.
+  std::optional<CurveServerOptions> curve;
+  bool insecure = false;
 };
 
 class Broker : private Outbox {
@@ -45,11 +60,21 @@ class Broker : private Outbox {
   bool to_worker(protocol::Frames& frames) override;
   bool send(zmq::socket_t& socket, protocol::Frames& frames);
   void receive(zmq::socket_t& socket, bool from_gateway);
+  void answer_zap();
+  // Handshakes that failed before ZAP was asked (no CURVE, a wrong broker key): socket monitors.
+  void read_monitor(zmq::socket_t& monitor, bool frontend);
 
   BrokerOptions options_;
   zmq::context_t context_{1};
   zmq::socket_t frontend_;
   zmq::socket_t backend_;
+  zmq::socket_t zap_;  // ROUTER on inproc://zeromq.zap.01, with CURVE only
+  ZapAuthenticator authenticator_;
+  zmq::socket_t frontend_monitor_;
+  zmq::socket_t backend_monitor_;
+  std::uint64_t failed_handshakes_[2] = {0, 0};  // frontend, backend
+  std::uint64_t unreported_failures_[2] = {0, 0};
+  Clock::time_point next_failure_report_[2] = {};
   Dispatcher dispatcher_;
   std::atomic<bool> stop_{false};
   protocol::Frames frames_;

@@ -36,6 +36,9 @@ struct Counters {
   std::uint64_t refused_gateways = 0;     // messages from a gateway past the gateway cap
   std::uint64_t foreign_ids = 0;          // REQUEST re-using an id held for another gateway
   std::uint64_t peers_disconnected = 0;   // workers forgotten for repeated garbage
+  // CURVE handshakes refused by the ZAP handler, per socket (broker-wide only).
+  std::uint64_t curve_denied_gateways = 0;
+  std::uint64_t curve_denied_workers = 0;
 };
 
 }  // namespace courier::broker

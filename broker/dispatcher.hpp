@@ -90,6 +90,8 @@ class Dispatcher {
   std::size_t in_flight() const;
 
   const Counters& counters() const { return counters_; }
+  // For the Broker's own counters (CURVE handshakes), so that STATS shows them too.
+  Counters& counters() { return counters_; }
   BrokerStats stats(const Now& now) const;
 
  private:

@@ -5,6 +5,39 @@
 #include "common/cli.hpp"
 #include "common/frames.hpp"
 
+namespace {
+
+// All three files, or none (no CURVE).
+std::optional<courier::broker::CurveServerOptions> load_curve(const courier::OptionFlags& flags,
+                                                              const courier::ConfigFile& file) {
+  using namespace courier;
+  namespace opt = options::broker;
+  const auto secret = flags.text(opt::kCurveSecretKeyFile, file);
+  const auto gateways = flags.text(opt::kCurveGatewayKeys, file);
+  const auto workers = flags.text(opt::kCurveWorkerKeys, file);
+  if (secret.empty() && gateways.empty() && workers.empty()) return std::nullopt;
+  for (const auto& [value, o] : {std::pair{&secret, &opt::kCurveSecretKeyFile},
+                                 std::pair{&gateways, &opt::kCurveGatewayKeys},
+                                 std::pair{&workers, &opt::kCurveWorkerKeys}}) {
+    if (value->empty()) {
+      throw ConfigError("CURVE needs all of " + opt::kCurveSecretKeyFile.setting() + ", " +
+                        opt::kCurveGatewayKeys.setting() + " and " +
+                        opt::kCurveWorkerKeys.setting() + "; " + o->setting() + " is not set");
+    }
+  }
+  if (!curve::available()) {
+    throw ConfigError(opt::kCurveSecretKeyFile.setting() +
+                      ": this libzmq was built without CURVE support");
+  }
+  broker::CurveServerOptions out;
+  out.own = curve::load_secret_key(opt::kCurveSecretKeyFile.setting(), secret);
+  out.gateways = curve::load_authorized(opt::kCurveGatewayKeys.setting(), gateways);
+  out.workers = curve::load_authorized(opt::kCurveWorkerKeys.setting(), workers);
+  return out;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
   using namespace courier;
   namespace opt = options::broker;
@@ -16,9 +49,14 @@ int main(int argc, char** argv) {
   for (const auto* o : {&opt::kFrontend, &opt::kBackend, &opt::kId, &opt::kHeartbeat,
                         &opt::kLiveness, &opt::kNoWorkerGrace, &opt::kDrainTimeout, &opt::kServices,
                         &opt::kMaxServices, &opt::kMaxWorkersPerService, &opt::kMaxGateways,
-                        &opt::kMaxRequestMessage, &opt::kMaxReplyMessage}) {
+                        &opt::kMaxRequestMessage, &opt::kMaxReplyMessage, &opt::kCurveSecretKeyFile,
+                        &opt::kCurveGatewayKeys, &opt::kCurveWorkerKeys}) {
     flags.add(app, *o);
   }
+  // A plain flag (no value); the setting itself may also come from --set, env or the file.
+  bool insecure_flag = false;
+  app.add_flag("--insecure", insecure_flag,
+               std::string(opt::kInsecure.help) + " (env " + std::string(opt::kInsecure.env) + ")");
 
   return run_main(app, argc, argv, [&] {
     // Before any thread exists, so that libzmq's threads inherit the blocked mask.
@@ -37,6 +75,8 @@ int main(int argc, char** argv) {
     options.dispatcher.liveness = heartbeat.liveness;
     options.dispatcher.no_worker_grace = flags.seconds(opt::kNoWorkerGrace, file);
     options.drain_timeout = flags.seconds(opt::kDrainTimeout, file);
+    options.insecure = insecure_flag || flags.boolean(opt::kInsecure, file);
+    options.curve = load_curve(flags, file);
     for (const auto& [name, svc] : settings.services) {
       options.dispatcher.max_queue[name] = svc.max_queue;
     }

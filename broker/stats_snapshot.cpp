@@ -29,7 +29,9 @@ StatsCounts counter_counts(const Counters& c) {
           {"refused_workers", c.refused_workers},
           {"refused_gateways", c.refused_gateways},
           {"foreign_ids", c.foreign_ids},
-          {"peers_disconnected", c.peers_disconnected}};
+          {"peers_disconnected", c.peers_disconnected},
+          {"curve_denied_gateways", c.curve_denied_gateways},
+          {"curve_denied_workers", c.curve_denied_workers}};
 }
 
 namespace {
@@ -65,11 +67,27 @@ BrokerStats::Service service_snapshot(const ServiceQueue& svc, const WorkerRegis
   out.ejected = registry.ejected_workers(svc.name);
   // Per service, only the counters that can be told apart by service.
   out.counters = counter_counts(svc.counters);
-  for (const char* k : {"requests", "malformed", "late_replies", "duplicate_requests",
-                        "rerouted_requests", "unroutable", "gateway_gone_drops", "orphans",
-                        "workers_lost", "malformed_shape", "malformed_field", "malformed_misrouted",
-                        "malformed_status", "handler_errors", "refused_services", "refused_workers",
-                        "refused_gateways", "foreign_ids", "peers_disconnected"}) {
+  for (const char* k : {"requests",
+                        "malformed",
+                        "late_replies",
+                        "duplicate_requests",
+                        "rerouted_requests",
+                        "unroutable",
+                        "gateway_gone_drops",
+                        "orphans",
+                        "workers_lost",
+                        "malformed_shape",
+                        "malformed_field",
+                        "malformed_misrouted",
+                        "malformed_status",
+                        "handler_errors",
+                        "refused_services",
+                        "refused_workers",
+                        "refused_gateways",
+                        "foreign_ids",
+                        "peers_disconnected",
+                        "curve_denied_gateways",
+                        "curve_denied_workers"}) {
     out.counters.erase(k);
   }
   return out;

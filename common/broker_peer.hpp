@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <functional>
+#include <optional>
 #include <string>
 
 #include "common/asio.hpp"
@@ -29,6 +30,7 @@ class BrokerPeer {
     // connection its peer has given up on. A gateway reconnects (new routing id); a worker keeps
     // its connection and registers again once the broker answers.
     bool reconnect_when_silent = false;
+    std::optional<curve::ClientKeys> curve{};  // set: the link is a CURVE client
   };
   // Why a broker is no longer counted as alive.
   enum class Loss { kSilent, kDisconnected };
@@ -64,6 +66,7 @@ class BrokerPeer {
   void on_message(protocol::Frames& frames);
   void on_tick(Clock::time_point now);
   void on_connection_event(int event);
+  void warn_if_not_answering(Clock::time_point now);
   void lose(Loss why);
 
   const Options options_;
@@ -72,6 +75,12 @@ class BrokerPeer {
   std::atomic<bool> ever_alive_{false};
   Clock::time_point last_seen_{};
   Clock::time_point next_heartbeat_{};
+  // "Not answering" warnings, for a broker that never answered or stays lost (a wrong CURVE key
+  // looks exactly like that): when the next one is due, and how long it has been.
+  Clock::time_point silent_since_{};
+  Clock::time_point next_silence_warning_{};
+  std::chrono::milliseconds silence_warning_gap_{};
+  Clock::time_point next_handshake_warning_{};
   // Last: it calls back into the members above, so it must stop before they go.
   ZmqLink zmq_;
 };

@@ -135,6 +135,14 @@ inline constexpr ComponentOption kAuthIssuer{"gateway.auth.issuer", "--auth-issu
 inline constexpr ComponentOption kTrustedProxies{
     "gateway.trusted_proxies", "--trusted-proxies", "COURIER_TRUSTED_PROXIES", "",
     "Peers (IPs or CIDRs, comma-separated) whose Forwarded/X-Forwarded-* headers are kept"};
+// CURVE on the broker link: both or neither.
+inline constexpr ComponentOption kCurveSecretKeyFile{
+    "gateway.curve.secret_key_file", "--curve-secret-key-file",
+    "COURIER_GATEWAY_CURVE_SECRET_KEY_FILE", "",
+    "File holding this gateway's CURVE secret key (z85); CURVE on when set"};
+inline constexpr ComponentOption kCurveBrokerKeyFile{
+    "gateway.curve.broker_key_file", "--curve-broker-key-file", "COURIER_CURVE_BROKER_KEY_FILE", "",
+    "File holding the brokers' CURVE public key (z85)"};
 }  // namespace gateway
 
 namespace broker {
@@ -195,6 +203,21 @@ inline constexpr ComponentOption kMaxReplyMessage{
     "Largest frame in bytes on the backend (worker response limit 256 MiB + 1 MiB)",
     4096,
     std::int64_t{2} << 30};
+// CURVE on both sockets: the secret key and both authorized lists, or none of them.
+inline constexpr ComponentOption kCurveSecretKeyFile{
+    "broker.curve.secret_key_file", "--curve-secret-key-file",
+    "COURIER_BROKER_CURVE_SECRET_KEY_FILE", "",
+    "File holding the broker's CURVE secret key (z85); CURVE on when set"};
+inline constexpr ComponentOption kCurveGatewayKeys{
+    "broker.curve.gateway_keys_file", "--curve-gateway-keys",
+    "COURIER_BROKER_CURVE_GATEWAY_KEYS_FILE", "",
+    "Authorized gateway public keys: a file (KEY [NAME] per line) or a directory of *.pub"};
+inline constexpr ComponentOption kCurveWorkerKeys{
+    "broker.curve.worker_keys_file", "--curve-worker-keys", "COURIER_BROKER_CURVE_WORKER_KEYS_FILE",
+    "", "Authorized worker public keys: a file (KEY [NAME] per line) or a directory of *.pub"};
+inline constexpr ComponentOption kInsecure{
+    "broker.insecure", "--insecure", "COURIER_BROKER_INSECURE", "false",
+    "Allow a non-loopback endpoint without CURVE (anyone who can reach it is trusted)"};
 }  // namespace broker
 
 namespace worker {
@@ -211,6 +234,14 @@ inline constexpr ComponentOption kLiveness = liveness("worker.liveness");
 inline constexpr ComponentOption kDrainTimeout{"worker.drain_timeout", "--drain-timeout",
                                                "COURIER_WORKER_DRAIN_TIMEOUT", "30",
                                                "On SIGTERM, seconds to finish in-flight requests"};
+// CURVE on the broker link: both or neither.
+inline constexpr ComponentOption kCurveSecretKeyFile{
+    "worker.curve.secret_key_file", "--curve-secret-key-file",
+    "COURIER_WORKER_CURVE_SECRET_KEY_FILE", "",
+    "File holding this worker's CURVE secret key (z85); CURVE on when set"};
+inline constexpr ComponentOption kCurveBrokerKeyFile{
+    "worker.curve.broker_key_file", "--curve-broker-key-file", "COURIER_CURVE_BROKER_KEY_FILE", "",
+    "File holding the brokers' CURVE public key (z85)"};
 }  // namespace worker
 
 // All of the above: a key under gateway., broker., worker. or logging. that is not here stops
@@ -239,6 +270,8 @@ inline constexpr const ComponentOption* kAll[] = {
     &gateway::kAuthAudience,
     &gateway::kAuthIssuer,
     &gateway::kTrustedProxies,
+    &gateway::kCurveSecretKeyFile,
+    &gateway::kCurveBrokerKeyFile,
     &broker::kFrontend,
     &broker::kBackend,
     &broker::kId,
@@ -252,12 +285,18 @@ inline constexpr const ComponentOption* kAll[] = {
     &broker::kMaxGateways,
     &broker::kMaxRequestMessage,
     &broker::kMaxReplyMessage,
+    &broker::kCurveSecretKeyFile,
+    &broker::kCurveGatewayKeys,
+    &broker::kCurveWorkerKeys,
+    &broker::kInsecure,
     &worker::kService,
     &worker::kBroker,
     &worker::kId,
     &worker::kHeartbeat,
     &worker::kLiveness,
     &worker::kDrainTimeout,
+    &worker::kCurveSecretKeyFile,
+    &worker::kCurveBrokerKeyFile,
 };
 
 }  // namespace options

@@ -83,14 +83,17 @@ void ZmqLink::Core::open_socket() {
   if (handlers.on_connection_event) {
     static std::atomic<std::uint64_t> counter{0};
     const auto address = "inproc://courier-link-monitor-" + std::to_string(counter.fetch_add(1));
-    if (zmq_socket_monitor(socket.handle(), address.c_str(),
-                           ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED) != 0) {
+    if (zmq_socket_monitor(
+            socket.handle(), address.c_str(),
+            ZMQ_EVENT_CONNECTED | ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) != 0) {
       throw zmq::error_t();
     }
     monitor = zmq::socket_t(context, zmq::socket_type::pair);
     monitor.connect(address);
     monitor_fd.assign(monitor.get(zmq::sockopt::fd));
   }
+  if (options.curve) curve::apply_client(socket, *options.curve);
   socket.connect(options.endpoint);
   socket_fd.assign(socket.get(zmq::sockopt::fd));
 }

@@ -11,11 +11,13 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 #include <zmq.hpp>
 
 #include "common/asio.hpp"
+#include "common/curve.hpp"
 #include "common/frames.hpp"
 
 namespace courier {
@@ -31,13 +33,16 @@ class ZmqLink {
     // ZMQ_MAXMSGSIZE: a larger frame from the broker drops the connection instead of being held.
     // The largest legitimate one is a reply: the worker's upstream body limit (256 MiB) + 1 MiB.
     std::int64_t max_message = std::int64_t{257} << 20;
+    std::chrono::milliseconds linger{1'000};   // time to flush replies on close
+    std::optional<curve::ClientKeys> curve{};  // set: a CURVE client of the broker
   };
   struct Handlers {
     std::function<void(protocol::Frames&)> on_message;
     std::function<void(Clock::time_point)> on_tick;
     // A send refused at once (no broker connected, or its queue full): the message was not sent.
     std::function<void(protocol::Frames&)> on_unsent;
-    // Connection events (ZMQ_EVENT_CONNECTED, ZMQ_EVENT_DISCONNECTED) from a socket monitor.
+    // Connection events (ZMQ_EVENT_CONNECTED, ZMQ_EVENT_DISCONNECTED, and the
+    // ZMQ_EVENT_HANDSHAKE_FAILED_* of a CURVE handshake the broker refused) from a socket monitor.
     // A DEALER gets a new routing id on every reconnect, so a disconnect means every reply still
     // owed to this link is lost: the owner must answer those requests itself.
     std::function<void(int event)> on_connection_event;

@@ -60,7 +60,8 @@ struct BrokerClient::Link {
       : index(index_),
         peer(context, owner.io_,
              BrokerPeer::Options{std::move(endpoint), owner.options_.heartbeat_interval,
-                                 owner.options_.liveness, /*reconnect_when_silent=*/true},
+                                 owner.options_.liveness, /*reconnect_when_silent=*/true,
+                                 owner.options_.curve},
              BrokerPeer::Handlers{
                  [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
                  [](protocol::Frames& hb, bool) { protocol::add_header(hb, Command::kHeartbeat); },

@@ -21,6 +21,7 @@
 #include <zmq.hpp>
 
 #include "common/broker_peer.hpp"
+#include "common/curve.hpp"
 #include "common/envelope.hpp"
 #include "common/frames.hpp"
 #include "common/options.hpp"
@@ -33,6 +34,7 @@ struct BrokerClientOptions {
   std::chrono::milliseconds heartbeat_interval = options::gateway::kHeartbeat.default_seconds();
   int liveness = static_cast<int>(options::gateway::kLiveness.default_integer());
   std::chrono::milliseconds stats_interval{500};
+  std::optional<curve::ClientKeys> curve;  // set: every broker link is a CURVE client
 };
 
 // What a caller gets back, exactly once: the reply's envelope frame (decoded by the caller, on

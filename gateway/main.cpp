@@ -105,6 +105,17 @@ int main(int argc, char** argv) {
     const auto heartbeat = read_heartbeat(flags, opt::kHeartbeat, opt::kLiveness, file);
     link.heartbeat_interval = heartbeat.interval;
     link.liveness = heartbeat.liveness;
+    link.curve = curve::load_client_keys(
+        opt::kCurveSecretKeyFile.setting(), flags.text(opt::kCurveSecretKeyFile, file),
+        opt::kCurveBrokerKeyFile.setting(), flags.text(opt::kCurveBrokerKeyFile, file));
+    if (link.curve) {
+      spdlog::info("broker links: CURVE on, public key {}", link.curve->own.public_key);
+    } else {
+      spdlog::warn(
+          "broker links: CURVE off (no {}): traffic to the broker is neither "
+          "authenticated nor encrypted",
+          opt::kCurveSecretKeyFile.setting());
+    }
     zmq::context_t context(1);
     gateway::BrokerClient client(context, link);
     gateway::Server http(server, std::move(settings), client);

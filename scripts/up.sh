@@ -3,6 +3,8 @@
 # for any of RULE_ENGINE_URL / AI_GM_URL left unset. Ctrl-C stops everything it started.
 #   WORKERS_PER_SERVICE=2  GATEWAY_PORT=8080  BROKER_PORT=5555 (and +1)  DEMO_PORT=8031 (and +1)
 #   BROKERS=1 (more: broker k uses BROKER_PORT+2k and +2k+1; gateway and workers use them all)
+#   CURVE=1 (broker links authenticated and encrypted; keys made on first start in run/keys;
+#            CURVE=0: without, which the broker allows on loopback only)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -15,6 +17,16 @@ WORKERS=${WORKERS_PER_SERVICE:-2}
 BROKERS=${BROKERS:-1}
 LOGS=run/logs
 mkdir -p "$LOGS"
+
+broker_keys=(); gateway_keys=(); worker_keys=()
+if [[ "${CURVE:-1}" != 0 ]]; then
+  KEYS=run/keys
+  "$BIN/keys/courier-keys" init "$KEYS" | sed 's/^/  keys: /'
+  broker_keys=(--curve-secret-key-file "$KEYS/broker.key" --curve-gateway-keys "$KEYS/gateways.authorized"
+               --curve-worker-keys "$KEYS/workers.authorized")
+  gateway_keys=(--curve-secret-key-file "$KEYS/gateway.key" --curve-broker-key-file "$KEYS/broker.pub")
+  worker_keys=(--curve-secret-key-file "$KEYS/worker.key" --curve-broker-key-file "$KEYS/broker.pub")
+fi
 
 pids=()
 stop_all() {
@@ -48,16 +60,18 @@ fi
 frontends=""; backends=""
 for ((k=0; k<BROKERS; k++)); do
   front="tcp://127.0.0.1:$((BROKER_PORT + 2 * k))"; back="tcp://127.0.0.1:$((BROKER_PORT + 2 * k + 1))"
-  start "broker-$((k + 1))" "$BIN/broker/courier-broker" --frontend "$front" --backend "$back" --id "broker-$((k + 1))"
+  start "broker-$((k + 1))" "$BIN/broker/courier-broker" --frontend "$front" --backend "$back" --id "broker-$((k + 1))" \
+    "${broker_keys[@]}"
   frontends+="${frontends:+,}$front"; backends+="${backends:+,}$back"
 done
 for service in rule-engine ai-gm; do
   for ((n=1; n<=WORKERS; n++)); do
     start "worker-$service-$n" "$BIN/workers/courier-worker" --service "$service" \
-      --broker "$backends" --id "$service-$n"
+      --broker "$backends" --id "$service-$n" "${worker_keys[@]}"
   done
 done
-start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GATEWAY_PORT" --broker "$frontends"
+start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GATEWAY_PORT" --broker "$frontends" \
+  "${gateway_keys[@]}"
 
 ready=""
 for _ in $(seq 1 100); do

@@ -17,7 +17,8 @@ int main(int argc, char** argv) {
   auto& flags = common.flags;
   flags.add(app, opt::kService, "-s,--service");
   for (const auto* o :
-       {&opt::kBroker, &opt::kId, &opt::kHeartbeat, &opt::kLiveness, &opt::kDrainTimeout}) {
+       {&opt::kBroker, &opt::kId, &opt::kHeartbeat, &opt::kLiveness, &opt::kDrainTimeout,
+        &opt::kCurveSecretKeyFile, &opt::kCurveBrokerKeyFile}) {
     flags.add(app, *o);
   }
   // Not a worker.* option but the service's own setting: COURIER_WORKER_CONCURRENCY is its
@@ -53,6 +54,17 @@ int main(int argc, char** argv) {
     options.heartbeat_interval = heartbeat.interval;
     options.liveness = heartbeat.liveness;
     options.drain_timeout = flags.seconds(opt::kDrainTimeout, file);
+    options.curve = curve::load_client_keys(
+        opt::kCurveSecretKeyFile.setting(), flags.text(opt::kCurveSecretKeyFile, file),
+        opt::kCurveBrokerKeyFile.setting(), flags.text(opt::kCurveBrokerKeyFile, file));
+    if (options.curve) {
+      spdlog::info("broker links: CURVE on, public key {}", options.curve->own.public_key);
+    } else {
+      spdlog::warn(
+          "broker links: CURVE off (no {}): traffic to the broker is neither "
+          "authenticated nor encrypted",
+          opt::kCurveSecretKeyFile.setting());
+    }
 
     TerminationSignals signals;  // installed before work starts: no signal is missed
     zmq::context_t context(1);

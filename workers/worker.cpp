@@ -26,7 +26,8 @@ struct Worker::Link {
       : index(index_),
         peer(context, owner.io_,
              BrokerPeer::Options{std::move(endpoint), owner.options_.heartbeat_interval,
-                                 owner.options_.liveness, /*reconnect_when_silent=*/false},
+                                 owner.options_.liveness, /*reconnect_when_silent=*/false,
+                                 owner.options_.curve},
              BrokerPeer::Handlers{
                  [&owner, this](protocol::Frames& f) { owner.on_message(*this, f); },
                  [&owner, this](protocol::Frames& hb, bool alive) {

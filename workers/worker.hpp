@@ -18,6 +18,7 @@
 #include "common/asio.hpp"
 #include "common/broker_peer.hpp"
 #include "common/config.hpp"
+#include "common/curve.hpp"
 #include "common/options.hpp"
 #include "common/status.hpp"
 #include "workers/forwarder.hpp"
@@ -34,6 +35,7 @@ struct WorkerOptions {
   std::chrono::milliseconds heartbeat_interval = options::worker::kHeartbeat.default_seconds();
   int liveness = static_cast<int>(options::worker::kLiveness.default_integer());
   std::chrono::milliseconds drain_timeout = options::worker::kDrainTimeout.default_seconds();
+  std::optional<curve::ClientKeys> curve;  // set: every broker link is a CURVE client
 };
 
 class Worker {

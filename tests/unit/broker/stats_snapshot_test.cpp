@@ -68,7 +68,9 @@ TEST_F(StatsSnapshotTest, TopLevelAndCounterKeysAreThoseTheGatewayReads) {
                                                                "refused_workers",
                                                                "refused_gateways",
                                                                "foreign_ids",
-                                                               "peers_disconnected"}));
+                                                               "peers_disconnected",
+                                                               "curve_denied_gateways",
+                                                               "curve_denied_workers"}));
   EXPECT_EQ(stats["counters"]["requests"], 5);
   EXPECT_EQ(stats["counters"]["worker_lost"], 2);
 }
