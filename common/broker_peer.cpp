@@ -11,8 +11,9 @@ BrokerPeer::BrokerPeer(zmq::context_t& context, asio::io_context& io, Options op
     : options_(std::move(options)),
       handlers_(std::move(handlers)),
       zmq_(context, io,
-           ZmqLink::Options{options_.endpoint, std::chrono::milliseconds(20), 100'000,
-                            std::chrono::milliseconds(1'000), options_.curve},
+           ZmqLink::Options{.endpoint = options_.endpoint,
+                            .tick = std::chrono::milliseconds(20),
+                            .curve = options_.curve},
            ZmqLink::Handlers{[this](protocol::Frames& f) { on_message(f); },
                              [this](Clock::time_point now) { on_tick(now); },
                              [this](protocol::Frames& f) {

@@ -33,7 +33,6 @@ class ZmqLink {
     // ZMQ_MAXMSGSIZE: a larger frame from the broker drops the connection instead of being held.
     // The largest legitimate one is a reply: the worker's upstream body limit (256 MiB) + 1 MiB.
     std::int64_t max_message = std::int64_t{257} << 20;
-    std::chrono::milliseconds linger{1'000};   // time to flush replies on close
     std::optional<curve::ClientKeys> curve{};  // set: a CURVE client of the broker
   };
   struct Handlers {

@@ -43,7 +43,7 @@ TEST(RequestEnvelope, AWellFormedRequestDecodesAndCanBeSent) {
 
 TEST(RequestEnvelope, LineBreaksInHeaderValuesAreRefusedAtDecoding) {
   // The smuggling attempt: a header value that ends the head and starts a second request.
-  for (const std::string value :
+  for (const std::string& value :
        {std::string("1\r\n\r\nGET /admin HTTP/1.1\r\nHost: x"), std::string("a\nb"),
         std::string("a\rb"), std::string("a\0b", 3)}) {
     auto r = valid();
@@ -72,7 +72,7 @@ TEST(RequestEnvelope, MethodMustBeAToken) {
 }
 
 TEST(RequestEnvelope, TargetWithWhitespaceOrControlsIsRefused) {
-  for (const std::string target :
+  for (const std::string& target :
        {std::string("/a HTTP/1.1\r\nX: y"), std::string("/a b"), std::string("/a\tb"),
         std::string("/a\x7f"), std::string("/a\0b", 4)}) {
     auto r = valid();
