@@ -46,7 +46,7 @@ struct ServerOptions {
   // rest for up to this long, so closing does not reset the connection before the client has
   // read our answer.
   std::chrono::milliseconds linger{2'000};
-  AuthOptions auth;  // off unless a secret or API keys are configured
+  AuthOptions auth;                // off unless a secret or API keys are configured
   TrustedProxies trusted_proxies;  // whose Forwarded/X-Forwarded-* headers are kept; none
 };
 
