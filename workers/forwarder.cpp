@@ -15,14 +15,6 @@ namespace {
 using std::chrono::microseconds;
 using SystemClock = std::chrono::system_clock;
 
-// RFC 9110 5.6.2.
-bool is_token(std::string_view s) {
-  static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
-  return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) {
-    return std::isalnum(static_cast<unsigned char>(c)) || kSymbols.find(c) != kSymbols.npos;
-  });
-}
-
 bool is_safe_value(std::string_view s) {
   return s.find_first_of(std::string_view("\r\n\0", 3)) == s.npos;
 }
