@@ -408,6 +408,13 @@ void set_seconds(ServiceConfig& svc, const std::string& setting, const std::stri
   svc.*Member = parse_seconds(setting, value);
 }
 
+template <auto Member>
+void set_positive_seconds(ServiceConfig& svc, const std::string& setting,
+                          const std::string& value) {
+  svc.*Member = parse_seconds(setting, value);
+  if ((svc.*Member).count() == 0) throw ConfigError(setting + ": must be greater than 0");
+}
+
 void set_upstream(ServiceConfig& svc, const std::string& setting, const std::string& value) {
   svc.upstream = parse_upstream_url(setting, value);
 }
@@ -497,6 +504,16 @@ constexpr ServiceField kServiceFields[] = {
      "retries at most this share of requests", set_budget_ratio},
     {"retry_budget_min", "RETRY_BUDGET_MIN", "COURIER_RETRY_BUDGET_MIN", "3",
      "... but always this many", set_int<&S::retry_budget_min, 0, 100000>},
+    {"stream_idle_timeout", "STREAM_IDLE_TIMEOUT", "PROXY_STREAM_IDLE_TIMEOUT", "60",
+     "streams: most seconds between two body chunks", set_positive_seconds<&S::stream_idle_timeout>},
+    {"stream_max_duration", "STREAM_MAX_DURATION", "PROXY_STREAM_MAX_DURATION", "600",
+     "streams: most seconds for a whole body", set_positive_seconds<&S::stream_max_duration>},
+    {"sse_keepalive", "SSE_KEEPALIVE", "PROXY_SSE_KEEPALIVE", "0",
+     "SSE comment after this idle time; 0: off", set_seconds<&S::sse_keepalive>},
+    {"stream_window", "STREAM_WINDOW", "COURIER_STREAM_WINDOW", "262144",
+     "gateway: stream bytes in flight", set_int<&S::stream_window, 65536, 67108864>},
+    {"stream_threshold", "STREAM_THRESHOLD", "COURIER_STREAM_THRESHOLD", "1048576",
+     "worker: longer bodies are streamed", set_int<&S::stream_threshold, 0, 268435456>},
     {"auth.mode", "AUTH_MODE", "", "forward", "forward, bearer or api-key", set_auth_mode},
     {"auth.header", "AUTH_HEADER", "", "X-API-Key", "header for api-key mode", set_auth_header},
     {"auth.secret_env", "AUTH_SECRET_ENV", "", "", "env var holding the secret", nullptr},

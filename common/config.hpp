@@ -65,6 +65,13 @@ struct ServiceConfig {
   std::vector<unsigned> circuit_failure_statuses;
   double retry_budget_ratio = 0.2;  // retries in flight at most this share of active requests
   int retry_budget_min = 3;         // ... but always allow this many
+  // Streamed replies (docs/protocol.md, "Streams"). `timeout` bounds the wait for the response
+  // head; once it is there, these bound the rest.
+  std::chrono::milliseconds stream_idle_timeout{60'000};   // most between two body chunks
+  std::chrono::milliseconds stream_max_duration{600'000};  // a whole stream, from its head
+  std::chrono::milliseconds sse_keepalive{0};  // gateway: ": keep-alive" on an idle SSE stream
+  std::uint32_t stream_window = 256 * 1024;    // gateway: body bytes in flight per stream
+  std::size_t stream_threshold = 1 << 20;      // worker: a Content-Length above this streams
   // The initialisers above serve code that builds a ServiceConfig by hand (tests); load_settings
   // takes every default from service_fields(), and a unit test holds the two equal.
   bool operator==(const ServiceConfig&) const = default;

@@ -27,6 +27,8 @@ int error_status(ErrorKind kind) {
       return 503;
     case ErrorKind::kTimeout:
       return 504;
+    case ErrorKind::kCancelled:
+      return 499;
   }
   return 500;
 }
@@ -58,6 +60,8 @@ std::string error_code(ErrorKind kind, std::string_view service) {
       return "BROKER_UNAVAILABLE";
     case ErrorKind::kTimeout:
       return svc("_TIMEOUT");
+    case ErrorKind::kCancelled:
+      return "CLIENT_CLOSED_REQUEST";
   }
   return "INTERNAL_ERROR";
 }
@@ -86,6 +90,8 @@ std::string_view error_message(ErrorKind kind) {
       return "The message broker is unavailable";
     case ErrorKind::kTimeout:
       return "The service did not answer in time";
+    case ErrorKind::kCancelled:
+      return "The client closed the request";
   }
   return "Internal error";
 }

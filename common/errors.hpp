@@ -21,6 +21,9 @@ enum class ErrorKind {
   kOverloaded,         // 503 <SVC>_OVERLOADED (with Retry-After)
   kBrokerUnavailable,  // 503 BROKER_UNAVAILABLE
   kTimeout,            // 504 <SVC>_TIMEOUT
+  // 499 CLIENT_CLOSED_REQUEST: the client went away before its answer; never reaches it, only
+  // logs and metrics (NGINX's 499). A worker answers a cancelled request with it.
+  kCancelled,
 };
 
 int error_status(ErrorKind kind);

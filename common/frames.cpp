@@ -61,6 +61,12 @@ std::uint64_t read_u64(const zmq::message_t& frame) {
   return v;
 }
 
+std::uint32_t read_u32(const zmq::message_t& frame) {
+  const auto* p = static_cast<const std::uint8_t*>(frame.data());
+  return (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) | (std::uint32_t{p[2]} << 8) |
+         std::uint32_t{p[3]};
+}
+
 zmq::message_t u64_frame(std::uint64_t value) {
   std::uint8_t buf[8];
   for (int i = 7; i >= 0; --i) {
@@ -92,7 +98,7 @@ std::error_code parse_command(const Frames& frames, std::size_t offset, Command&
   if (cmd.size() != 1) return FrameError::kUnknownCommand;
   const auto c = *static_cast<const std::uint8_t*>(cmd.data());
   if (c < static_cast<std::uint8_t>(Command::kRequest) ||
-      c > static_cast<std::uint8_t>(Command::kStats)) {
+      c > static_cast<std::uint8_t>(Command::kCancel)) {
     return FrameError::kUnknownCommand;
   }
   out = static_cast<Command>(c);
@@ -132,9 +138,7 @@ std::error_code parse_ready(const Frames& frames, std::size_t offset, ReadyHeade
       worker.size() > kMaxWorkerIdSize) {
     return FrameError::kBadField;
   }
-  const auto* p = static_cast<const std::uint8_t*>(capacity.data());
-  const std::uint32_t cap = (std::uint32_t{p[0]} << 24) | (std::uint32_t{p[1]} << 16) |
-                            (std::uint32_t{p[2]} << 8) | std::uint32_t{p[3]};
+  const std::uint32_t cap = read_u32(capacity);
   if (cap == 0 || cap > 1'000'000) return FrameError::kBadField;
   out.service = view(service);
   out.capacity = cap;
@@ -147,6 +151,49 @@ std::error_code parse_stats(const Frames& frames, std::size_t offset, Correlatio
   if (frames.size() > offset + 4) return FrameError::kTooManyFrames;
   if (frames[offset + 2].size() != kCorrelationIdSize) return FrameError::kBadField;
   out = read_id(frames[offset + 2]);
+  return {};
+}
+
+std::error_code parse_stream(const Frames& frames, std::size_t offset, StreamHeader& out) {
+  if (auto ec = expect_count(frames, offset, kStreamFrames)) return ec;
+  const auto& id = frames[offset + 2];
+  const auto& part = frames[offset + 3];
+  const auto& until = frames[offset + 4];
+  if (id.size() != kCorrelationIdSize || part.size() != 1 || until.size() != 8) {
+    return FrameError::kBadField;
+  }
+  const auto p = *static_cast<const std::uint8_t*>(part.data());
+  if (p < static_cast<std::uint8_t>(StreamPart::kHead) ||
+      p > static_cast<std::uint8_t>(StreamPart::kAbort)) {
+    return FrameError::kBadField;
+  }
+  if (static_cast<StreamPart>(p) == StreamPart::kAbort &&
+      frames[offset + kStreamPayloadIndex].size() > kMaxAbortReason) {
+    return FrameError::kBadField;
+  }
+  out.id = read_id(id);
+  out.part = static_cast<StreamPart>(p);
+  out.until_ms = read_u64(until);
+  return {};
+}
+
+std::error_code parse_credit(const Frames& frames, std::size_t offset, CorrelationId& id,
+                             std::uint32_t& bytes) {
+  if (auto ec = expect_count(frames, offset, kCreditFrames)) return ec;
+  if (frames[offset + 2].size() != kCorrelationIdSize || frames[offset + 3].size() != 4) {
+    return FrameError::kBadField;
+  }
+  const auto n = read_u32(frames[offset + 3]);
+  if (n == 0 || n > kMaxCredit) return FrameError::kBadField;
+  id = read_id(frames[offset + 2]);
+  bytes = n;
+  return {};
+}
+
+std::error_code parse_cancel(const Frames& frames, std::size_t offset, CorrelationId& id) {
+  if (auto ec = expect_count(frames, offset, kCancelFrames)) return ec;
+  if (frames[offset + 2].size() != kCorrelationIdSize) return FrameError::kBadField;
+  id = read_id(frames[offset + 2]);
   return {};
 }
 
@@ -199,6 +246,26 @@ void add_ready(Frames& out, std::string_view service, std::uint32_t capacity,
   out.push_back(str_frame(service));
   out.push_back(u32_frame(capacity));
   out.push_back(str_frame(worker_id));
+}
+
+void add_stream(Frames& out, const StreamHeader& header, zmq::message_t payload) {
+  add_header(out, Command::kStream);
+  out.push_back(id_frame(header.id));
+  const auto part = static_cast<std::uint8_t>(header.part);
+  out.emplace_back(&part, 1);
+  out.push_back(u64_frame(header.until_ms));
+  out.push_back(std::move(payload));
+}
+
+void add_credit(Frames& out, const CorrelationId& id, std::uint32_t bytes) {
+  add_header(out, Command::kCredit);
+  out.push_back(id_frame(id));
+  out.push_back(u32_frame(bytes));
+}
+
+void add_cancel(Frames& out, const CorrelationId& id) {
+  add_header(out, Command::kCancel);
+  out.push_back(id_frame(id));
 }
 
 }  // namespace courier::protocol

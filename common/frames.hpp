@@ -43,10 +43,22 @@ struct ReadyHeader {
   std::string_view worker_id;
 };
 
+// The fields of a STREAM message before its payload. `until_ms` is the latest the stream may
+// still run (Unix epoch ms, the worker's overall cap): the broker holds the request that long.
+struct StreamHeader {
+  CorrelationId id{};
+  StreamPart part = StreamPart::kData;
+  std::uint64_t until_ms = 0;
+};
+
 // Frame counts after the tag and command frames.
 inline constexpr std::size_t kRequestFrames = 7;  // tag cmd service id deadline flags envelope
 inline constexpr std::size_t kReplyFrames = 4;    // tag cmd id envelope
 inline constexpr std::size_t kEnvelopeIndex = 6;  // within a REQUEST, relative to the tag
+inline constexpr std::size_t kStreamFrames = 6;   // tag cmd id part until payload
+inline constexpr std::size_t kStreamPayloadIndex = 5;
+inline constexpr std::size_t kCreditFrames = 4;  // tag cmd id bytes
+inline constexpr std::size_t kCancelFrames = 3;  // tag cmd id
 
 // Reads the tag and command at frames[offset], offset+1. offset skips ROUTER identity frames.
 std::error_code parse_command(const Frames& frames, std::size_t offset, Command& out);
@@ -55,6 +67,13 @@ std::error_code parse_reply(const Frames& frames, std::size_t offset, Correlatio
 std::error_code parse_ready(const Frames& frames, std::size_t offset, ReadyHeader& out);
 // STATS from a gateway carries an id; from the broker, an id and a JSON body.
 std::error_code parse_stats(const Frames& frames, std::size_t offset, CorrelationId& out);
+// STREAM: the part must be known, an ABORT's reason at most kMaxAbortReason bytes. The payload
+// is not looked at (the broker forwards it untouched).
+std::error_code parse_stream(const Frames& frames, std::size_t offset, StreamHeader& out);
+// CREDIT: `bytes` is 1..kMaxCredit.
+std::error_code parse_credit(const Frames& frames, std::size_t offset, CorrelationId& id,
+                             std::uint32_t& bytes);
+std::error_code parse_cancel(const Frames& frames, std::size_t offset, CorrelationId& id);
 
 // Retry safety, one decision with one owner per use (docs/protocol.md, "flags"):
 // - is_retry_safe() (common/http_headers) is the decision: a function of the request's method and
@@ -86,8 +105,12 @@ void add_request(Frames& out, const RequestHeader& header, zmq::message_t envelo
 void add_reply(Frames& out, const CorrelationId& id, zmq::message_t envelope);
 void add_ready(Frames& out, std::string_view service, std::uint32_t capacity,
                std::string_view worker_id);
+void add_stream(Frames& out, const StreamHeader& header, zmq::message_t payload);
+void add_credit(Frames& out, const CorrelationId& id, std::uint32_t bytes);
+void add_cancel(Frames& out, const CorrelationId& id);
 
 std::uint64_t read_u64(const zmq::message_t& frame);
+std::uint32_t read_u32(const zmq::message_t& frame);
 zmq::message_t u64_frame(std::uint64_t value);
 zmq::message_t u32_frame(std::uint32_t value);
 CorrelationId read_id(const zmq::message_t& frame);

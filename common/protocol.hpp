@@ -21,7 +21,28 @@ enum class Command : std::uint8_t {
   kDrain = 0x05,       // worker -> broker: no new work please
   kDisconnect = 0x06,  // worker -> broker: leaving; broker -> worker: unknown, register again
   kStats = 0x07,       // gateway -> broker: request; broker -> gateway: JSON snapshot
+  kStream = 0x08,      // worker -> broker -> gateway: one part of a streamed reply
+  kCredit = 0x09,      // gateway -> broker -> worker: bytes of a stream the gateway has written
+  kCancel = 0x0A,      // gateway -> broker (-> worker): the client is gone, abandon the request
 };
+
+// The part a STREAM message carries. A streamed reply is HEAD, any number of DATA, then exactly
+// one END (complete) or ABORT (truncated: the client's response must not look complete).
+enum class StreamPart : std::uint8_t {
+  kHead = 1,   // payload: a reply envelope with an empty body (status, headers, attempts...)
+  kData = 2,   // payload: body bytes, as read from the upstream
+  kEnd = 3,    // payload: the last body bytes (may be empty); the body is complete
+  kAbort = 4,  // payload: why, as text (at most kMaxAbortReason bytes); the body is truncated
+};
+
+// Flow control of a streamed body (docs/protocol.md, "Streams"): a worker may have at most this
+// many body bytes (DATA and END payloads) sent and not yet credited by the gateway. The gateway
+// grants more with CREDIT as it writes bytes to its client, and may raise the window by
+// crediting bytes it has not received yet (at the HEAD).
+inline constexpr std::uint32_t kInitialStreamWindow = 64 * 1024;
+// One CREDIT grants at most this much; a peer's credit in all is bounded by the same figure.
+inline constexpr std::uint32_t kMaxCredit = 1u << 30;
+inline constexpr std::size_t kMaxAbortReason = 256;
 
 inline constexpr std::size_t kCorrelationIdSize = 16;
 using CorrelationId = std::array<std::uint8_t, kCorrelationIdSize>;

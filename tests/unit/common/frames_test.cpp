@@ -162,5 +162,75 @@ TEST(Frames, ServiceNames) {
   EXPECT_FALSE(valid_service_name(std::string(65, 'a')));
 }
 
+TEST(Frames, StreamRoundTripsEveryPart) {
+  for (auto part : {StreamPart::kHead, StreamPart::kData, StreamPart::kEnd, StreamPart::kAbort}) {
+    StreamHeader h;
+    h.id.fill(0x5a);
+    h.part = part;
+    h.until_ms = 0x0a0b0c0d0e0f1011ull;
+    Frames f;
+    add_stream(f, h, zmq::message_t(std::string("payload")));
+    Command c{};
+    ASSERT_FALSE(parse_command(f, 0, c));
+    EXPECT_EQ(c, Command::kStream);
+    StreamHeader back;
+    ASSERT_FALSE(parse_stream(f, 0, back));
+    EXPECT_EQ(back.id, h.id);
+    EXPECT_EQ(back.part, part);
+    EXPECT_EQ(back.until_ms, h.until_ms);
+    EXPECT_EQ(view(f[kStreamPayloadIndex]), "payload");
+  }
+}
+
+TEST(Frames, StreamRefusesUnknownPartsSizesAndLongAbortReasons) {
+  StreamHeader h;
+  h.part = StreamPart::kData;
+  Frames f;
+  add_stream(f, h, zmq::message_t(std::string(100'000, 'x')));  // DATA may be any size
+  StreamHeader out;
+  EXPECT_FALSE(parse_stream(f, 0, out));
+  for (std::uint8_t bad : {0, 5, 255}) {
+    f[3] = zmq::message_t(&bad, 1);
+    EXPECT_EQ(parse_stream(f, 0, out), FrameError::kBadField) << int(bad);
+  }
+  h.part = StreamPart::kAbort;
+  Frames abort;
+  add_stream(abort, h, zmq::message_t(std::string(kMaxAbortReason + 1, 'x')));
+  EXPECT_EQ(parse_stream(abort, 0, out), FrameError::kBadField);
+  Frames short_id;
+  add_stream(short_id, h, zmq::message_t(std::string("why")));
+  short_id[2] = zmq::message_t(std::string("short"));
+  EXPECT_EQ(parse_stream(short_id, 0, out), FrameError::kBadField);
+  short_id.pop_back();
+  EXPECT_EQ(parse_stream(short_id, 0, out), FrameError::kTooFewFrames);
+}
+
+TEST(Frames, CreditAndCancelRoundTripAndBounds) {
+  CorrelationId id{};
+  id.fill(7);
+  Frames credit;
+  add_credit(credit, id, 4096);
+  CorrelationId got{};
+  std::uint32_t bytes = 0;
+  ASSERT_FALSE(parse_credit(credit, 0, got, bytes));
+  EXPECT_EQ(got, id);
+  EXPECT_EQ(bytes, 4096u);
+  for (std::uint32_t bad : {0u, kMaxCredit + 1}) {
+    Frames f;
+    add_credit(f, id, bad);
+    EXPECT_EQ(parse_credit(f, 0, got, bytes), FrameError::kBadField) << bad;
+  }
+  Frames cancel;
+  add_cancel(cancel, id);
+  Command c{};
+  ASSERT_FALSE(parse_command(cancel, 0, c));
+  EXPECT_EQ(c, Command::kCancel);
+  got = {};
+  ASSERT_FALSE(parse_cancel(cancel, 0, got));
+  EXPECT_EQ(got, id);
+  cancel.emplace_back(std::string("extra"));
+  EXPECT_EQ(parse_cancel(cancel, 0, got), FrameError::kTooManyFrames);
+}
+
 }  // namespace
 }  // namespace courier::protocol
