@@ -248,6 +248,11 @@ const std::map<std::string, std::pair<std::string, std::string>> kSamples = {
     {"circuit_failure_statuses", {"502", "503,504"}},
     {"retry_budget_ratio", {"0.5", "0.1"}},
     {"retry_budget_min", {"1", "2"}},
+    {"stream_idle_timeout", {"5", "0.5"}},
+    {"stream_max_duration", {"30", "3600"}},
+    {"sse_keepalive", {"15", "0.5"}},
+    {"stream_window", {"65536", "1048576"}},
+    {"stream_threshold", {"0", "4096"}},
     {"auth.mode", {"bearer", "api-key"}},
     {"auth.header", {"X-Key", "X-Other"}},
 };
