@@ -24,6 +24,12 @@ struct Counters {
   std::uint64_t orphans = 0;              // in flight far past the deadline, forgotten
   std::uint64_t stall_drops = 0;          // queued when the broker stalled: 503, never run
   std::uint64_t workers_lost = 0;
+  // Streamed replies and cancellation (docs/protocol.md, "Streams" and "Cancellation").
+  std::uint64_t streams = 0;              // requests a worker answered with STREAM
+  std::uint64_t stream_aborts = 0;        // streams that reached their gateway as ABORT
+  std::uint64_t cancelled_queued = 0;     // CANCEL of a queued request: dropped, never dispatched
+  std::uint64_t cancelled_in_flight = 0;  // CANCEL forwarded to the worker holding the request
+  std::uint64_t foreign_cancels = 0;      // CANCEL from a gateway that did not send the request
   // Hostile or broken peers (docs/protocol.md, "What the broker refuses"). `malformed` is the sum
   // of the malformed_* reasons.
   std::uint64_t malformed_shape = 0;      // frame count, tag or command

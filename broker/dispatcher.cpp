@@ -52,6 +52,13 @@ bool control_shape_ok(Command command, std::size_t frames) {
   }
 }
 
+// Whether a CREDIT or CANCEL comes from the gateway that sent the request: the same connection,
+// or the same authenticated gateway over another one (as for a re-sent REQUEST).
+bool sent_by(const Request& request, const Identity& gateway, std::string_view principal) {
+  return request.gateway == gateway ||
+         (!request.principal.empty() && request.principal == principal);
+}
+
 }  // namespace
 
 Dispatcher::Dispatcher(DispatcherOptions options, Outbox& outbox)
@@ -80,6 +87,16 @@ void Dispatcher::send_control(bool to_worker, const Identity& peer, Command comm
   if (command == Command::kHeartbeat) frames.emplace_back(options_.broker_id);
   const bool ok = to_worker ? outbox_.to_worker(frames) : outbox_.to_gateway(frames);
   if (!ok) ++counters_.unroutable;
+}
+
+void Dispatcher::send_abort(const Identity& gateway, const protocol::CorrelationId& id,
+                            std::string why) {
+  if (why.size() > protocol::kMaxAbortReason) why.resize(protocol::kMaxAbortReason);
+  Frames frames;
+  frames.push_back(identity_frame(gateway));
+  protocol::add_stream(frames, {id, protocol::StreamPart::kAbort, 0},
+                       zmq::message_t(why.data(), why.size()));
+  if (!outbox_.to_gateway(frames)) ++counters_.unroutable;
 }
 
 void Dispatcher::reply_error(const Identity& gateway, const protocol::CorrelationId& id, int kind,
@@ -186,11 +203,12 @@ void Dispatcher::on_gateway_message(Frames& frames, const Now& now, std::string_
   const Identity gateway(protocol::view(frames[0]));
   if (*parsed == Command::kDisconnect) {
     gateways_.erase(gateway);
+    cancel_requests_of(gateway);
     return;
   }
   if (*parsed != Command::kRequest && *parsed != Command::kHeartbeat &&
-      *parsed != Command::kStats) {
-    malformed(Malformed::kMisrouted, "READY, REPLY or DRAIN on the gateway socket", now);
+      *parsed != Command::kStats && *parsed != Command::kCredit && *parsed != Command::kCancel) {
+    malformed(Malformed::kMisrouted, "READY, REPLY, STREAM or DRAIN on the gateway socket", now);
     return;
   }
   if (!admit_gateway(gateway, now)) {
@@ -219,6 +237,14 @@ void Dispatcher::on_gateway_message(Frames& frames, const Now& now, std::string_
     case Command::kStats:
       handle_stats(gateway, frames, now);
       return;
+    case Command::kCredit:
+      touch_gateway(gateway, now);
+      handle_credit(gateway, principal, frames, now);
+      return;
+    case Command::kCancel:
+      touch_gateway(gateway, now);
+      handle_cancel(gateway, principal, frames, now);
+      return;
     default:
       return;  // ruled out above
   }
@@ -246,6 +272,77 @@ void Dispatcher::handle_stats(const Identity& gateway, const Frames& frames, con
   if (!outbox_.to_gateway(out)) ++counters_.unroutable;
 }
 
+void Dispatcher::handle_credit(const Identity& gateway, std::string_view principal, Frames& frames,
+                               const Now& now) {
+  protocol::CorrelationId id{};
+  std::uint32_t bytes = 0;
+  if (const auto ec = protocol::parse_credit(frames, 1, id, bytes)) {
+    malformed(ec == protocol::FrameError::kBadField ? Malformed::kField : Malformed::kShape,
+              "CREDIT with bad fields", now);
+    return;
+  }
+  // Credit for a request no worker streams any more (done, queued, cancelled) has no one to go
+  // to; a gateway may well send some after the END it has not read yet.
+  Request* request = requests_.find(key_of(id));
+  if (!request || !request->worker || request->cancelled) return;
+  if (!sent_by(*request, gateway, principal)) {
+    // Credit from anyone else would let a stranger open another client's window.
+    ++counters_.foreign_ids;
+    foreign_control_log_.note(now.steady, "CREDIT for service " + request->service);
+    return;
+  }
+  frames[0] = identity_frame(request->worker->id);
+  if (!outbox_.to_worker(frames)) ++counters_.unroutable;
+}
+
+void Dispatcher::handle_cancel(const Identity& gateway, std::string_view principal,
+                               const Frames& frames, const Now& now) {
+  protocol::CorrelationId id{};
+  if (const auto ec = protocol::parse_cancel(frames, 1, id)) {
+    malformed(ec == protocol::FrameError::kBadField ? Malformed::kField : Malformed::kShape,
+              "CANCEL with bad fields", now);
+    return;
+  }
+  const auto key = key_of(id);
+  Request* request = requests_.find(key);
+  if (!request) return;  // done already, or never ours
+  if (!sent_by(*request, gateway, principal)) {
+    ++counters_.foreign_cancels;
+    foreign_control_log_.note(now.steady, "CANCEL for service " + request->service);
+    return;
+  }
+  ServiceQueue& svc = queues_.get(request->service, now.steady);
+  if (!request->worker) {
+    // Its queue key is now stale: dispatch and drop_stale skip it, so it is never run.
+    requests_.erase(key);
+    ++counters_.cancelled_queued;
+    ++svc.counters.cancelled_queued;
+    return;
+  }
+  if (cancel_at_worker(*request)) {
+    ++counters_.cancelled_in_flight;
+    ++svc.counters.cancelled_in_flight;
+  }
+}
+
+bool Dispatcher::cancel_at_worker(Request& request) {
+  if (request.cancelled || !request.worker) return false;
+  // The worker's credit stays taken until its final REPLY, END or ABORT: until then it may still
+  // be working on the request.
+  request.cancelled = true;
+  Frames frames;
+  frames.push_back(identity_frame(request.worker->id));
+  protocol::add_cancel(frames, request.id);
+  if (!outbox_.to_worker(frames)) ++counters_.unroutable;
+  return true;
+}
+
+void Dispatcher::cancel_requests_of(const Identity& gateway) {
+  requests_.for_each([&](Request& request) {
+    if (request.gateway == gateway && cancel_at_worker(request)) ++counters_.gateway_gone_drops;
+  });
+}
+
 void Dispatcher::handle_request(const Identity& gateway, std::string_view principal, Frames& frames,
                                 const Now& now) {
   protocol::RequestHeader header;
@@ -262,6 +359,15 @@ void Dispatcher::handle_request(const Identity& gateway, std::string_view princi
   }
   auto key = key_of(header.id);
   if (Request* known = requests_.find(key)) {
+    if (known->cancelled && known->gateway != gateway && !known->principal.empty() &&
+        known->principal == principal) {
+      // Its gateway came back over a new connection after the broker had given it up and told
+      // the worker to stop: the request cannot be revived, but the gateway gets an answer.
+      ++counters_.duplicate_requests;
+      reply_error(gateway, header.id, static_cast<int>(ErrorKind::kBrokerUnavailable), service_name,
+                  "request cancelled when its gateway connection was lost");
+      return;
+    }
     if (known->gateway == gateway) {
       // Answering would give the original request's client a second reply.
       ++counters_.duplicate_requests;
@@ -398,9 +504,18 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
         return;
       }
       ++counters_.late_replies;
+    } else if (command == Command::kStream) {
+      protocol::StreamHeader ignored;
+      if (const auto ec = protocol::parse_stream(frames, 1, ignored)) {
+        malformed(ec == protocol::FrameError::kBadField ? Malformed::kField : Malformed::kShape,
+                  "STREAM with bad fields", now);
+        return;
+      }
+      ++counters_.late_replies;
     } else if (command != Command::kHeartbeat && command != Command::kDrain &&
                command != Command::kDisconnect) {
-      malformed(Malformed::kMisrouted, "REQUEST or STATS on the worker socket", now);
+      malformed(Malformed::kMisrouted, "REQUEST, STATS, CREDIT or CANCEL on the worker socket",
+                now);
       return;
     }
     // Unknown (we restarted, or declared it dead): ask it to register again.
@@ -411,6 +526,9 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
   switch (command) {
     case Command::kReply:
       handle_reply(*worker, frames, now);
+      return;
+    case Command::kStream:
+      handle_stream(*worker, frames, now);
       return;
     case Command::kHeartbeat:
       handle_worker_heartbeat(*worker, frames, now);
@@ -423,7 +541,8 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
       remove_worker(id, "disconnected", now);
       return;
     default:
-      malformed(Malformed::kMisrouted, "REQUEST or STATS on the worker socket", now, worker);
+      malformed(Malformed::kMisrouted, "REQUEST, STATS, CREDIT or CANCEL on the worker socket", now,
+                worker);
   }
 }
 
@@ -481,18 +600,73 @@ void Dispatcher::handle_reply(Worker& worker, Frames& frames, const Now& now) {
     malformed(Malformed::kShape, "REPLY with bad fields", now, &worker);
     return;
   }
-  const auto gateway = requests_.complete(key_of(id), worker);
-  if (!gateway) {
+  complete(worker, key_of(id), frames, false, now);
+}
+
+void Dispatcher::handle_stream(Worker& worker, Frames& frames, const Now& now) {
+  protocol::StreamHeader header;
+  if (const auto ec = protocol::parse_stream(frames, 1, header)) {
+    malformed(ec == protocol::FrameError::kBadField ? Malformed::kField : Malformed::kShape,
+              "STREAM with bad fields", now, &worker);
+    return;
+  }
+  const auto key = key_of(header.id);
+  Request* request = requests_.held_by(key, worker);
+  if (!request) {
+    // Forged, or late from a worker given up on: the stream belongs to nobody it could reach.
+    ++counters_.late_replies;
+    return;
+  }
+  ServiceQueue& svc = queues_.get(worker.service, now.steady);
+  if (!request->streaming) {
+    request->streaming = true;
+    ++counters_.streams;
+    ++svc.counters.streams;
+  }
+  // The worker's cap for the whole stream replaces the deadline of the head, so that a long
+  // stream is not forgotten as an orphan while it runs.
+  request->deadline = steady_deadline(header.until_ms, now);
+  if (header.part == protocol::StreamPart::kEnd || header.part == protocol::StreamPart::kAbort) {
+    complete(worker, key, frames, header.part == protocol::StreamPart::kAbort, now);
+    return;
+  }
+  if (request->cancelled) return;
+  if (!gateway_known(request->gateway)) {
+    ++counters_.gateway_gone_drops;
+    cancel_at_worker(*request);
+    return;
+  }
+  frames[0] = identity_frame(request->gateway);
+  if (outbox_.to_gateway(frames)) return;
+  // A part that did not go leaves a hole in the body: the client must not get the rest as if
+  // complete. The stream ends here, and the worker stops.
+  ++counters_.unroutable;
+  ++counters_.stream_aborts;
+  ++svc.counters.stream_aborts;
+  cancel_at_worker(*request);
+  send_abort(request->gateway, request->id, "broker could not forward part of the stream");
+}
+
+void Dispatcher::complete(Worker& worker, const std::string& key, Frames& frames, bool abort,
+                          const Now& now) {
+  const auto done = requests_.complete(key, worker);
+  if (!done) {
     // A duplicate, or a worker we gave up on answering after its request went elsewhere.
     ++counters_.late_replies;
     return;
   }
   ServiceQueue& svc = queues_.get(worker.service, now.steady);
-  if (gateway_known(*gateway)) {
-    frames[0] = identity_frame(*gateway);
+  if (done->cancelled) {
+    // Nobody waits for it: the gateway forgot the id when it cancelled.
+  } else if (gateway_known(done->gateway)) {
+    frames[0] = identity_frame(done->gateway);
     if (outbox_.to_gateway(frames)) {
       ++counters_.replies;
       ++svc.counters.replies;
+      if (abort) {
+        ++counters_.stream_aborts;
+        ++svc.counters.stream_aborts;
+      }
     } else {
       ++counters_.unroutable;
     }
@@ -516,11 +690,21 @@ void Dispatcher::remove_worker(const Identity& id, const char* why, const Now& n
     reply_error(request.gateway, request.id, static_cast<int>(ErrorKind::kWorkerLost),
                 request.service, std::string("worker ") + worker->name + " " + why);
   }
+  // The client may be reading the body already: a reply now would come after its head, so the
+  // stream is ended as truncated instead.
+  for (const Request& request : loss.aborted) {
+    ++counters_.stream_aborts;
+    ++svc.counters.stream_aborts;
+    send_abort(request.gateway, request.id, "worker " + worker->name + " lost: " + why);
+  }
   ServiceQueues::requeue_front(svc, loss.requeue);
   counters_.requeued += loss.requeue.size();
   svc.counters.requeued += loss.requeue.size();
-  spdlog::warn("worker {} ({}) removed: {}; {} requests requeued, {} answered WORKER_LOST",
-               worker->name, worker->service, why, loss.requeue.size(), loss.lost.size());
+  spdlog::warn(
+      "worker {} ({}) removed: {}; {} requests requeued, {} answered WORKER_LOST, {} streams "
+      "aborted, {} cancelled ones forgotten",
+      worker->name, worker->service, why, loss.requeue.size(), loss.lost.size(),
+      loss.aborted.size(), loss.cancelled);
   // At once, not at the next tick: another worker may have room now.
   if (!loss.requeue.empty()) dispatch(svc, now);
   // The broker exits once nothing is in flight: what no worker could take now would be stranded
@@ -557,7 +741,10 @@ void Dispatcher::expire_gateways(const Now& now) {
   }
   for (const auto& id : gone) {
     gateways_.erase(id);
-    spdlog::warn("gateway lost (missed heartbeats); its queued requests are dropped");
+    cancel_requests_of(id);
+    spdlog::warn(
+        "gateway lost (missed heartbeats); its queued requests are dropped and those at workers "
+        "cancelled");
   }
 }
 
@@ -639,6 +826,12 @@ void Dispatcher::begin_shutdown(const Now& now) {
 void Dispatcher::fail_in_flight(const std::string& detail) {
   for (auto& [name, svc] : queues_) fail_queued(*svc, detail);
   for (const Request& request : requests_.take_all()) {
+    if (request.cancelled) continue;  // nobody waits for it
+    if (request.streaming) {
+      ++counters_.stream_aborts;
+      send_abort(request.gateway, request.id, "broker shutting down: " + detail);
+      continue;
+    }
     reply_error(request.gateway, request.id, static_cast<int>(ErrorKind::kBrokerUnavailable),
                 request.service, detail);
   }

@@ -113,6 +113,21 @@ class Dispatcher {
   void handle_stats(const Identity& gateway, const protocol::Frames& frames, const Now& now);
   void handle_ready(const Identity& id, const protocol::ReadyHeader& ready, const Now& now);
   void handle_reply(Worker& worker, protocol::Frames& frames, const Now& now);
+  void handle_stream(Worker& worker, protocol::Frames& frames, const Now& now);
+  void handle_credit(const Identity& gateway, std::string_view principal, protocol::Frames& frames,
+                     const Now& now);
+  void handle_cancel(const Identity& gateway, std::string_view principal,
+                     const protocol::Frames& frames, const Now& now);
+  // A final REPLY, END or ABORT from the worker holding `key`: frees its credit, forwards
+  // `frames` unless the request was cancelled (or its gateway is gone), dispatches more.
+  void complete(Worker& worker, const std::string& key, protocol::Frames& frames, bool abort,
+                const Now& now);
+  // Marks a request at a worker cancelled and tells the worker; false if it already was.
+  bool cancel_at_worker(Request& request);
+  // A gateway is gone (declared lost, or said DISCONNECT): its requests at workers are
+  // cancelled, so that no worker keeps working for nobody. Its queued ones are dropped by
+  // expire_queued.
+  void cancel_requests_of(const Identity& gateway);
   void handle_worker_heartbeat(Worker& worker, const protocol::Frames& frames, const Now& now);
   void dispatch(ServiceQueue& svc, const Now& now);
   bool send_to_worker(Worker& worker, Request& request);
@@ -131,6 +146,9 @@ class Dispatcher {
   void reply_error(const Identity& gateway, const protocol::CorrelationId& id, int kind,
                    const std::string& service, const std::string& detail,
                    const char* retry_after = nullptr);
+  // Ends a streamed reply the gateway is reading with STREAM ABORT (until 0), `why` cut to
+  // kMaxAbortReason bytes.
+  void send_abort(const Identity& gateway, const protocol::CorrelationId& id, std::string why);
   void send_control(bool to_worker, const Identity& peer, protocol::Command command);
   bool gateway_known(const Identity& gateway) const;
   void touch_gateway(const Identity& gateway, const Now& now);
@@ -147,6 +165,8 @@ class Dispatcher {
   LogLimiter malformed_log_{"broker dropped a malformed message"};
   LogLimiter refused_log_{"broker refused a peer"};
   LogLimiter foreign_id_log_{"broker refused a request re-using another gateway's correlation id"};
+  LogLimiter foreign_control_log_{
+      "broker dropped a CREDIT or CANCEL from a gateway that did not send the request"};
   LogLimiter error_log_{"broker caught an error handling one message"};
   Clock::time_point next_heartbeat_{};
   bool shutting_down_ = false;

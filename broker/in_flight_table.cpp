@@ -41,14 +41,20 @@ void InFlightTable::dispatched(Request& request, Worker& worker) const {
   ++worker.in_flight;
 }
 
-std::optional<Identity> InFlightTable::complete(const std::string& key, Worker& worker) {
+Request* InFlightTable::held_by(const std::string& key, const Worker& worker) {
+  Request* request = find(key);
+  return request && request->worker == &worker ? request : nullptr;
+}
+
+std::optional<Request> InFlightTable::complete(const std::string& key, Worker& worker) {
   const auto it = requests_.find(key);
   if (it == requests_.end() || it->second.worker != &worker) return std::nullopt;
-  Identity gateway = std::move(it->second.gateway);
+  std::optional<Request> done(std::move(it->second));
   requests_.erase(it);
+  done->worker = nullptr;
   --worker.in_flight;
   ++worker.completed;
-  return gateway;
+  return done;
 }
 
 WorkerLoss InFlightTable::release(const Worker& worker, Clock::time_point now) {
@@ -61,7 +67,14 @@ WorkerLoss InFlightTable::release(const Worker& worker, Clock::time_point now) {
     }
     request.worker = nullptr;
     const bool safe = request.flags & protocol::kFlagRetrySafe;
-    if (safe && request.dispatches < max_dispatches_ && request.deadline > now) {
+    if (request.cancelled) {
+      ++loss.cancelled;
+      r = requests_.erase(r);
+    } else if (request.streaming) {
+      // Even a retry-safe one: its client may have read part of the body already.
+      loss.aborted.push_back(std::move(request));
+      r = requests_.erase(r);
+    } else if (safe && request.dispatches < max_dispatches_ && request.deadline > now) {
       loss.requeue.push_back(r->first);
       ++r;
     } else {

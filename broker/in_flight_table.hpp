@@ -28,6 +28,12 @@ struct Request {
   Worker* worker = nullptr;  // null while queued
   Clock::time_point enqueued;
   int dispatches = 0;
+  // A worker sent a STREAM for it: its head may have reached the client, so it is never
+  // requeued, and a lost worker or a shutdown ends it with STREAM ABORT instead of an error reply.
+  bool streaming = false;
+  // Its gateway cancelled it (or is gone) while a worker held it: what the worker still sends is
+  // dropped, and its final REPLY, END or ABORT only frees the credit.
+  bool cancelled = false;
 };
 
 // The table's key: the correlation id's bytes.
@@ -37,6 +43,8 @@ std::string key_of(const protocol::CorrelationId& id);
 struct WorkerLoss {
   std::vector<std::string> requeue;  // keys now queued again, to put ahead of newer requests
   std::vector<Request> lost;         // taken out of the table: each is answered WORKER_LOST
+  std::vector<Request> aborted;      // streaming, taken out: each gets STREAM ABORT
+  std::size_t cancelled = 0;         // cancelled, taken out: nobody waits for them
 };
 
 class InFlightTable {
@@ -56,17 +64,26 @@ class InFlightTable {
 
   // The request was delivered to `worker`, which now holds one more.
   void dispatched(Request& request, Worker& worker) const;
-  // A reply from `worker` for `key`: the request's gateway if that worker held it (the request
-  // is then done and gone), nothing for a duplicate or a reply from a worker given up on.
-  std::optional<Identity> complete(const std::string& key, Worker& worker);
-  // `worker` is gone: a retry-safe request with dispatches and time left is queued again, the
-  // rest leave the table.
+  // The request `key` if `worker` holds it; null for an id it does not hold (a duplicate, a
+  // forgery, or a reply from a worker given up on).
+  Request* held_by(const std::string& key, const Worker& worker);
+  // A final reply from `worker` for `key`: the request, taken out of the table, if that worker
+  // held it (its credit is freed); nothing otherwise.
+  std::optional<Request> complete(const std::string& key, Worker& worker);
+  // `worker` is gone: a retry-safe request with dispatches and time left that has not started
+  // streaming is queued again; the rest leave the table (cancelled ones silently).
   WorkerLoss release(const Worker& worker, Clock::time_point now);
   // Forgets requests still at a worker `grace` past their deadline, freeing the worker's credit
   // rather than leaking it; returns how many.
   std::size_t forget_orphans(Clock::time_point now, std::chrono::milliseconds grace);
   // Empties the table, giving the workers back their credit.
   std::vector<Request> take_all();
+
+  // Calls `visit(Request&)` for every request; it must not add or remove any.
+  template <class Visitor>
+  void for_each(Visitor visit) {
+    for (auto& [key, request] : requests_) visit(request);
+  }
 
   // Removes every request for which `drop(const std::string& key, Request&)` is true.
   template <class Predicate>

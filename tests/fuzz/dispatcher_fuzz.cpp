@@ -1,9 +1,9 @@
 // libFuzzer target: the Dispatcher fed sequences of structurally valid messages (READY, HEARTBEAT
-// with random status, REQUEST, REPLY, STATS, DRAIN, DISCONNECT) from several gateways and workers,
-// with time advancing and ticks in between. Nothing may crash or throw, and after every step:
-// the requests it counts as at a worker are exactly the credit its workers have in use, and a
-// worker's reply reaches only a gateway that sent that correlation id (or the same authenticated
-// gateway over another connection).
+// with random status, REQUEST, REPLY, STREAM, CREDIT, CANCEL, STATS, DRAIN, DISCONNECT) from
+// several gateways and workers, with time advancing and ticks in between. Nothing may crash or
+// throw, and after every step: the requests it counts as at a worker are exactly the credit its
+// workers have in use, and a worker's reply or stream part reaches only a gateway that sent that
+// correlation id (or the same authenticated gateway over another connection).
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -39,7 +39,7 @@ class Bytes {
   std::size_t pos_ = 0;
 };
 
-constexpr const char* kReplyBody = "fuzz-reply";
+constexpr const char* kReplyBody = "fuzz-reply";  // also the payload of workers' STREAM parts
 const char* const kGateways[] = {"g0", "g1", "g2"};
 const char* const kPrincipals[] = {"key-a", "key-a", ""};  // g0 and g1: one gateway, reconnected
 const char* const kWorkers[] = {"w0", "w1", "w2", "w3"};
@@ -54,9 +54,11 @@ class CheckingOutbox : public Outbox {
   std::set<std::pair<std::string, std::string>> sent;  // (principal or gateway, id)
 
   bool to_gateway(Frames& frames) override {
-    if (frames.size() == 5 && protocol::view(frames[2]).size() == 1 &&
-        protocol::view(frames[2])[0] == static_cast<char>(Command::kReply) &&
-        protocol::view(frames[4]).rfind(kReplyBody, 0) == 0) {
+    const bool reply = frames.size() == 5 && protocol::view(frames[2]).size() == 1 &&
+                       protocol::view(frames[2])[0] == static_cast<char>(Command::kReply);
+    const bool stream = frames.size() == 7 && protocol::view(frames[2]).size() == 1 &&
+                        protocol::view(frames[2])[0] == static_cast<char>(Command::kStream);
+    if ((reply || stream) && protocol::view(frames.back()).rfind(kReplyBody, 0) == 0) {
       const std::string gateway(protocol::view(frames[0]));
       const std::string id(protocol::view(frames[3]));
       std::string principal;
@@ -154,7 +156,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const std::string worker = kWorkers[in.next() % 4];
     const std::size_t g = in.next() % 3;
     const std::string gateway = kGateways[g];
-    switch (op % 10) {
+    switch (op % 13) {
       case 0: {
         const std::string service = kServices[in.next() % 3];
         const std::uint32_t capacity = 1 + in.next() % 4;
@@ -213,6 +215,28 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         // Garbage in a valid envelope of frames: a bad field in an otherwise fine shape.
         auto f = frames_of({worker, tag, c(Command::kReply), in.take(in.next() % 20), "x"});
         dispatcher.on_worker_message(f, now);
+        break;
+      }
+      case 9: {
+        // Parts 0 and 5 are out of range; until anywhere from the past to far ahead.
+        const std::string part(1, static_cast<char>(in.next() % 6));
+        const std::uint64_t until =
+            in.next() % 8 == 0 ? ~0ull : now.wall_ms + (in.next() % 16) * 100 - 200;
+        auto f = frames_of(
+            {worker, tag, c(Command::kStream), id_bytes(in.next()), part, u64(until), kReplyBody});
+        dispatcher.on_worker_message(f, now);
+        break;
+      }
+      case 10: {
+        const std::uint32_t bytes = in.next() % 8 == 0 ? 0 : 1u << (in.next() % 32);
+        auto f = frames_of({gateway, tag, c(Command::kCredit), id_bytes(in.next()),
+                            std::string(protocol::view(protocol::u32_frame(bytes)))});
+        dispatcher.on_gateway_message(f, now, kPrincipals[g]);
+        break;
+      }
+      case 11: {
+        auto f = frames_of({gateway, tag, c(Command::kCancel), id_bytes(in.next())});
+        dispatcher.on_gateway_message(f, now, kPrincipals[g]);
         break;
       }
       default:

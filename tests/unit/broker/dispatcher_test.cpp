@@ -140,6 +140,31 @@ class DispatcherTest : public ::testing::Test {
   void reply(const std::string& worker, int id, const std::string& body = "reply") {
     from_worker({worker, std::string(protocol::kTag), cmd(Command::kReply), id_bytes(id), body});
   }
+  void stream(const std::string& worker, int id, protocol::StreamPart part,
+              const std::string& payload = "", std::int64_t until_in_ms = 60'000) {
+    from_worker({worker, std::string(protocol::kTag), cmd(Command::kStream), id_bytes(id),
+                 std::string(1, static_cast<char>(part)), u64_bytes(in_ms(until_in_ms)), payload});
+  }
+  void credit(const std::string& gateway, int id, std::uint32_t bytes,
+              const std::string& principal = "") {
+    auto frames = to_frames({gateway, std::string(protocol::kTag), cmd(Command::kCredit),
+                             id_bytes(id), u32_bytes(bytes)});
+    dispatcher_->on_gateway_message(frames, now_, principal);
+  }
+  void cancel(const std::string& gateway, int id, const std::string& principal = "") {
+    auto frames =
+        to_frames({gateway, std::string(protocol::kTag), cmd(Command::kCancel), id_bytes(id)});
+    dispatcher_->on_gateway_message(frames, now_, principal);
+  }
+  // STREAM messages sent to one gateway, in order.
+  std::vector<Message> streams_to(const std::string& gateway) const {
+    std::vector<Message> found;
+    for (const auto& m : out_.gateway) {
+      if (m.size() == 7 && m[0] == gateway && m[2] == cmd(Command::kStream)) found.push_back(m);
+    }
+    return found;
+  }
+  static std::string part(protocol::StreamPart p) { return std::string(1, static_cast<char>(p)); }
   void worker_control(const std::string& worker, Command c) {
     from_worker({worker, std::string(protocol::kTag), cmd(c)});
   }
@@ -458,19 +483,22 @@ TEST_F(DispatcherTest, FarFutureDeadlineDoesNotOverflowIntoThePast) {
   EXPECT_TRUE(replies_to("g1").empty());
 }
 
-TEST_F(DispatcherTest, GatewayMissingHeartbeatsHasItsQueuedRequestsDropped) {
+TEST_F(DispatcherTest, GatewayMissingHeartbeatsHasItsQueuedRequestsDroppedAndOthersCancelled) {
   ready("w1", 1);
   request("g1", 1, kSafe, 60'000);
   request("g1", 2, kSafe, 60'000);
   request("g1", 3, kSafe, 60'000);
   pass(1'250ms, {"w1"}, {});
-  EXPECT_EQ(counters().gateway_gone_drops, 2u);
+  // The two queued ones are dropped; the one at the worker is cancelled there.
+  EXPECT_EQ(counters().gateway_gone_drops, 3u);
+  EXPECT_EQ(controls_to_worker("w1", Command::kCancel).size(), 1u);
   EXPECT_EQ(stats_json()["services"]["echo"]["queue_depth"], 0);
   EXPECT_EQ(stats_json()["gateways"], 0);
   reply("w1", 1);  // the in-flight one finishes, but there is nobody to tell
   EXPECT_TRUE(replies_to("g1").empty());
   EXPECT_EQ(counters().gateway_gone_drops, 3u);
   EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
 }
 
 TEST_F(DispatcherTest, UnknownWorkerSendingHeartbeatIsToldToDisconnect) {
@@ -1003,6 +1031,380 @@ TEST_F(DispatcherTest, StatsSurviveAWorkerNameThatIsNotUtf8) {
   from_gateway({"g1", std::string(protocol::kTag), cmd(Command::kStats), id_bytes(1)});
   ASSERT_FALSE(out_.gateway.empty());
   EXPECT_NE(out_.gateway.back().back().find("echo"), std::string::npos);
+}
+
+// --- Streams, credit and cancellation ---
+
+using protocol::StreamPart;
+
+TEST_F(DispatcherTest, StreamPartsAreForwardedInOrderUntouchedAndCreditIsFreedAtEndNotAtHead) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);  // waits for w1's only slot
+  stream("w1", 1, StreamPart::kHead, "head-envelope");
+  stream("w1", 1, StreamPart::kData, "chunk-1");
+  stream("w1", 1, StreamPart::kData, "chunk-2");
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1}) << "a HEAD does not free the slot";
+  EXPECT_EQ(counters().streams, 1u) << "counted once per request";
+  stream("w1", 1, StreamPart::kEnd, "last", 30'000);
+
+  const auto parts = streams_to("g1");
+  ASSERT_EQ(parts.size(), 4u);
+  const std::vector<std::pair<StreamPart, std::string>> expected = {
+      {StreamPart::kHead, "head-envelope"},
+      {StreamPart::kData, "chunk-1"},
+      {StreamPart::kData, "chunk-2"},
+      {StreamPart::kEnd, "last"}};
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    EXPECT_EQ(parts[i][1], protocol::kTag);
+    EXPECT_EQ(parts[i][3], id_bytes(1));
+    EXPECT_EQ(parts[i][4], part(expected[i].first)) << i;
+    EXPECT_EQ(parts[i][6], expected[i].second) << i;
+  }
+  EXPECT_EQ(parts[3][5], u64_bytes(in_ms(30'000))) << "`until` is forwarded as sent";
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2})) << "END freed the slot";
+  EXPECT_EQ(counters().replies, 1u);
+  EXPECT_EQ(counters().stream_aborts, 0u);
+  const auto svc = stats_json()["services"]["echo"]["counters"];
+  EXPECT_EQ(svc["streams"], 1);
+  EXPECT_EQ(svc["replies"], 1);
+}
+
+TEST_F(DispatcherTest, AnAbortEndsTheStreamFreesTheSlotAndIsCounted) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);
+  stream("w1", 1, StreamPart::kHead, "h");
+  stream("w1", 1, StreamPart::kAbort, "upstream reset");
+  const auto parts = streams_to("g1");
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[1][4], part(StreamPart::kAbort));
+  EXPECT_EQ(parts[1][6], "upstream reset");
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2}));
+  EXPECT_EQ(counters().stream_aborts, 1u);
+  EXPECT_EQ(stats_json()["services"]["echo"]["counters"]["stream_aborts"], 1);
+  stream("w1", 1, StreamPart::kData, "after the end");
+  EXPECT_EQ(streams_to("g1").size(), 2u);
+  EXPECT_EQ(counters().late_replies, 1u);
+}
+
+TEST_F(DispatcherTest, AStreamFromAWorkerNotHoldingTheIdIsDropped) {
+  ready("w1", 1);
+  ready("w2", 1);
+  request("g1", 1);
+  ASSERT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  stream("w2", 1, StreamPart::kHead, "forged");
+  stream("w2", 1, StreamPart::kEnd);
+  stream("w1", 9, StreamPart::kHead, "no such request");
+  stream("stranger", 1, StreamPart::kHead, "unregistered");
+  EXPECT_TRUE(streams_to("g1").empty());
+  EXPECT_EQ(counters().late_replies, 4u);
+  EXPECT_EQ(counters().streams, 0u);
+  EXPECT_EQ(controls_to_worker("stranger", Command::kDisconnect).size(), 1u);
+  EXPECT_EQ(dispatcher_->in_flight(), 1u) << "w2's END freed nothing";
+  stream("w1", 1, StreamPart::kEnd, "real");
+  ASSERT_EQ(streams_to("g1").size(), 1u);
+  EXPECT_EQ(streams_to("g1")[0][6], "real");
+}
+
+TEST_F(DispatcherTest, AStreamOfALostWorkerEndsInAbortAndIsNeverRequeuedEvenIfRetrySafe) {
+  ready("w1", 1);
+  ready("w2", 1);
+  request("g1", 1, kSafe);
+  ASSERT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  stream("w1", 1, StreamPart::kHead, "h");
+  worker_control("w1", Command::kDisconnect);
+
+  EXPECT_TRUE(dispatched_to("w2").empty()) << "the client may have read the head already";
+  EXPECT_TRUE(replies_to("g1").empty()) << "no WORKER_LOST reply after a head";
+  const auto parts = streams_to("g1");
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[1][3], id_bytes(1));
+  EXPECT_EQ(parts[1][4], part(StreamPart::kAbort));
+  EXPECT_EQ(parts[1][5], u64_bytes(0));
+  EXPECT_NE(parts[1][6].find("w1-name"), std::string::npos) << parts[1][6];
+  EXPECT_LE(parts[1][6].size(), protocol::kMaxAbortReason);
+  EXPECT_EQ(counters().stream_aborts, 1u);
+  EXPECT_EQ(counters().requeued, 0u);
+  EXPECT_EQ(counters().worker_lost_replies, 0u);
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, ALongWorkerNameStillGivesAnAbortReasonWithinTheLimit) {
+  from_worker({"w1", std::string(protocol::kTag), cmd(Command::kReady), "echo", u32_bytes(1),
+               std::string(protocol::kMaxWorkerIdSize, 'n')});
+  request("g1", 1);
+  stream("w1", 1, StreamPart::kHead, "h");
+  for (int i = 0; i < 16; ++i) from_worker({"w1", "garbage"});  // forgotten for garbage
+  const auto parts = streams_to("g1");
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[1][4], part(StreamPart::kAbort));
+  EXPECT_LE(parts[1][6].size(), protocol::kMaxAbortReason);
+}
+
+TEST_F(DispatcherTest, ACancelledQueuedRequestIsNeverDispatchedWhenAWorkerFreesUp) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);
+  cancel("g1", 2);
+  EXPECT_EQ(counters().cancelled_queued, 1u);
+  EXPECT_EQ(stats_json()["services"]["echo"]["queue_depth"], 0);
+  reply("w1", 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+  cancel("g1", 2);  // gone already: ignored
+  cancel("g1", 1);
+  EXPECT_EQ(counters().cancelled_queued, 1u);
+  EXPECT_EQ(counters().cancelled_in_flight, 0u);
+  EXPECT_EQ(stats_json()["services"]["echo"]["counters"]["cancelled_queued"], 1);
+  request("g1", 3);
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 3}));
+}
+
+TEST_F(DispatcherTest, ACancelInFlightReachesTheWorkerItsReplyIsDroppedAndTheSlotFreed) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);
+  cancel("g1", 1);
+  const auto cancels = controls_to_worker("w1", Command::kCancel);
+  ASSERT_EQ(cancels.size(), 1u);
+  EXPECT_EQ(cancels[0],
+            (Message{"w1", std::string(protocol::kTag), cmd(Command::kCancel), id_bytes(1)}));
+  cancel("g1", 1);  // a second one changes nothing
+  EXPECT_EQ(controls_to_worker("w1", Command::kCancel).size(), 1u);
+  EXPECT_EQ(counters().cancelled_in_flight, 1u);
+  EXPECT_EQ(stats_json()["services"]["echo"]["counters"]["cancelled_in_flight"], 1);
+  EXPECT_EQ(dispatched_to("w1"), std::vector<int>{1}) << "the worker may still be running it";
+
+  reply("w1", 1, "too late");
+  EXPECT_TRUE(replies_to("g1").empty());
+  EXPECT_EQ(counters().replies, 0u);
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2})) << "the final reply freed the slot";
+}
+
+TEST_F(DispatcherTest, ACancelledStreamForwardsNothingMoreAndItsAbortFreesTheSlot) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);
+  stream("w1", 1, StreamPart::kHead, "h");
+  cancel("g1", 1);
+  credit("g1", 1, 4096);  // credit for a cancelled stream goes nowhere
+  stream("w1", 1, StreamPart::kData, "more");
+  stream("w1", 1, StreamPart::kAbort, "cancelled");
+  EXPECT_EQ(streams_to("g1").size(), 1u) << "only the head, sent before the CANCEL";
+  EXPECT_TRUE(controls_to_worker("w1", Command::kCredit).empty());
+  EXPECT_EQ(counters().stream_aborts, 0u) << "nobody saw this one truncated";
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2}));
+}
+
+TEST_F(DispatcherTest, CreditGoesToTheWorkerHoldingTheStreamOnlyFromItsGateway) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);  // queued
+  stream("w1", 1, StreamPart::kHead, "h");
+  credit("g1", 1, 65'536);
+  const auto credits = controls_to_worker("w1", Command::kCredit);
+  ASSERT_EQ(credits.size(), 1u);
+  EXPECT_EQ(credits[0], (Message{"w1", std::string(protocol::kTag), cmd(Command::kCredit),
+                                 id_bytes(1), u32_bytes(65'536)}));
+
+  credit("g2", 1, 1'000);
+  EXPECT_EQ(counters().foreign_ids, 1u);
+  cancel("g2", 1);
+  EXPECT_EQ(counters().foreign_cancels, 1u);
+  cancel("g2", 2);  // a queued one is no stranger's to cancel either
+  EXPECT_EQ(counters().foreign_cancels, 2u);
+  EXPECT_EQ(controls_to_worker("w1", Command::kCredit).size(), 1u);
+  EXPECT_TRUE(controls_to_worker("w1", Command::kCancel).empty());
+
+  credit("g1", 2, 1'000);  // queued: nobody to credit
+  credit("g1", 9, 1'000);  // unknown
+  EXPECT_EQ(controls_to_worker("w1", Command::kCredit).size(), 1u);
+  EXPECT_EQ(counters().foreign_ids, 1u);
+  EXPECT_EQ(counters().malformed, 0u);
+
+  stream("w1", 1, StreamPart::kEnd);
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 2})) << "the stranger cancelled nothing";
+}
+
+TEST_F(DispatcherTest, TheSameAuthenticatedGatewayOverAnotherConnectionMayCreditAndCancel) {
+  ready("w1", 1);
+  request_as("g1", "key-a", 1);
+  credit("g2", 1, 100, "key-a");
+  EXPECT_EQ(controls_to_worker("w1", Command::kCredit).size(), 1u);
+  credit("g3", 1, 100, "key-b");
+  cancel("g3", 1, "key-b");
+  EXPECT_EQ(counters().foreign_ids, 1u);
+  EXPECT_EQ(counters().foreign_cancels, 1u);
+  cancel("g2", 1, "key-a");
+  EXPECT_EQ(controls_to_worker("w1", Command::kCancel).size(), 1u);
+}
+
+TEST_F(DispatcherTest, ALostGatewaysRequestsAtWorkersAreCancelled) {
+  ready("w1", 2);
+  request("g1", 1, kSafe, 60'000);
+  request("g2", 2, kSafe, 60'000);
+  request("g1", 3, kSafe, 60'000);  // queued
+  stream("w1", 1, StreamPart::kHead, "h");
+  pass(1'250ms, {"w1"}, {"g2"});  // g1 silent past its liveness
+  const auto cancels = controls_to_worker("w1", Command::kCancel);
+  ASSERT_EQ(cancels.size(), 1u);
+  EXPECT_EQ(cancels[0][3], id_bytes(1));
+  EXPECT_EQ(counters().gateway_gone_drops, 2u) << "the streaming one and the queued one";
+  stream("w1", 1, StreamPart::kData, "for nobody");
+  EXPECT_EQ(streams_to("g1").size(), 1u);
+  stream("w1", 1, StreamPart::kAbort, "cancelled");
+  EXPECT_EQ(dispatcher_->in_flight(), 1u);
+  EXPECT_TRUE(dispatched_to("w1") == (std::vector<int>{1, 2})) << "g1's queued one never runs";
+}
+
+TEST_F(DispatcherTest, AGatewaySayingDisconnectHasItsRequestsAtWorkersCancelled) {
+  ready("w1", 2);
+  request("g1", 1);
+  request("g2", 2);
+  from_gateway({"g1", std::string(protocol::kTag), cmd(Command::kDisconnect)});
+  const auto cancels = controls_to_worker("w1", Command::kCancel);
+  ASSERT_EQ(cancels.size(), 1u);
+  EXPECT_EQ(cancels[0][3], id_bytes(1));
+  reply("w1", 1);
+  reply("w1", 2);
+  EXPECT_TRUE(replies_to("g1").empty());
+  EXPECT_EQ(replies_to("g2").size(), 1u);
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, ARequestCancelledForItsLostGatewayIsRefusedWhenThatGatewayResendsIt) {
+  ready("w1", 1);
+  request_as("g1", "key-a", 1);
+  from_gateway({"g1", std::string(protocol::kTag), cmd(Command::kDisconnect)});
+  request_as("g1-again", "key-a", 1);
+  ASSERT_EQ(replies_to("g1-again").size(), 1u);
+  EXPECT_EQ(decode_reply(replies_to("g1-again")[0]).error->code, "BROKER_UNAVAILABLE");
+  reply("w1", 1, "cancelled work");
+  EXPECT_EQ(replies_to("g1-again").size(), 1u) << "the cancelled reply is not forwarded";
+}
+
+TEST_F(DispatcherTest, APartThatCannotReachTheGatewayEndsTheStreamAndStopsTheWorker) {
+  ready("w1", 1);
+  request("g1", 1);
+  stream("w1", 1, StreamPart::kHead, "h");
+  out_.dead_gateways.insert("g1");
+  stream("w1", 1, StreamPart::kData, "lost");
+  EXPECT_EQ(controls_to_worker("w1", Command::kCancel).size(), 1u);
+  EXPECT_EQ(counters().stream_aborts, 1u);
+  out_.dead_gateways.clear();
+  stream("w1", 1, StreamPart::kData, "after the hole");
+  stream("w1", 1, StreamPart::kEnd, "looks complete");
+  EXPECT_EQ(streams_to("g1").size(), 1u) << "nothing after the hole may make it look complete";
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, MalformedStreamCreditAndCancelAreCountedAndChangeNothing) {
+  ready("w1", 1);
+  request("g1", 1);
+  const std::string tag(protocol::kTag);
+  const std::string until = u64_bytes(in_ms(60'000));
+  const std::string head = part(StreamPart::kHead);
+  const std::vector<Message> worker_fields = {
+      {"w1", tag, cmd(Command::kStream), id_bytes(1), std::string(1, '\0'), until, "p"},
+      {"w1", tag, cmd(Command::kStream), id_bytes(1), std::string(1, '\5'), until, "p"},
+      {"w1", tag, cmd(Command::kStream), id_bytes(1), "\x01\x01", until, "p"},
+      {"w1", tag, cmd(Command::kStream), id_bytes(1), head, "1234567", "p"},
+      {"w1", tag, cmd(Command::kStream), id_bytes(1).substr(1), head, until, "p"},
+      {"w1", tag, cmd(Command::kStream), id_bytes(1), part(StreamPart::kAbort), until,
+       std::string(protocol::kMaxAbortReason + 1, 'x')},
+  };
+  const std::vector<Message> worker_shapes = {
+      {"w1", tag, cmd(Command::kStream), id_bytes(1), head, until},
+      {"w1", tag, cmd(Command::kStream), id_bytes(1), head, until, "p", "extra"},
+  };
+  const std::vector<Message> worker_misrouted = {
+      {"w1", tag, cmd(Command::kCredit), id_bytes(1), u32_bytes(10)},
+      {"w1", tag, cmd(Command::kCancel), id_bytes(1)},
+      {"stranger", tag, cmd(Command::kCancel), id_bytes(1)},
+  };
+  const std::vector<Message> gateway_fields = {
+      {"g1", tag, cmd(Command::kCredit), id_bytes(1), u32_bytes(0)},
+      {"g1", tag, cmd(Command::kCredit), id_bytes(1), u32_bytes(protocol::kMaxCredit + 1)},
+      {"g1", tag, cmd(Command::kCredit), id_bytes(1), "\x00\x01"},
+      {"g1", tag, cmd(Command::kCredit), id_bytes(1).substr(2), u32_bytes(10)},
+      {"g1", tag, cmd(Command::kCancel), "short"},
+  };
+  const std::vector<Message> gateway_shapes = {
+      {"g1", tag, cmd(Command::kCredit), id_bytes(1)},
+      {"g1", tag, cmd(Command::kCancel), id_bytes(1), "extra"},
+      {"g1", tag, cmd(Command::kCancel)},
+  };
+  const std::vector<Message> gateway_misrouted = {
+      {"g1", tag, cmd(Command::kStream), id_bytes(1), head, until, "p"},
+  };
+  for (const auto* list : {&worker_fields, &worker_shapes, &worker_misrouted}) {
+    for (const auto& m : *list) from_worker(m);
+  }
+  for (const auto* list : {&gateway_fields, &gateway_shapes, &gateway_misrouted}) {
+    for (const auto& m : *list) from_gateway(m);
+  }
+  EXPECT_EQ(counters().malformed_field, worker_fields.size() + gateway_fields.size());
+  EXPECT_EQ(counters().malformed_shape, worker_shapes.size() + gateway_shapes.size());
+  EXPECT_EQ(counters().malformed_misrouted, worker_misrouted.size() + gateway_misrouted.size());
+  EXPECT_EQ(counters().malformed, worker_fields.size() + gateway_fields.size() +
+                                      worker_shapes.size() + gateway_shapes.size() +
+                                      worker_misrouted.size() + gateway_misrouted.size());
+  EXPECT_TRUE(streams_to("g1").empty());
+  EXPECT_TRUE(controls_to_worker("w1", Command::kCredit).empty());
+  EXPECT_TRUE(controls_to_worker("w1", Command::kCancel).empty());
+  EXPECT_EQ(counters().streams, 0u);
+  EXPECT_EQ(dispatcher_->in_flight(), 1u);
+  // Each of w1's 10 malformed messages was a strike; 6 more and it is forgotten.
+  for (int i = 0; i < 5; ++i) from_worker(worker_shapes[0]);
+  EXPECT_EQ(counters().peers_disconnected, 0u);
+  from_worker(worker_shapes[0]);
+  EXPECT_EQ(counters().peers_disconnected, 1u);
+}
+
+TEST_F(DispatcherTest, AStreamIsHeldUntilItsUntilNotTheHeadsDeadline) {
+  ready("w1", 1);
+  request("g1", 1, kUnsafe, 1'000);
+  stream("w1", 1, StreamPart::kHead, "h", 60'000);
+  pass(1'000ms + options_.orphan_grace + 1'000ms, {"w1"}, {"g1"});
+  EXPECT_EQ(counters().orphans, 0u) << "the stream is within its `until`";
+  EXPECT_EQ(dispatcher_->in_flight(), 1u);
+  pass(60'000ms, {"w1"}, {"g1"});
+  EXPECT_EQ(counters().orphans, 1u) << "past `until` + grace it is forgotten";
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, DrainTimeoutEndsAStreamWithAbortNotAReply) {
+  ready("w1", 2);
+  request("g1", 1);
+  request("g1", 2);
+  request("g1", 3);  // queued
+  stream("w1", 1, StreamPart::kHead, "h");
+  cancel("g1", 2);
+  dispatcher_->begin_shutdown(now_);
+  dispatcher_->fail_in_flight("broker stopped");
+  const auto parts = streams_to("g1");
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[1][4], part(StreamPart::kAbort));
+  EXPECT_EQ(parts[1][6].rfind("broker shutting down", 0), 0u) << parts[1][6];
+  ASSERT_EQ(replies_to("g1").size(), 1u) << "only the queued one, 503; the cancelled one: none";
+  EXPECT_EQ(replies_to("g1")[0][3], id_bytes(3));
+  EXPECT_EQ(counters().stream_aborts, 1u);
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, StatsCountStreamsAndCancellationBrokerWideAndPerService) {
+  const auto stats = stats_json();
+  for (const char* name :
+       {"streams", "stream_aborts", "cancelled_queued", "cancelled_in_flight", "foreign_cancels"}) {
+    EXPECT_TRUE(stats["counters"].contains(name)) << name;
+  }
+  ready("w1", 1);
+  const auto svc = stats_json()["services"]["echo"]["counters"];
+  for (const char* name : {"streams", "stream_aborts", "cancelled_queued", "cancelled_in_flight"}) {
+    EXPECT_TRUE(svc.contains(name)) << name;
+  }
+  EXPECT_FALSE(svc.contains("foreign_cancels"));
 }
 
 }  // namespace

@@ -59,9 +59,10 @@ TEST_F(InFlightTableTest, DispatchAndReplyMoveTheWorkersCredit) {
   EXPECT_FALSE(table_.is_queued(key));
   EXPECT_EQ(w1_.in_flight, 1u);
   EXPECT_EQ(table_.in_flight(), 1u);
-  const auto gateway = table_.complete(key, w1_);
-  ASSERT_TRUE(gateway);
-  EXPECT_EQ(*gateway, "g1");
+  const auto done = table_.complete(key, w1_);
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->gateway, "g1");
+  EXPECT_EQ(done->worker, nullptr);
   EXPECT_EQ(w1_.in_flight, 0u);
   EXPECT_EQ(w1_.completed, 1u);
   EXPECT_EQ(table_.size(), 0u);
@@ -116,6 +117,45 @@ TEST_F(InFlightTableTest, RequestsAtAWorkerPastDeadlinePlusGraceAreForgotten) {
   EXPECT_EQ(w1_.in_flight, 0u) << "its credit is freed";
   EXPECT_EQ(table_.find(held), nullptr);
   EXPECT_NE(table_.find(queued), nullptr) << "queued requests are the queues' business";
+}
+
+TEST_F(InFlightTableTest, OnlyTheWorkerHoldingARequestFindsIt) {
+  const auto key = add(1);
+  EXPECT_EQ(table_.held_by(key, w1_), nullptr) << "still queued";
+  table_.dispatched(*table_.find(key), w1_);
+  EXPECT_EQ(table_.held_by(key, w1_), table_.find(key));
+  EXPECT_EQ(table_.held_by(key, w2_), nullptr);
+  EXPECT_EQ(table_.held_by(add(2), w1_), nullptr);
+}
+
+TEST_F(InFlightTableTest, ALostWorkersStreamIsAbortedNeverRequeuedEvenIfRetrySafe) {
+  const auto streaming = add(1);
+  const auto cancelled = add(2);
+  const auto plain = add(3);
+  for (const auto& key : {streaming, cancelled, plain}) table_.dispatched(*table_.find(key), w1_);
+  table_.find(streaming)->streaming = true;
+  table_.find(cancelled)->cancelled = true;
+  table_.find(cancelled)->streaming = true;  // cancelled wins: nobody waits for its ABORT
+  const auto loss = table_.release(w1_, now_);
+  EXPECT_EQ(loss.requeue, std::vector<std::string>{plain});
+  EXPECT_TRUE(loss.lost.empty());
+  ASSERT_EQ(loss.aborted.size(), 1u);
+  EXPECT_EQ(key_of(loss.aborted[0].id), streaming);
+  EXPECT_EQ(loss.cancelled, 1u);
+  EXPECT_EQ(table_.find(streaming), nullptr);
+  EXPECT_EQ(table_.find(cancelled), nullptr);
+  EXPECT_TRUE(table_.is_queued(plain));
+}
+
+TEST_F(InFlightTableTest, AStreamPastItsUntilPlusGraceIsAnOrphan) {
+  const auto key = add(1, protocol::kFlagRetrySafe, 1s);
+  table_.dispatched(*table_.find(key), w1_);
+  table_.find(key)->deadline = now_ + 60s;  // what a STREAM's `until` sets
+  now_ += 1s + 30s;
+  EXPECT_EQ(table_.forget_orphans(now_, 30s), 0u) << "the head's deadline no longer counts";
+  now_ += 59s;
+  EXPECT_EQ(table_.forget_orphans(now_, 30s), 1u);
+  EXPECT_EQ(w1_.in_flight, 0u);
 }
 
 TEST_F(InFlightTableTest, TakeAllEmptiesTheTableAndGivesCreditBack) {

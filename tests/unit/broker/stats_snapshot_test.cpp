@@ -59,6 +59,11 @@ TEST_F(StatsSnapshotTest, TopLevelAndCounterKeysAreThoseTheGatewayReads) {
                                                                "orphans",
                                                                "stall_drops",
                                                                "workers_lost",
+                                                               "streams",
+                                                               "stream_aborts",
+                                                               "cancelled_queued",
+                                                               "cancelled_in_flight",
+                                                               "foreign_cancels",
                                                                "malformed_shape",
                                                                "malformed_field",
                                                                "malformed_misrouted",
@@ -106,9 +111,11 @@ TEST_F(StatsSnapshotTest, AServiceShowsItsLiveWorkersCreditQueueAndOwnCounters) 
                                          {"in_flight", 2},
                                          {"draining", true},
                                          {"completed", 0}}));
-  EXPECT_EQ(keys_of(svc["counters"]),
-            (std::set<std::string>{"dispatched", "replies", "requeued", "worker_lost", "expired",
-                                   "rejected_overloaded", "rejected_no_workers", "stall_drops"}));
+  EXPECT_EQ(
+      keys_of(svc["counters"]),
+      (std::set<std::string>{"dispatched", "replies", "requeued", "worker_lost", "expired",
+                             "rejected_overloaded", "rejected_no_workers", "stall_drops", "streams",
+                             "stream_aborts", "cancelled_queued", "cancelled_in_flight"}));
   EXPECT_EQ(svc["counters"]["dispatched"], 3);
 }
 
