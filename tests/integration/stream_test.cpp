@@ -385,7 +385,8 @@ TEST(StreamWorkerLoss, WorkerKilledMidStreamTruncatesTheResponseAndIsNotRetried)
     parts.push_back({k == 0 ? 0ms : 200ms, tagged_bytes("kill", k, 100)});
   upstream.script("/long", {Step::stream(200, kSse, parts)});
   TopologyOptions options;
-  options.upstreams = {{"rule-engine", upstream.url()}};
+  // Both built-in services, or the gateway is never ready; the map puts ai-gm's worker first.
+  options.upstreams = {{"ai-gm", upstream.url()}, {"rule-engine", upstream.url()}};
   options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"}, {"PROXY_RETRY_MAX_WAIT", "0.05"}};
   Topology topology(std::move(options));
   ASSERT_TRUE(topology.wait_ready()) << topology.logs();
@@ -402,7 +403,8 @@ TEST(StreamWorkerLoss, WorkerKilledMidStreamTruncatesTheResponseAndIsNotRetried)
       << topology.logs();
   topology.start_worker("rule-engine");
   ASSERT_TRUE(topology.wait_workers("rule-engine", 2)) << topology.logs();
-  ASSERT_FALSE(topology.workers().front()->signal(SIGKILL));
+  ChildProcess& holder = *topology.workers().at(1);  // the first rule-engine worker
+  ASSERT_FALSE(holder.signal(SIGKILL));
 
   client.read_all(kStreamDeadline);
   const auto& r = client.response();
