@@ -327,6 +327,212 @@ void TestHttpConnection::close() {
   impl_->pending_head.clear();
 }
 
+std::string StreamResponse::body() const {
+  std::string out;
+  for (const auto& piece : pieces) out += piece.bytes;
+  return out;
+}
+
+std::uint64_t StreamResponse::body_size() const {
+  std::uint64_t size = 0;
+  for (const auto& piece : pieces) size += piece.bytes.size();
+  return size;
+}
+
+std::optional<SteadyClock::time_point> StreamResponse::first_byte_at() const {
+  for (const auto& piece : pieces) {
+    if (!piece.bytes.empty()) return piece.at;
+  }
+  return std::nullopt;
+}
+
+std::vector<SseBlock> StreamResponse::sse_blocks() const {
+  std::vector<SseBlock> out;
+  std::string pending;
+  for (const auto& piece : pieces) {
+    pending += piece.bytes;
+    for (;;) {
+      const auto lf = pending.find("\n\n");
+      const auto crlf = pending.find("\r\n\r\n");
+      if (lf == std::string::npos && crlf == std::string::npos) break;
+      const bool use_crlf = crlf != std::string::npos && (lf == std::string::npos || crlf < lf);
+      const auto at = use_crlf ? crlf : lf;
+      out.push_back(SseBlock{piece.at, pending.substr(0, at)});
+      pending.erase(0, at + (use_crlf ? 4 : 2));
+    }
+  }
+  return out;
+}
+
+struct StreamingClient::Impl {
+  explicit Impl(int receive_buffer) : receive_buffer(receive_buffer) {}
+
+  int receive_buffer;
+  asio::io_context io;
+  beast::tcp_stream stream{io};
+  beast::flat_buffer buffer;
+  http::response_parser<http::buffer_body> parser;
+  std::uint16_t port = 0;
+  bool head_only = false;
+  StreamResponse response;
+
+  template <class Start>
+  beast::error_code run(std::chrono::milliseconds timeout, Start&& start) {
+    beast::error_code result = asio::error::would_block;
+    stream.expires_after(timeout);
+    start([&result](beast::error_code ec, auto&&...) { result = ec; });
+    io.restart();
+    io.run();
+    stream.expires_never();
+    return result;
+  }
+
+  bool timed_out = false;  // Beast closed the socket at the deadline: nothing more can be read
+
+  bool finished() const { return response.complete || response.peer_closed || timed_out; }
+
+  std::error_code time_out() {
+    timed_out = true;
+    response.error = ClientError::kTimeout;
+    return response.error;
+  }
+
+  void note_closed() {
+    if (response.peer_closed) return;
+    response.peer_closed = true;
+    response.closed_at = Clock::now();
+    beast::error_code ignored;
+    stream.socket().close(ignored);
+  }
+};
+
+StreamingClient::StreamingClient(int receive_buffer)
+    : impl_(std::make_unique<Impl>(receive_buffer)) {
+  impl_->parser.body_limit(std::numeric_limits<std::uint64_t>::max());
+}
+StreamingClient::~StreamingClient() = default;
+
+std::error_code StreamingClient::connect(std::uint16_t port, std::chrono::milliseconds timeout) {
+  impl_->port = port;
+  auto& socket = impl_->stream.socket();
+  beast::error_code ec;
+  socket.open(tcp::v4(), ec);
+  if (!ec && impl_->receive_buffer > 0) {
+    socket.set_option(asio::socket_base::receive_buffer_size(impl_->receive_buffer), ec);
+  }
+  if (ec) return ClientError::kConnectFailed;
+  const tcp::endpoint endpoint(asio::ip::make_address_v4("127.0.0.1"), port);
+  ec = impl_->run(timeout, [&](auto handler) { impl_->stream.async_connect(endpoint, handler); });
+  if (ec) {
+    return ec == beast::error::timeout ? make_error_code(ClientError::kTimeout)
+                                       : make_error_code(ClientError::kConnectFailed);
+  }
+  socket.set_option(tcp::no_delay(true), ec);
+  return {};
+}
+
+std::error_code StreamingClient::send(std::string_view method, std::string_view target,
+                                      const HeaderList& headers, std::string_view body,
+                                      std::chrono::milliseconds timeout) {
+  if (!impl_->stream.socket().is_open()) return ClientError::kNotConnected;
+  http::request<http::string_body> request;
+  request.method_string(method);
+  request.target(target);
+  request.version(11);
+  bool has_host = false;
+  for (const auto& [name, value] : headers) {
+    request.insert(name, value);
+    has_host = has_host || iequals(name, "host");
+  }
+  if (!has_host) request.set(http::field::host, "127.0.0.1:" + std::to_string(impl_->port));
+  request.body() = std::string(body);
+  if (!body.empty()) request.content_length(body.size());
+  impl_->head_only = method == "HEAD";
+  impl_->parser.skip(impl_->head_only);
+  auto ec = impl_->run(timeout,
+                       [&](auto handler) { http::async_write(impl_->stream, request, handler); });
+  return to_client_error(ec);
+}
+
+std::error_code StreamingClient::read_head(std::chrono::milliseconds timeout) {
+  auto& r = impl_->response;
+  if (r.head_at) return {};
+  if (!impl_->stream.socket().is_open()) return ClientError::kNotConnected;
+  auto ec = impl_->run(timeout, [&](auto handler) {
+    http::async_read_header(impl_->stream, impl_->buffer, impl_->parser, handler);
+  });
+  if (ec == beast::error::timeout) return impl_->time_out();
+  if (ec) {
+    impl_->note_closed();
+    r.error = to_client_error(ec);
+    return r.error;
+  }
+  r.head_at = Clock::now();
+  const auto& head = impl_->parser.get();
+  r.status = head.result_int();
+  for (const auto& field : head) {
+    r.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  r.chunked = impl_->parser.chunked();
+  if (impl_->parser.is_done()) r.complete = true;  // no body (HEAD, 204, Content-Length: 0)
+  return {};
+}
+
+std::error_code StreamingClient::read_body(std::chrono::milliseconds timeout,
+                                           std::uint64_t max_bytes) {
+  auto& r = impl_->response;
+  if (!r.head_at) {
+    if (auto ec = read_head(timeout)) return ec;
+  }
+  const auto deadline = Clock::now() + timeout;
+  char chunk[16 * 1024];
+  std::uint64_t read = 0;
+  while (!impl_->finished() && read < max_bytes) {
+    const std::size_t want =
+        static_cast<std::size_t>(std::min<std::uint64_t>(sizeof chunk, max_bytes - read));
+    auto& body = impl_->parser.get().body();
+    body.data = chunk;
+    body.size = want;
+    body.more = true;
+    auto ec = impl_->run(remaining(deadline), [&](auto handler) {
+      http::async_read_some(impl_->stream, impl_->buffer, impl_->parser, handler);
+    });
+    const std::size_t got = want - impl_->parser.get().body().size;
+    if (got > 0) {
+      r.pieces.push_back(TimedBytes{Clock::now(), std::string(chunk, got)});
+      read += got;
+    }
+    if (ec == http::error::need_buffer) ec = {};
+    if (!ec && impl_->parser.is_done()) {
+      r.complete = true;
+      break;
+    }
+    if (ec) {
+      if (ec == beast::error::timeout) return impl_->time_out();
+      r.error = to_client_error(ec);
+      impl_->note_closed();
+      return r.error;
+    }
+  }
+  return {};
+}
+
+std::error_code StreamingClient::read_all(std::chrono::milliseconds timeout) {
+  const auto deadline = Clock::now() + timeout;
+  if (auto ec = read_head(timeout)) return ec;
+  return read_body(remaining(deadline));
+}
+
+const StreamResponse& StreamingClient::response() const { return impl_->response; }
+
+bool StreamingClient::finished() const { return impl_->finished(); }
+
+void StreamingClient::close() {
+  beast::error_code ignored;
+  impl_->stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  impl_->stream.socket().close(ignored);
+}
+
 HttpResult http_request(std::uint16_t port, std::string_view method, std::string_view target,
                         const HeaderList& headers, std::string_view body,
                         std::chrono::milliseconds timeout) {

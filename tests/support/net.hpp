@@ -127,6 +127,81 @@ class TestHttpConnection {
   std::unique_ptr<Impl> impl_;
 };
 
+using SteadyClock = std::chrono::steady_clock;
+
+// Body bytes as one read returned them, with the time the read completed.
+struct TimedBytes {
+  SteadyClock::time_point at;
+  std::string bytes;
+};
+
+// One server-sent event (or comment) block: its text without the blank line that ends it, and
+// when the read that completed it returned.
+struct SseBlock {
+  SteadyClock::time_point at;
+  std::string text;
+  bool is_comment() const { return !text.empty() && text.front() == ':'; }
+};
+
+struct StreamResponse {
+  std::error_code error;  // why the last read ended early (timeout, closed, protocol); else empty
+  unsigned status = 0;
+  HeaderList headers;
+  bool chunked = false;
+  std::optional<SteadyClock::time_point> head_at;
+  std::vector<TimedBytes> pieces;  // the decoded body, read by read, in arrival order
+  // The body ended as its framing says: the terminating chunk arrived, the Content-Length was
+  // reached, or (no length, not chunked) the server closed. A truncated stream is not complete.
+  bool complete = false;
+  bool peer_closed = false;  // the server closed or reset the connection
+  std::optional<SteadyClock::time_point> closed_at;
+
+  std::optional<std::string> header(std::string_view name) const {
+    return find_header(headers, name);
+  }
+  std::string body() const;
+  std::uint64_t body_size() const;
+  std::optional<SteadyClock::time_point> first_byte_at() const;
+  // The body split at blank lines ("\n\n" or "\r\n\r\n"); a trailing unterminated block is left
+  // out.
+  std::vector<SseBlock> sse_blocks() const;
+};
+
+// A raw HTTP/1.1 client that reads a response incrementally, timing each read, for streaming
+// tests. Synchronous and deadline-bound like TestHttpConnection; one request per connection.
+class StreamingClient {
+ public:
+  // `receive_buffer` > 0: SO_RCVBUF, set before connecting, so that a client that reads slowly
+  // (or not at all) holds little in its kernel buffer.
+  explicit StreamingClient(int receive_buffer = 0);
+  ~StreamingClient();
+  StreamingClient(const StreamingClient&) = delete;
+  StreamingClient& operator=(const StreamingClient&) = delete;
+
+  std::error_code connect(std::uint16_t port,
+                          std::chrono::milliseconds timeout = kDefaultClientTimeout);
+  std::error_code send(std::string_view method, std::string_view target,
+                       const HeaderList& headers = {}, std::string_view body = {},
+                       std::chrono::milliseconds timeout = kDefaultClientTimeout);
+  // Reads the response head (and nothing more of the body than came with it).
+  std::error_code read_head(std::chrono::milliseconds timeout = kDefaultClientTimeout);
+  // Reads body bytes until the body is complete, the server closes, `timeout` passes or (when
+  // given) `max_bytes` more were read. Returns the error that ended it early, if any: kTimeout
+  // when the deadline passed. Reading stops for good once complete or closed.
+  std::error_code read_body(std::chrono::milliseconds timeout,
+                            std::uint64_t max_bytes = UINT64_MAX);
+  // read_head then read_body until the end, within `timeout` in all.
+  std::error_code read_all(std::chrono::milliseconds timeout = kDefaultClientTimeout);
+
+  const StreamResponse& response() const;
+  bool finished() const;  // complete or closed: nothing more will come
+  void close();           // hangs up (FIN), as a client that gives up does
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
 // One request on a fresh connection; `timeout` bounds the whole exchange.
 HttpResult http_request(std::uint16_t port, std::string_view method, std::string_view target,
                         const HeaderList& headers = {}, std::string_view body = {},

@@ -176,4 +176,15 @@ std::string ChildProcess::log_text() const {
   return text.str();
 }
 
+std::optional<std::uint64_t> ChildProcess::resident_bytes() const {
+  std::ifstream status("/proc/" + std::to_string(pid_) + "/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmRSS:", 0) != 0) continue;
+    // "VmRSS:     1234 kB"
+    return std::stoull(line.substr(6)) * 1024;
+  }
+  return std::nullopt;
+}
+
 }  // namespace courier::testing

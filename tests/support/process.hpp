@@ -5,6 +5,7 @@
 #include <sys/types.h>
 
 #include <chrono>
+#include <cstdint>
 #include <filesystem>
 #include <optional>
 #include <string>
@@ -48,6 +49,9 @@ class ChildProcess {
 
   // SIGTERM, up to `grace` for an exit, then SIGKILL. Returns the wait status.
   std::optional<int> kill(std::chrono::milliseconds grace = kDefaultGrace);
+
+  // VmRSS from /proc/<pid>/status, in bytes; nullopt once the process is gone.
+  std::optional<std::uint64_t> resident_bytes() const;
 
   const std::filesystem::path& log_path() const { return log_path_; }
   std::string log_text() const;  // everything the child wrote so far

@@ -1,5 +1,7 @@
 #include "tests/support/test_upstream.hpp"
 
+#include <sys/socket.h>
+
 #include <atomic>
 #include <condition_variable>
 #include <exception>
@@ -39,18 +41,44 @@ void log_escaped_exception(std::exception_ptr error) {
 
 }  // namespace
 
-Step Step::respond(unsigned status, std::string body, HeaderList headers) {
-  return Step{status, std::move(body), std::move(headers), {}, StepAction::kRespond};
+// Designated fields only: the kStream ones keep their defaults for the other actions.
+static Step make_step(StepAction action, unsigned status = 200, std::string body = {},
+                      HeaderList headers = {}) {
+  Step step;
+  step.status = status;
+  step.body = std::move(body);
+  step.headers = std::move(headers);
+  step.action = action;
+  return step;
 }
-Step Step::echo(unsigned status) { return Step{status, {}, {}, {}, StepAction::kEcho}; }
+
+Step Step::respond(unsigned status, std::string body, HeaderList headers) {
+  return make_step(StepAction::kRespond, status, std::move(body), std::move(headers));
+}
+Step Step::echo(unsigned status) { return make_step(StepAction::kEcho, status); }
 Step Step::chunked(unsigned status, std::string body, HeaderList headers) {
-  return Step{status, std::move(body), std::move(headers), {}, StepAction::kChunked};
+  return make_step(StepAction::kChunked, status, std::move(body), std::move(headers));
 }
 Step Step::respond_and_close(unsigned status, std::string body) {
-  return Step{status, std::move(body), {}, {}, StepAction::kRespondAndClose};
+  return make_step(StepAction::kRespondAndClose, status, std::move(body));
 }
-Step Step::close() { return Step{0, {}, {}, {}, StepAction::kClose}; }
-Step Step::stall() { return Step{0, {}, {}, {}, StepAction::kStall}; }
+Step Step::close() { return make_step(StepAction::kClose, 0); }
+Step Step::stall() { return make_step(StepAction::kStall, 0); }
+Step Step::stream(unsigned status, HeaderList headers, std::vector<StreamPart> parts,
+                  StreamFraming framing, StreamEnd end) {
+  Step step = make_step(StepAction::kStream, status, {}, std::move(headers));
+  step.parts = std::move(parts);
+  step.framing = framing;
+  step.end = end;
+  return step;
+}
+Step Step::flood(unsigned status, std::uint64_t bytes, HeaderList headers) {
+  Step step = make_step(StepAction::kStream, status, {}, std::move(headers));
+  step.flood_bytes = bytes;
+  return step;
+}
+
+char flood_pattern(std::uint64_t offset) { return static_cast<char>('!' + offset % 251 % 94); }
 
 struct TestUpstream::Impl {
   struct Script {
@@ -104,6 +132,7 @@ struct TestUpstream::Impl {
   std::optional<Step> default_step;
   std::vector<RecordedRequest> records;
   std::map<std::string, std::size_t, std::less<>> hit_counts;
+  std::vector<StreamRecord> stream_records;
   struct CutShort {
     std::size_t body_bytes = 0;
     std::size_t times = 0;
@@ -264,6 +293,211 @@ struct TestUpstream::Impl {
     co_return !ec;
   }
 
+  // Updates stream record `index` under the lock.
+  template <class Change>
+  void update_stream(std::size_t index, Change&& change) {
+    {
+      std::lock_guard lock(mutex);
+      change(stream_records.at(index));
+    }
+    changed.notify_all();
+  }
+
+  void note_client_closed(std::size_t index) {
+    const auto now = std::chrono::steady_clock::now();
+    update_stream(index, [&](StreamRecord& r) {
+      if (!r.client_closed_at) r.client_closed_at = now;
+    });
+  }
+
+  // Reads while a stream step runs, so that a client hanging up is seen (and timed) even while
+  // the step only waits. Bytes that arrive stay in `buffer` for the next request's parser.
+  struct Watch {
+    explicit Watch(asio::any_io_executor executor) : finished(executor) {}
+    bool running = true;
+    bool peer_closed = false;
+    asio::steady_timer finished;  // cancelled when the watcher returns
+  };
+
+  asio::awaitable<void> watch_peer(Connection& connection, beast::flat_buffer& buffer, Watch& watch,
+                                   std::size_t index) {
+    for (;;) {
+      beast::error_code ec;
+      const std::size_t n = co_await connection.stream.socket().async_read_some(
+          buffer.prepare(4096), asio::redirect_error(asio::use_awaitable, ec));
+      buffer.commit(n);
+      if (!ec) continue;
+      if (ec != asio::error::operation_aborted && !stopping) {
+        watch.peer_closed = true;
+        note_client_closed(index);
+        connection.timer.cancel();  // a part's delay ends at once
+      }
+      break;
+    }
+    watch.running = false;
+    watch.finished.cancel();
+  }
+
+  static std::string stream_head(const Step& step, const Request& request, std::uint64_t length) {
+    const auto status = static_cast<http::status>(step.status);
+    std::string head = "HTTP/1.1 " + std::to_string(step.status) + " " +
+                       std::string(http::obsolete_reason(status)) + "\r\n";
+    for (const auto& [name, value] : step.headers) head += name + ": " + value + "\r\n";
+    switch (step.framing) {
+      case StreamFraming::kChunked:
+        head += "Transfer-Encoding: chunked\r\n";
+        break;
+      case StreamFraming::kContentLength:
+        head += "Content-Length: " + std::to_string(length) + "\r\n";
+        break;
+      case StreamFraming::kClose:
+        break;
+    }
+    if (step.framing == StreamFraming::kClose || !request.keep_alive()) {
+      head += "Connection: close\r\n";
+    }
+    return head + "\r\n";
+  }
+
+  // Writes one part; false when the connection failed (recorded as the client's close).
+  asio::awaitable<bool> write_part(Connection& connection, const Step& step, std::string_view bytes,
+                                   std::size_t index) {
+    if (bytes.empty()) co_return true;  // an empty chunk would read as the end of the body
+    beast::error_code ec;
+    if (step.framing == StreamFraming::kChunked) {
+      co_await asio::async_write(connection.stream,
+                                 http::make_chunk(asio::buffer(bytes.data(), bytes.size())),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    } else {
+      co_await asio::async_write(connection.stream, asio::buffer(bytes.data(), bytes.size()),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (ec) {
+      if (!stopping) note_client_closed(index);
+      co_return false;
+    }
+    update_stream(index, [&](StreamRecord& r) { r.body_bytes_written += bytes.size(); });
+    co_return true;
+  }
+
+  // The whole kStream step. Returns whether the connection may serve another request.
+  asio::awaitable<bool> write_stream(Connection& connection, const Step& step,
+                                     const Request& request, std::size_t index, Watch& watch) {
+    const bool head_only = request.method() == http::verb::head;
+    std::uint64_t length = step.flood_bytes;
+    for (const auto& part : step.parts) length += part.bytes.size();
+    // Cut short: the length announced is more than will come.
+    if (step.end != StreamEnd::kClean) ++length;
+    if (step.send_buffer > 0) {
+      beast::error_code ignored;
+      connection.stream.socket().set_option(asio::socket_base::send_buffer_size(step.send_buffer),
+                                            ignored);
+    }
+    const std::string head = stream_head(step, request, length);
+    update_stream(index, [](StreamRecord& r) { r.head_at = std::chrono::steady_clock::now(); });
+    beast::error_code ec;
+    co_await asio::async_write(connection.stream, asio::buffer(head),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) {
+      if (!stopping) note_client_closed(index);
+      co_return false;
+    }
+    if (head_only) co_return request.keep_alive() && step.framing != StreamFraming::kClose;
+
+    if (step.flood_bytes > 0) {
+      std::string chunk(16 * 1024, '\0');
+      for (std::uint64_t offset = 0; offset < step.flood_bytes;) {
+        const std::size_t size = static_cast<std::size_t>(
+            std::min<std::uint64_t>(chunk.size(), step.flood_bytes - offset));
+        for (std::size_t i = 0; i < size; ++i) chunk[i] = flood_pattern(offset + i);
+        if (stopping || watch.peer_closed) co_return false;
+        if (!co_await write_part(connection, step, std::string_view(chunk.data(), size), index)) {
+          co_return false;
+        }
+        offset += size;
+      }
+    }
+    for (const auto& part : step.parts) {
+      if (part.delay.count() > 0) {
+        if (stopping || watch.peer_closed) co_return false;
+        connection.timer.expires_after(part.delay);
+        co_await connection.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+      }
+      if (stopping || watch.peer_closed) co_return false;
+      update_stream(
+          index, [](StreamRecord& r) { r.parts_at.push_back(std::chrono::steady_clock::now()); });
+      if (!co_await write_part(connection, step, part.bytes, index)) co_return false;
+    }
+
+    beast::error_code ignored;
+    switch (step.end) {
+      case StreamEnd::kReset:
+        connection.stream.socket().set_option(asio::socket_base::linger(true, 0), ignored);
+        connection.stream.socket().close(ignored);
+        update_stream(index, [](StreamRecord& r) { r.finished = true; });
+        co_return false;
+      case StreamEnd::kClose:
+        connection.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+        update_stream(index, [](StreamRecord& r) { r.finished = true; });
+        co_return false;
+      case StreamEnd::kClean:
+        break;
+    }
+    if (step.framing == StreamFraming::kChunked) {
+      co_await asio::async_write(connection.stream, http::make_chunk_last(),
+                                 asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        if (!stopping) note_client_closed(index);
+        co_return false;
+      }
+    }
+    update_stream(index, [](StreamRecord& r) { r.finished = true; });
+    if (step.framing == StreamFraming::kClose) {
+      connection.stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
+      co_return false;
+    }
+    co_return request.keep_alive();
+  }
+
+  // Runs a kStream step (its delay included) with the peer watched throughout.
+  asio::awaitable<bool> serve_stream(Connection& connection, beast::flat_buffer& buffer,
+                                     const Step& step, const Request& request,
+                                     std::uint64_t connection_index) {
+    std::size_t index = 0;
+    {
+      std::lock_guard lock(mutex);
+      index = stream_records.size();
+      StreamRecord record;
+      record.target = std::string(request.target());
+      record.connection_index = connection_index;
+      record.request_at = std::chrono::steady_clock::now();
+      stream_records.push_back(std::move(record));
+    }
+    changed.notify_all();
+
+    Watch watch(connection.stream.get_executor());
+    watch.finished.expires_at(asio::steady_timer::time_point::max());
+    asio::co_spawn(io, watch_peer(connection, buffer, watch, index), log_escaped_exception);
+
+    bool reuse = false;
+    beast::error_code ec;
+    if (step.delay.count() > 0 && !stopping) {
+      connection.timer.expires_after(step.delay);
+      co_await connection.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (!stopping && !watch.peer_closed) {
+      reuse = co_await write_stream(connection, step, request, index, watch);
+    }
+    // The watcher refers to this frame: stop it and wait until it has returned.
+    beast::error_code ignored;
+    if (connection.stream.socket().is_open()) connection.stream.socket().cancel(ignored);
+    while (watch.running) {
+      co_await watch.finished.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    update_stream(index, [](StreamRecord& r) { r.over = true; });
+    co_return reuse && !watch.peer_closed && !stopping;
+  }
+
   static asio::awaitable<void> reject(Connection& connection, http::status status) {
     http::response<http::string_body> res{status, 11};
     res.set(http::field::content_type, "text/plain");
@@ -339,6 +573,12 @@ struct TestUpstream::Impl {
       const std::optional<Step> chosen = record(request, connection_index, index_on_connection);
       const Step step = chosen.value_or(Step::echo());
 
+      if (step.action == StepAction::kStream) {
+        if (!co_await serve_stream(connection, buffer, step, request, connection_index)) co_return;
+        if (close_after_response.load()) co_return;
+        continue;
+      }
+
       if (step.delay.count() > 0) {
         if (stopping) co_return;
         connection.timer.expires_after(step.delay);
@@ -357,6 +597,8 @@ struct TestUpstream::Impl {
           co_return;
         case StepAction::kClose:
           co_return;  // the stream's destructor closes the socket
+        case StepAction::kStream:
+          break;  // served above
         case StepAction::kChunked:
           sent = co_await write_chunked(connection, step, request);
           break;
@@ -452,6 +694,15 @@ std::optional<RecordedRequest> TestUpstream::last_request() const {
   std::lock_guard lock(impl_->mutex);
   if (impl_->records.empty()) return std::nullopt;
   return impl_->records.back();
+}
+
+std::vector<StreamRecord> TestUpstream::streams(std::string_view path) const {
+  std::lock_guard lock(impl_->mutex);
+  std::vector<StreamRecord> out;
+  for (const auto& record : impl_->stream_records) {
+    if (path_of(record.target) == path) out.push_back(record);
+  }
+  return out;
 }
 
 std::size_t TestUpstream::connections_accepted() const { return impl_->accepted.load(); }

@@ -22,6 +22,29 @@ enum class StepAction {
   kRespondAndClose,  // respond with "Connection: close", then close
   kClose,            // read the request, then close without a byte of response
   kStall,            // read the request and never answer; the connection is held until stop()
+  kStream,           // a head, then `parts` each written at its time (or a flood); see Step::stream
+};
+
+// How a streamed body is delimited on the wire.
+enum class StreamFraming {
+  kChunked,        // Transfer-Encoding: chunked, one chunk per part
+  kContentLength,  // Content-Length: the sum of the parts (or the flood size), plus one byte
+                   // when the step ends with a reset or close, so that the body falls short
+  kClose,          // no length, "Connection: close": the body ends when the connection does
+};
+
+// How a streamed response ends.
+enum class StreamEnd {
+  kClean,  // the terminating chunk (chunked); then keep-alive as the client asked
+  kReset,  // right after the last part, a TCP reset (SO_LINGER 0) instead of the end
+  kClose,  // right after the last part, a plain close (FIN) instead of the end
+};
+
+// One piece of a streamed body: wait `delay` (after the previous part, or the head), then write
+// `bytes` at once.
+struct StreamPart {
+  std::chrono::milliseconds delay{0};
+  std::string bytes;
 };
 
 // What the upstream does with one request. `delay` is a timer wait before the action (any action).
@@ -31,6 +54,12 @@ struct Step {
   HeaderList headers;
   std::chrono::milliseconds delay{0};
   StepAction action = StepAction::kRespond;
+  // kStream only.
+  std::vector<StreamPart> parts;
+  StreamFraming framing = StreamFraming::kChunked;
+  StreamEnd end = StreamEnd::kClean;
+  std::uint64_t flood_bytes = 0;  // > 0: instead of `parts`, this many bytes as fast as possible
+  int send_buffer = 0;            // > 0: SO_SNDBUF for the response, to bound what the kernel holds
 
   static Step respond(unsigned status, std::string body = {}, HeaderList headers = {});
   static Step echo(unsigned status = 200);
@@ -38,6 +67,13 @@ struct Step {
   static Step respond_and_close(unsigned status, std::string body = {});
   static Step close();
   static Step stall();
+  // The head at once (after `delay`), then each part at its time; every write is flushed, and
+  // recorded with its time in streams().
+  static Step stream(unsigned status, HeaderList headers, std::vector<StreamPart> parts,
+                     StreamFraming framing = StreamFraming::kChunked,
+                     StreamEnd end = StreamEnd::kClean);
+  // `bytes` of flood_pattern() in 16 KiB chunked writes, each as soon as the socket takes it.
+  static Step flood(unsigned status, std::uint64_t bytes, HeaderList headers = {});
 
   Step after(std::chrono::milliseconds wait) const {
     Step copy = *this;
@@ -57,6 +93,28 @@ struct RecordedRequest {
   std::optional<std::string> header(std::string_view name) const {
     return find_header(headers, name);
   }
+};
+
+// Byte `offset` of a flood body: a pattern that does not repeat within 251 bytes, so that a lost,
+// doubled or reordered chunk shows.
+char flood_pattern(std::uint64_t offset);
+
+using SteadyTime = std::chrono::steady_clock::time_point;
+
+// What happened to one kStream response, as the upstream saw it. The clock is the test process's
+// steady clock, so times compare with those a test client records.
+struct StreamRecord {
+  std::string target;
+  std::uint64_t connection_index = 0;
+  SteadyTime request_at{};               // the request was read
+  std::optional<SteadyTime> head_at;     // the head's write began
+  std::vector<SteadyTime> parts_at;      // each part's write began, in order
+  std::uint64_t body_bytes_written = 0;  // body bytes the socket accepted (not chunk framing)
+  bool finished = false;                 // every part written and the scripted end done
+  bool over = false;                     // the response is over, whichever way
+  // The first sign that the peer closed: end of file or reset on the connection while the step
+  // ran (the head's delay included), or a failed write.
+  std::optional<SteadyTime> client_closed_at;
 };
 
 struct UpstreamOptions {
@@ -110,6 +168,8 @@ class TestUpstream {
   std::size_t request_count() const;
   std::vector<RecordedRequest> requests() const;
   std::optional<RecordedRequest> last_request() const;
+  // kStream responses to `path` (the target up to '?'), in the order their requests arrived.
+  std::vector<StreamRecord> streams(std::string_view path) const;
   std::size_t connections_accepted() const;
   std::size_t open_connections() const;
 

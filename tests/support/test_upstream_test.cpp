@@ -165,5 +165,127 @@ TEST(TestUpstream, WaitForHitsSeesRequestsFromAnotherThread) {
   EXPECT_FALSE(upstream.wait_for_hits("/w", 6, 50ms));
 }
 
+// The streaming steps and StreamingClient, against each other, without Courier in between.
+
+StreamResponse stream_get(std::uint16_t port, std::string_view target) {
+  StreamingClient client;
+  EXPECT_FALSE(client.connect(port));
+  EXPECT_FALSE(client.send("GET", target));
+  client.read_all(std::chrono::seconds(10));
+  return client.response();
+}
+
+TEST(TestUpstreamStream, WritesEachPartAtItsTimeAndTheClientTimesEachRead) {
+  using namespace std::chrono_literals;
+  TestUpstream upstream;
+  upstream.script("/s", {Step::stream(200, {{"Content-Type", "text/event-stream"}},
+                                      {{0ms, "data: a\n\n"}, {150ms, "data: b\n\n"}})});
+  const auto r = stream_get(upstream.port(), "/s");
+  EXPECT_EQ(r.status, 200u);
+  EXPECT_TRUE(r.complete);
+  EXPECT_TRUE(r.chunked);
+  EXPECT_EQ(r.body(), "data: a\n\ndata: b\n\n");
+  const auto blocks = r.sse_blocks();
+  ASSERT_EQ(blocks.size(), 2u);
+  EXPECT_EQ(blocks[1].text, "data: b");
+  const auto sent = upstream.streams("/s");
+  ASSERT_EQ(sent.size(), 1u);
+  ASSERT_EQ(sent[0].parts_at.size(), 2u);
+  EXPECT_TRUE(sent[0].finished);
+  EXPECT_GE(sent[0].parts_at[1] - sent[0].parts_at[0], 150ms);
+  EXPECT_LT(blocks[0].at, sent[0].parts_at[1]) << "the first event was read before the second left";
+  EXPECT_EQ(sent[0].body_bytes_written, r.body().size());
+}
+
+TEST(TestUpstreamStream, ContentLengthAndCloseDelimitedBodiesComplete) {
+  using namespace std::chrono_literals;
+  TestUpstream upstream;
+  upstream.script(
+      "/cl", {Step::stream(200, {}, {{0ms, "abc"}, {10ms, "def"}}, StreamFraming::kContentLength)});
+  upstream.script("/close",
+                  {Step::stream(200, {}, {{0ms, "abc"}, {10ms, "def"}}, StreamFraming::kClose)});
+  const auto cl = stream_get(upstream.port(), "/cl");
+  EXPECT_TRUE(cl.complete);
+  EXPECT_EQ(cl.header("Content-Length"), "6");
+  EXPECT_EQ(cl.body(), "abcdef");
+  const auto closed = stream_get(upstream.port(), "/close");
+  EXPECT_TRUE(closed.complete) << "a close-delimited body ends with the close";
+  EXPECT_FALSE(closed.header("Content-Length"));
+  EXPECT_EQ(closed.body(), "abcdef");
+}
+
+TEST(TestUpstreamStream, ResetOrCloseMidBodyLeavesATruncatedResponse) {
+  using namespace std::chrono_literals;
+  TestUpstream upstream;
+  upstream.script("/reset", {Step::stream(200, {}, {{0ms, "abc"}}, StreamFraming::kChunked,
+                                          StreamEnd::kReset)});
+  upstream.script("/short", {Step::stream(200, {}, {{0ms, "abc"}}, StreamFraming::kContentLength,
+                                          StreamEnd::kClose)});
+  for (const char* target : {"/reset", "/short"}) {
+    SCOPED_TRACE(target);
+    const auto r = stream_get(upstream.port(), target);
+    EXPECT_EQ(r.status, 200u);
+    EXPECT_FALSE(r.complete);
+    EXPECT_TRUE(r.peer_closed);
+    EXPECT_EQ(r.body(), "abc");
+  }
+}
+
+TEST(TestUpstreamStream, RecordsWhenTheClientHangsUp) {
+  using namespace std::chrono_literals;
+  TestUpstream upstream;
+  std::vector<StreamPart> parts(50, StreamPart{200ms, "x"});
+  upstream.script("/long", {Step::stream(200, {}, parts)});
+  // And during the head's delay, before a byte of response.
+  upstream.script("/late", {Step::stream(200, {}, {{0ms, "x"}}).after(10s)});
+  for (const char* target : {"/long", "/late"}) {
+    SCOPED_TRACE(target);
+    StreamingClient client;
+    ASSERT_FALSE(client.connect(upstream.port()));
+    ASSERT_FALSE(client.send("GET", target));
+    ASSERT_TRUE(upstream.wait_for_hits(target, 1, 5s));
+    client.close();
+    const auto hung_up = SteadyClock::now();
+    ASSERT_TRUE(wait_until(
+        [&] {
+          const auto s = upstream.streams(target);
+          return !s.empty() && s[0].over;
+        },
+        5s));
+    const auto s = upstream.streams(target)[0];
+    ASSERT_TRUE(s.client_closed_at);
+    EXPECT_LT(*s.client_closed_at - hung_up, 1s);
+    EXPECT_FALSE(s.finished);
+  }
+}
+
+TEST(TestUpstreamStream, FloodStopsWhenTheClientDoesNotRead) {
+  using namespace std::chrono_literals;
+  TestUpstream upstream;
+  auto flood = Step::flood(200, 256ull << 20);
+  flood.send_buffer = 64 * 1024;
+  upstream.script("/flood", {flood});
+  StreamingClient client(16 * 1024);
+  ASSERT_FALSE(client.connect(upstream.port()));
+  ASSERT_FALSE(client.send("GET", "/flood"));
+  ASSERT_FALSE(client.read_body(5s, 100'000));
+  const auto body = client.response().body();
+  ASSERT_EQ(body.size(), 100'000u);
+  for (std::size_t i = 0; i < body.size(); ++i) ASSERT_EQ(body[i], flood_pattern(i)) << i;
+  std::uint64_t previous = 0;
+  auto since = SteadyClock::now();
+  ASSERT_TRUE(wait_until(
+      [&] {
+        const auto n = upstream.streams("/flood")[0].body_bytes_written;
+        if (n != previous) {
+          previous = n;
+          since = SteadyClock::now();
+        }
+        return SteadyClock::now() - since > 300ms;
+      },
+      10s));
+  EXPECT_LT(previous, 8u << 20) << "a client that does not read holds the flood back";
+}
+
 }  // namespace
 }  // namespace courier::testing
