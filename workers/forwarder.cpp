@@ -279,6 +279,10 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
     streaming.emplace();
     streaming->sink = stream;
     streaming->threshold = service_.stream_threshold;
+    // Their bodies are small, and a chunked 503 must still be retried like any other.
+    streaming->read_whole = [](unsigned status) {
+      return classify_status(status) == AttemptOutcome::kRetryableStatus;
+    };
     streaming->idle_timeout = service_.stream_idle_timeout;
     streaming->max_duration = service_.stream_max_duration;
     streaming->on_head = [&](const UpstreamHead& head) {
@@ -349,8 +353,9 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
           counts_as_upstream_failure(fetched, service_.circuit_failure_statuses, short_budget);
       stats_.circuit_failures += failed;
       give_back(failed);
-      Attempt attempt = classify(std::move(fetched), SystemClock::now());
-      log_attempt(request, attempt, static_cast<int>(progress.attempts), took);
+      spdlog::info("stream request_id={} service={} status={} end=\"{}\" bytes={} stream_ms={:.1f}",
+                   request.request_id, service_.name, fetched.response.result_int(), to_string(end),
+                   fetched.streamed_bytes, static_cast<double>(took.count()) / 1000.0);
       if (end == StreamEnd::kCancelled) note_cancelled(request, "streaming");
       co_return std::nullopt;
     }

@@ -106,21 +106,6 @@ void close_now(beast::tcp_stream& stream) {
   stream.close();
 }
 
-const char* abort_reason(FetchResult::StreamEnd end) {
-  switch (end) {
-    case FetchResult::StreamEnd::kIdleTimeout:
-      return "idle timeout";
-    case FetchResult::StreamEnd::kDurationCap:
-      return "stream duration cap";
-    case FetchResult::StreamEnd::kClientNotReading:
-      return "client not reading";
-    case FetchResult::StreamEnd::kCancelled:
-      return "cancelled";
-    default:
-      return "upstream failed";
-  }
-}
-
 // The body of a response should_stream() picked, after its head: each read goes out at once as
 // DATA, at most one read's worth (kStreamReadSize, and never more than the credit) at a time, so
 // a slow client stops the reads instead of filling a buffer. Never retried: the head went out.
@@ -143,7 +128,7 @@ asio::awaitable<Exchange> stream_response(beast::tcp_stream& stream, beast::flat
   const auto until = Clock::now() + options.max_duration;
   const auto chunk = std::make_unique<char[]>(kStreamReadSize);
   if (buffer.capacity() < kStreamBufferSize) buffer.reserve(kStreamBufferSize);
-  std::string failure;
+  beast::error_code failure;
   auto end = StreamEnd::kComplete;
   for (;;) {
     if (is_cancelled(cancel)) {
@@ -187,16 +172,17 @@ asio::awaitable<Exchange> stream_response(beast::tcp_stream& stream, beast::flat
       end = Clock::now() >= until ? StreamEnd::kDurationCap : StreamEnd::kIdleTimeout;
     } else {
       end = StreamEnd::kUpstreamFailed;
-      failure = "upstream failed mid-body: " + ec.message();
+      failure = ec;
     }
     break;
   }
   if (end != StreamEnd::kComplete) {
     close_now(stream);
-    out.abort(failure.empty() ? std::string_view(abort_reason(end)) : std::string_view(failure));
-    exchange.result.ec = beast::error_code(beast::error::timeout);
     if (end == StreamEnd::kUpstreamFailed) {
-      exchange.result.ec = beast::error_code(http::error::partial_message);
+      out.abort("upstream failed mid-body: " + failure.message());
+      exchange.result.ec = failure;
+    } else {
+      out.abort(to_string(end));
     }
   }
   exchange.result.stream_end = end;
@@ -266,6 +252,7 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
 
     const auto length = parser.content_length();
     if (options.stream && !parser.is_done() &&
+        !(options.stream->read_whole && options.stream->read_whole(status)) &&
         should_stream(request.method() == http::verb::head, status, parser.chunked(),
                       length ? std::optional<std::uint64_t>(*length) : std::nullopt,
                       parser.get()[http::field::content_type], options.stream->threshold)) {
@@ -302,6 +289,24 @@ bool should_stream(bool head_request, unsigned status, bool chunked,
   if (!content_length) return true;  // delimited by the upstream closing the connection
   if (*content_length == 0) return false;
   return *content_length > threshold || is_event_stream(content_type);
+}
+
+const char* to_string(FetchResult::StreamEnd end) {
+  switch (end) {
+    case FetchResult::StreamEnd::kComplete:
+      return "complete";
+    case FetchResult::StreamEnd::kUpstreamFailed:
+      return "upstream failed";
+    case FetchResult::StreamEnd::kIdleTimeout:
+      return "idle timeout";
+    case FetchResult::StreamEnd::kDurationCap:
+      return "stream duration cap";
+    case FetchResult::StreamEnd::kClientNotReading:
+      return "client not reading";
+    case FetchResult::StreamEnd::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
 }
 
 const char* to_string(FetchOutcome outcome) {

@@ -53,6 +53,8 @@ struct FetchResult {
   } stream_end = StreamEnd::kComplete;
   std::uint64_t streamed_bytes = 0;
 };
+// The ABORT reason for `end` (and what logs call it).
+const char* to_string(FetchResult::StreamEnd end);
 
 // Whether a response goes out as a stream rather than as one complete reply: it has a body and
 // is chunked, close-delimited (no Content-Length), text/event-stream (any parameters, any case),
@@ -67,6 +69,9 @@ struct StreamOptions {
   ReplyStream* sink = nullptr;
   std::function<void(const UpstreamHead&)> on_head;
   std::uint64_t threshold = 1 << 20;
+  // Statuses read whole even when they would stream: those the caller may still retry (a
+  // streamed response never is).
+  bool (*read_whole)(unsigned status) = nullptr;
   std::chrono::milliseconds idle_timeout{60'000};
   std::chrono::milliseconds max_duration{600'000};
 };

@@ -333,6 +333,20 @@ TEST_F(StreamingTest, ContentLengthUnderTheThresholdIsOneReply) {
   EXPECT_EQ(forwarder.stats().streams, 0u);
 }
 
+TEST_F(StreamingTest, AChunkedRetryableStatusIsReadWholeAndRetried) {
+  const std::string chunked_503 =
+      "HTTP/1.1 503 Busy\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk("later") + "0\r\n\r\n";
+  testing::ScriptedUpstream upstream(ioc_, {{chunked_503}, {testing::ok_response("now")}});
+  Forwarder forwarder(ioc_.get_executor(), service(upstream.url()), "worker-1", 1);
+  RecordingStream stream(ioc_);
+
+  const auto reply = forward(forwarder, stream);
+  ASSERT_TRUE(reply.has_value());
+  EXPECT_EQ(reply->status, 200);
+  EXPECT_EQ(reply->attempts, 2u);
+  EXPECT_TRUE(stream.parts.empty());
+}
+
 TEST_F(StreamingTest, CancelDuringTheExchangeClosesTheUpstreamConnectionAndIsNotRetried) {
   LiveUpstream upstream(ioc_, [&](tcp::socket& s) -> asio::awaitable<void> {
     co_await upstream.until_closed(s);  // an LLM thinking for a long time
