@@ -142,6 +142,12 @@ std::optional<UpstreamRequest> build_upstream_request(const RequestEnvelope& req
 }
 
 ReplyEnvelope make_upstream_reply(const UpstreamResponse& response) {
+  auto reply = make_upstream_head(response);
+  reply.body = response.body();
+  return reply;
+}
+
+ReplyEnvelope make_upstream_head(const UpstreamHead& response) {
   Headers headers;
   for (const auto& field : response) {
     headers.push_back({std::string(field.name_string()), std::string(field.value())});
@@ -154,7 +160,6 @@ ReplyEnvelope make_upstream_reply(const UpstreamResponse& response) {
   if (const auto* h = find_header(headers, "Content-Length")) length = *h;
   reply.headers = end_to_end(std::move(headers));
   if (length) reply.headers.push_back(std::move(*length));
-  reply.body = response.body();
   return reply;
 }
 
@@ -205,24 +210,56 @@ void Forwarder::log_transition(const CircuitTransition& t) const {
 }
 
 asio::awaitable<ReplyEnvelope> Forwarder::forward(RequestEnvelope request) {
+  auto reply = co_await forward_impl(std::move(request), nullptr, nullptr);
+  co_return std::move(*reply);  // without a stream, always a reply
+}
+
+asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward(RequestEnvelope request,
+                                                                 ReplyStream& stream,
+                                                                 Cancellation& cancel) {
+  co_return co_await forward_impl(std::move(request), &stream, &cancel);
+}
+
+void Forwarder::stamp(ReplyEnvelope& reply, const RequestEnvelope& request, std::uint32_t attempts,
+                      microseconds upstream_time) const {
+  reply.id = request.id;
+  reply.attempts = attempts;
+  reply.worker_id = worker_id_;
+  reply.upstream_us = static_cast<std::uint64_t>(upstream_time.count());
+  reply.headers.push_back({"X-Courier-Attempts", std::to_string(attempts)});
+}
+
+void Forwarder::note_cancelled(const RequestEnvelope& request, std::string_view where) {
+  ++stats_.cancelled;
+  spdlog::info("cancelled by the client request_id={} service={} where={}", request.request_id,
+               service_.name, where);
+}
+
+ReplyEnvelope Forwarder::cancelled_reply(const RequestEnvelope& request, std::string_view where) {
+  note_cancelled(request, where);
+  return make_error_reply(ErrorKind::kCancelled, service_.name,
+                          "cancelled by the client (" + std::string(where) + ")");
+}
+
+asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward_impl(RequestEnvelope request,
+                                                                      ReplyStream* stream,
+                                                                      Cancellation* cancel) {
   ++stats_.requests;
   const auto deadline =
       request_deadline(request.deadline_ms, SystemClock::now(), Clock::now(), service_.timeout);
   Progress progress;
-  auto reply = co_await run_attempts(request, deadline, progress);
-  if (reply.error) ++stats_.error_replies;
+  auto reply = co_await run_attempts(request, deadline, progress, stream, cancel);
+  if (!reply) co_return reply;  // streamed: the HEAD carried the stamped fields
+  if (reply->error) ++stats_.error_replies;
   // The forwarder owns every field of the reply it returns, stamped here and nowhere else: what
   // it measured (attempts, upstream time) and whose reply it is (id, worker id).
-  reply.id = request.id;
-  reply.attempts = progress.attempts;
-  reply.worker_id = worker_id_;
-  reply.upstream_us = static_cast<std::uint64_t>(progress.upstream_time.count());
-  reply.headers.push_back({"X-Courier-Attempts", std::to_string(progress.attempts)});
+  stamp(*reply, request, progress.attempts, progress.upstream_time);
   co_return reply;
 }
 
-asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& request,
-                                                       TimePoint deadline, Progress& progress) {
+asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
+    const RequestEnvelope& request, TimePoint deadline, Progress& progress, ReplyStream* stream,
+    Cancellation* cancel) {
   const auto upstream_request = build_upstream_request(request, service_);
   if (!upstream_request) {
     co_return make_error_reply(ErrorKind::kBadRequest, service_.name,
@@ -232,6 +269,31 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
   // Decided from the request it sends, not from the frame's flag (which the worker checked
   // against the request before it got here): the same function the gateway's flag comes from.
   const bool retry_safe = is_retry_safe(request.method, request.headers);
+  const bool is_cancelled_now = cancel && cancel->cancelled();
+  if (is_cancelled_now) co_return cancelled_reply(request, "queued");
+
+  // Set per attempt below: the HEAD carries that attempt's number and the time to its head.
+  TimePoint attempt_start{};
+  std::optional<StreamOptions> streaming;
+  if (stream) {
+    streaming.emplace();
+    streaming->sink = stream;
+    streaming->threshold = service_.stream_threshold;
+    // Their bodies are small, and a chunked 503 must still be retried like any other.
+    streaming->read_whole = [](unsigned status) {
+      return classify_status(status) == AttemptOutcome::kRetryableStatus;
+    };
+    streaming->idle_timeout = service_.stream_idle_timeout;
+    streaming->max_duration = service_.stream_max_duration;
+    streaming->on_head = [&](const UpstreamHead& head) {
+      auto envelope = make_upstream_head(head);
+      const auto took = std::chrono::duration_cast<microseconds>(Clock::now() - attempt_start);
+      stamp(envelope, request, progress.attempts + 1, progress.upstream_time + took);
+      stream->head(envelope);
+    };
+  }
+  const FetchOptions fetch_options{streaming ? &*streaming : nullptr, cancel};
+
   std::optional<Attempt> last;
   for (;;) {
     const auto now = Clock::now();
@@ -245,7 +307,6 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
       ++stats_.circuit_rejections;
       if (last) co_return final_reply(std::move(*last), deadline);
       auto reply = make_error_reply(ErrorKind::kUnavailable, service_.name, "circuit open");
-      // When to come back: the rest of the cool-down (a probe's result while half-open).
       const auto wait = std::chrono::ceil<std::chrono::seconds>(breaker_.retry_in(now));
       reply.headers.push_back(
           {"Retry-After", std::to_string(std::max<long long>(wait.count(), 1))});
@@ -268,12 +329,36 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
     // A client that asks for a short deadline (X-Request-Timeout) must not be able to open the
     // circuit for everyone: its timeouts count only if the attempt had half the service timeout.
     const bool short_budget = (attempt_deadline - now) * 2 < service_.timeout;
-    auto fetched = co_await pool_.fetch(*upstream_request, attempt_deadline);
+    attempt_start = now;
+    auto fetched = co_await pool_.fetch(*upstream_request, attempt_deadline, fetch_options);
     const auto took = std::chrono::duration_cast<microseconds>(Clock::now() - now);
     progress.upstream_time += took;
     ++progress.attempts;
     ++stats_.attempts;
     lease.end_retry();
+
+    if (fetched.outcome == FetchOutcome::kCancelled) {
+      // Says nothing about the upstream: the client left.
+      give_back(false);
+      co_return cancelled_reply(request, "upstream");
+    }
+    if (fetched.streamed) {
+      // Whatever happened after the head, never again: the client may be reading it already.
+      using StreamEnd = FetchResult::StreamEnd;
+      ++stats_.streams;
+      const auto end = fetched.stream_end;
+      if (end != StreamEnd::kComplete) ++stats_.stream_aborts;
+      const bool failed =
+          end == StreamEnd::kUpstreamFailed || end == StreamEnd::kIdleTimeout ||
+          counts_as_upstream_failure(fetched, service_.circuit_failure_statuses, short_budget);
+      stats_.circuit_failures += failed;
+      give_back(failed);
+      spdlog::info("stream request_id={} service={} status={} end=\"{}\" bytes={} stream_ms={:.1f}",
+                   request.request_id, service_.name, fetched.response.result_int(), to_string(end),
+                   fetched.streamed_bytes, static_cast<double>(took.count()) / 1000.0);
+      if (end == StreamEnd::kCancelled) note_cancelled(request, "streaming");
+      co_return std::nullopt;
+    }
 
     Attempt attempt = classify(std::move(fetched), SystemClock::now());
     const bool failed =
@@ -303,8 +388,12 @@ asio::awaitable<ReplyEnvelope> Forwarder::run_attempts(const RequestEnvelope& re
     }
     ++stats_.retries;
     asio::steady_timer backoff(executor_, decision.wait);
-    beast::error_code ec;
-    co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    {
+      Cancellation::Scope scope(cancel, [&] { backoff.cancel(); });
+      beast::error_code ec;
+      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    }
+    if (cancel && cancel->cancelled()) co_return cancelled_reply(request, "backoff");
     last = std::move(attempt);
   }
 }
@@ -330,6 +419,7 @@ Forwarder::Attempt Forwarder::classify(FetchResult result, SystemClock::time_poi
       attempt.outcome = AttemptOutcome::kTimeout;
       break;
     case FetchOutcome::kBadResponse:
+    case FetchOutcome::kCancelled:  // never retried: run_attempts answers it before classifying
       attempt.outcome = AttemptOutcome::kBadResponse;
       break;
   }
@@ -361,6 +451,8 @@ ReplyEnvelope Forwarder::final_reply(Attempt attempt, TimePoint deadline) const 
       return make_error_reply(ErrorKind::kTimeout, service_.name, "no response in time");
     case FetchOutcome::kBadResponse:
       return make_error_reply(ErrorKind::kBadResponse, service_.name, describe(ec));
+    case FetchOutcome::kCancelled:
+      return make_error_reply(ErrorKind::kCancelled, service_.name, "cancelled by the client");
   }
   return make_error_reply(ErrorKind::kBadResponse, service_.name, "unknown outcome");
 }

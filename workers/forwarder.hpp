@@ -12,8 +12,10 @@
 #include "common/asio.hpp"
 #include "common/config.hpp"
 #include "common/envelope.hpp"
+#include "workers/cancellation.hpp"
 #include "workers/circuit_breaker.hpp"
 #include "workers/http_client.hpp"
+#include "workers/reply_stream.hpp"
 #include "workers/retry_policy.hpp"
 
 namespace courier::workers {
@@ -26,6 +28,8 @@ std::optional<UpstreamRequest> build_upstream_request(const RequestEnvelope& req
 // An upstream response as a reply: status, end-to-end headers and body, unchanged otherwise. The
 // upstream's Content-Length is kept: for HEAD it is the only length the client will see.
 ReplyEnvelope make_upstream_reply(const UpstreamResponse& response);
+// The same without a body: the HEAD of a streamed reply.
+ReplyEnvelope make_upstream_head(const UpstreamHead& head);
 
 // The steady-clock deadline for a request: its absolute deadline, or `fallback` from now if it
 // carries none.
@@ -43,6 +47,9 @@ struct ForwarderStats {
   // Requests answered 502 because the connection was lost after (part of) the request went out
   // and the request is not retry-safe: never sent twice, so the client must decide.
   std::uint64_t lost_after_sending = 0;
+  std::uint64_t streams = 0;        // replies streamed (a HEAD went out)
+  std::uint64_t stream_aborts = 0;  // of those, ended by ABORT (cancelled ones included)
+  std::uint64_t cancelled = 0;      // requests cancelled by their client, wherever they were
 };
 
 // True if the breaker counts this upstream attempt against the upstream: it was not reached, did
@@ -69,7 +76,16 @@ class Forwarder {
   Forwarder(asio::any_io_executor executor, const ServiceConfig& service, std::string worker_id,
             std::uint64_t seed);
 
+  // Never streams and cannot be cancelled: every response is read whole.
   asio::awaitable<ReplyEnvelope> forward(RequestEnvelope request);
+  // Streams a response that should_stream() picks to `stream` and returns nullopt: its HEAD
+  // and then END or ABORT went there. Otherwise the reply to send, as above. A `cancel` stops the
+  // request wherever it is and the reply is 499 CLIENT_CLOSED_REQUEST (ABORT "cancelled" once
+  // streaming).
+  asio::awaitable<std::optional<ReplyEnvelope>> forward(RequestEnvelope request,
+                                                        ReplyStream& stream, Cancellation& cancel);
+  // Counts and logs a request cancelled before it reached the forwarder (`where` it waited).
+  void note_cancelled(const RequestEnvelope& request, std::string_view where);
 
   const ServiceConfig& service() const { return service_; }
   const ForwarderStats& stats() const { return stats_; }
@@ -84,8 +100,18 @@ class Forwarder {
     std::chrono::microseconds upstream_time{0};
   };
 
-  asio::awaitable<ReplyEnvelope> run_attempts(const RequestEnvelope& request, TimePoint deadline,
-                                              Progress& progress);
+  // nullopt: streamed.
+  asio::awaitable<std::optional<ReplyEnvelope>> run_attempts(const RequestEnvelope& request,
+                                                             TimePoint deadline, Progress& progress,
+                                                             ReplyStream* stream,
+                                                             Cancellation* cancel);
+  asio::awaitable<std::optional<ReplyEnvelope>> forward_impl(RequestEnvelope request,
+                                                             ReplyStream* stream,
+                                                             Cancellation* cancel);
+  // The fields the forwarder owns in every reply it makes, the HEAD of a stream included.
+  void stamp(ReplyEnvelope& reply, const RequestEnvelope& request, std::uint32_t attempts,
+             std::chrono::microseconds upstream_time) const;
+  ReplyEnvelope cancelled_reply(const RequestEnvelope& request, std::string_view where);
   Attempt classify(FetchResult result, std::chrono::system_clock::time_point now) const;
   ReplyEnvelope final_reply(Attempt attempt, TimePoint deadline) const;
   void log_attempt(const RequestEnvelope& request, const Attempt& attempt, int number,

@@ -30,6 +30,11 @@ constexpr std::uint64_t kBodyLimit = kMaxEnvelopeBody;
 // exchange, so the thousands of requests waiting on a slow upstream hold 512 bytes each, not 4 KiB.
 constexpr std::size_t kBodyReadBufferSize = 4 * 1024;
 constexpr std::uint32_t kHeaderLimit = 64u << 10;
+// A streamed body is read at most this much at a time (and never more than the credit), and each
+// read goes out as one DATA part.
+constexpr std::size_t kStreamReadSize = 64 * 1024;
+// The connection's read buffer while it streams: Beast reads at most its spare capacity at once.
+constexpr std::size_t kStreamBufferSize = 16 * 1024;
 
 struct Exchange {
   FetchResult result;
@@ -84,8 +89,111 @@ bool idle_connection_unusable(tcp::socket& socket) {
   return true;  // 0: end of stream; > 0: unsolicited bytes
 }
 
+bool is_event_stream(std::string_view content_type) {
+  auto type = content_type.substr(0, content_type.find(';'));
+  while (!type.empty() && (type.back() == ' ' || type.back() == '\t')) type.remove_suffix(1);
+  while (!type.empty() && (type.front() == ' ' || type.front() == '\t')) type.remove_prefix(1);
+  return beast::iequals(type, "text/event-stream");
+}
+
+bool is_cancelled(const Cancellation* cancel) { return cancel && cancel->cancelled(); }
+
+// Whatever the cause, the upstream must see its connection closed now, not when the pool would
+// have dropped it.
+void close_now(beast::tcp_stream& stream) {
+  beast::error_code ignored;
+  stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
+  stream.close();
+}
+
+// The body of a response should_stream() picked, after its head: each read goes out at once as
+// DATA, at most one read's worth (kStreamReadSize, and never more than the credit) at a time, so
+// a slow client stops the reads instead of filling a buffer. Never retried: the head went out.
+asio::awaitable<Exchange> stream_response(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                          http::response_parser<http::string_body>& head_parser,
+                                          const StreamOptions& options, Cancellation* cancel) {
+  using StreamEnd = FetchResult::StreamEnd;
+  http::response_parser<http::buffer_body> parser(std::move(head_parser));
+  parser.body_limit(boost::none);  // a stream's body is never held whole, so any length will do
+  Exchange exchange;
+  exchange.result.request_sent = true;
+  exchange.result.streamed = true;
+  options.on_head(parser.get());
+
+  ReplyStream& out = *options.sink;
+  Cancellation::Scope scope(cancel, [&] {
+    close_now(stream);
+    out.wake();
+  });
+  const auto until = Clock::now() + options.max_duration;
+  const auto chunk = std::make_unique<char[]>(kStreamReadSize);
+  if (buffer.capacity() < kStreamBufferSize) buffer.reserve(kStreamBufferSize);
+  beast::error_code failure;
+  auto end = StreamEnd::kComplete;
+  for (;;) {
+    if (is_cancelled(cancel)) {
+      end = StreamEnd::kCancelled;
+      break;
+    }
+    if (out.credit() == 0) {
+      co_await out.wait_for_credit(std::min(Clock::now() + options.idle_timeout, until));
+      if (is_cancelled(cancel)) {
+        end = StreamEnd::kCancelled;
+        break;
+      }
+      if (out.credit() == 0) {
+        end = Clock::now() >= until ? StreamEnd::kDurationCap : StreamEnd::kClientNotReading;
+        break;
+      }
+    }
+    const auto room =
+        static_cast<std::size_t>(std::min<std::uint64_t>(kStreamReadSize, out.credit()));
+    auto& body = parser.get().body();
+    body.data = chunk.get();
+    body.size = room;
+    body.more = true;
+    stream.expires_at(std::min(Clock::now() + options.idle_timeout, until));
+    beast::error_code ec;
+    co_await http::async_read_some(stream, buffer, parser,
+                                   asio::redirect_error(asio::use_awaitable, ec));
+    if (ec == http::error::need_buffer) ec = {};
+    const std::string_view bytes(chunk.get(), room - parser.get().body().size);
+    exchange.result.streamed_bytes += bytes.size();
+    if (!ec && parser.is_done()) {
+      out.end(bytes);
+      exchange.reusable = parser.keep_alive() && parser.get().version() == 11 && buffer.size() == 0;
+      break;
+    }
+    if (!bytes.empty()) out.data(bytes);
+    if (!ec) continue;
+    if (is_cancelled(cancel)) {
+      end = StreamEnd::kCancelled;
+    } else if (ec == beast::error::timeout) {
+      end = Clock::now() >= until ? StreamEnd::kDurationCap : StreamEnd::kIdleTimeout;
+    } else {
+      end = StreamEnd::kUpstreamFailed;
+      failure = ec;
+    }
+    break;
+  }
+  if (end != StreamEnd::kComplete) {
+    close_now(stream);
+    if (end == StreamEnd::kUpstreamFailed) {
+      out.abort("upstream failed mid-body: " + failure.message());
+      exchange.result.ec = failure;
+    } else {
+      out.abort(to_string(end));
+    }
+  }
+  exchange.result.stream_end = end;
+  if (buffer.size() == 0) buffer.shrink_to_fit();
+  exchange.result.response = UpstreamResponse(std::move(static_cast<UpstreamHead&>(parser.get())));
+  co_return exchange;
+}
+
 asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                   const UpstreamRequest& request, TimePoint deadline) {
+                                   const UpstreamRequest& request, TimePoint deadline,
+                                   const FetchOptions& options) {
   beast::error_code ec;
   stream.expires_at(deadline);  // covers the write and every read below
   // Beast counts the bytes of every write that succeeded, also when a later one fails: any of
@@ -93,12 +201,25 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
   const std::size_t written =
       co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
   const bool sent = written > 0 || !ec;
+  if (ec && is_cancelled(options.cancel)) co_return failed(FetchOutcome::kCancelled, ec, sent);
   if (ec == beast::error::timeout) co_return failed(FetchOutcome::kTimeout, ec, sent);
   if (ec) {
     auto exchange = failed(FetchOutcome::kResetBeforeResponse, ec, sent);
     exchange.nothing_received = true;
     co_return exchange;
   }
+
+  // A failed read: how far the exchange got decides what the caller may do about it.
+  const auto read_failed = [&](bool got_bytes) {
+    if (is_cancelled(options.cancel)) return failed(FetchOutcome::kCancelled, ec);
+    if (ec == beast::error::timeout) return failed(FetchOutcome::kTimeout, ec);
+    if (!got_bytes) {
+      auto exchange = failed(FetchOutcome::kResetBeforeResponse, ec);
+      exchange.nothing_received = true;
+      return exchange;
+    }
+    return failed(FetchOutcome::kBadResponse, ec);
+  };
 
   bool got_bytes = false;
   for (;;) {
@@ -107,24 +228,10 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
     parser.header_limit(kHeaderLimit);
     // A response to HEAD describes a body it does not carry; without this the parser waits for it.
     parser.skip(request.method() == http::verb::head);
-    // The wait for the head (up to the whole upstream latency) reads into Beast's default small
-    // buffer. Beast sizes each read by the buffer's spare capacity and the parser drains the
-    // buffer as it goes, so a body still to come gets room up front.
     co_await http::async_read_header(stream, buffer, parser,
                                      asio::redirect_error(asio::use_awaitable, ec));
-    if (!ec && !parser.is_done()) {
-      if (buffer.capacity() < kBodyReadBufferSize) buffer.reserve(kBodyReadBufferSize);
-      co_await http::async_read(stream, buffer, parser,
-                                asio::redirect_error(asio::use_awaitable, ec));
-    }
     got_bytes = got_bytes || parser.got_some();
-    if (ec == beast::error::timeout) co_return failed(FetchOutcome::kTimeout, ec);
-    if (ec && !got_bytes) {
-      auto exchange = failed(FetchOutcome::kResetBeforeResponse, ec);
-      exchange.nothing_received = true;
-      co_return exchange;
-    }
-    if (ec) co_return failed(FetchOutcome::kBadResponse, ec);
+    if (ec) co_return read_failed(got_bytes);
 
     const unsigned status = parser.get().result_int();
     if (status < 100 || status > 599) {
@@ -143,6 +250,25 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
       co_return failed(FetchOutcome::kBadResponse, http::error::bad_value);
     }
 
+    const auto length = parser.content_length();
+    if (options.stream && !parser.is_done() &&
+        !(options.stream->read_whole && options.stream->read_whole(status)) &&
+        should_stream(request.method() == http::verb::head, status, parser.chunked(),
+                      length ? std::optional<std::uint64_t>(*length) : std::nullopt,
+                      parser.get()[http::field::content_type], options.stream->threshold)) {
+      co_return co_await stream_response(stream, buffer, parser, *options.stream, options.cancel);
+    }
+
+    if (!parser.is_done()) {
+      // The wait for the head (up to the whole upstream latency) reads into Beast's default
+      // small buffer. Beast sizes each read by the buffer's spare capacity and the parser drains
+      // the buffer as it goes, so a body still to come gets room up front.
+      if (buffer.capacity() < kBodyReadBufferSize) buffer.reserve(kBodyReadBufferSize);
+      co_await http::async_read(stream, buffer, parser,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return read_failed(true);
+    }
+
     Exchange exchange;
     exchange.result.request_sent = true;
     // HTTP/1.0 keep-alive is rare and fragile; bytes beyond the response mean the framing is off.
@@ -154,6 +280,34 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
 }
 
 }  // namespace
+
+bool should_stream(bool head_request, unsigned status, bool chunked,
+                   std::optional<std::uint64_t> content_length, std::string_view content_type,
+                   std::uint64_t threshold) {
+  if (head_request || status / 100 == 1 || status == 204 || status == 304) return false;
+  if (chunked) return true;
+  if (!content_length) return true;  // delimited by the upstream closing the connection
+  if (*content_length == 0) return false;
+  return *content_length > threshold || is_event_stream(content_type);
+}
+
+const char* to_string(FetchResult::StreamEnd end) {
+  switch (end) {
+    case FetchResult::StreamEnd::kComplete:
+      return "complete";
+    case FetchResult::StreamEnd::kUpstreamFailed:
+      return "upstream failed";
+    case FetchResult::StreamEnd::kIdleTimeout:
+      return "idle timeout";
+    case FetchResult::StreamEnd::kDurationCap:
+      return "stream duration cap";
+    case FetchResult::StreamEnd::kClientNotReading:
+      return "client not reading";
+    case FetchResult::StreamEnd::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
 
 const char* to_string(FetchOutcome outcome) {
   switch (outcome) {
@@ -167,6 +321,8 @@ const char* to_string(FetchOutcome outcome) {
       return "timeout";
     case FetchOutcome::kBadResponse:
       return "bad response";
+    case FetchOutcome::kCancelled:
+      return "cancelled";
   }
   return "unknown";
 }
@@ -180,14 +336,17 @@ ConnectionPool::~ConnectionPool() = default;
 void ConnectionPool::close_idle() { idle_.clear(); }
 
 asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& request,
-                                                   TimePoint deadline) {
-  auto finish = [this](std::unique_ptr<Connection> connection, Exchange exchange) {
-    if (exchange.reusable && idle_.size() < max_idle_) {
+                                                   TimePoint deadline, FetchOptions options) {
+  auto finish = [this, &options](std::unique_ptr<Connection> connection, Exchange exchange) {
+    // A cancelled exchange's connection was closed under it: never pooled.
+    if (exchange.reusable && !is_cancelled(options.cancel) && idle_.size() < max_idle_) {
       connection->stream.expires_never();
       idle_.push_back(std::move(connection));
     }
     return std::move(exchange.result);
   };
+  const auto cancelled = [] { return FetchResult{FetchOutcome::kCancelled, {}, false, {}}; };
+  if (is_cancelled(options.cancel)) co_return cancelled();
 
   while (!idle_.empty()) {
     auto connection = std::move(idle_.back());
@@ -197,8 +356,15 @@ asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& reques
       continue;
     }
     ++stats_.connections_reused;
-    auto result = co_await exchange(connection->stream, connection->buffer, request, deadline);
-    if (!result.nothing_received) co_return finish(std::move(connection), std::move(result));
+    Exchange result;
+    {
+      Cancellation::Scope scope(options.cancel, [&] { close_now(connection->stream); });
+      result =
+          co_await exchange(connection->stream, connection->buffer, request, deadline, options);
+    }
+    if (!result.nothing_received || is_cancelled(options.cancel)) {
+      co_return finish(std::move(connection), std::move(result));
+    }
     // The upstream closed this connection while it sat idle and we raced its FIN or RST: it
     // answered nothing. Sending the request again on a fresh connection, as clients commonly do,
     // is harmless only if none of it went out or a second copy cannot do harm: the upstream may
@@ -212,17 +378,21 @@ asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& reques
   }
 
   auto connection = std::make_unique<Connection>(executor_);
-  if (auto ec = co_await connect(*connection, deadline)) {
+  Cancellation::Scope scope(options.cancel, [&] { close_now(connection->stream); });
+  if (auto ec = co_await connect(*connection, deadline, options.cancel)) {
+    if (is_cancelled(options.cancel)) co_return cancelled();
     co_return FetchResult{FetchOutcome::kConnectFailed, ec, false, {}};
   }
-  auto result = co_await exchange(connection->stream, connection->buffer, request, deadline);
+  if (is_cancelled(options.cancel)) co_return cancelled();
+  auto result =
+      co_await exchange(connection->stream, connection->buffer, request, deadline, options);
   co_return finish(std::move(connection), std::move(result));
 }
 
-asio::awaitable<std::error_code> ConnectionPool::connect(Connection& connection,
-                                                         TimePoint deadline) {
+asio::awaitable<std::error_code> ConnectionPool::connect(Connection& connection, TimePoint deadline,
+                                                         Cancellation* cancel) {
   if (!endpoints_) {
-    if (auto ec = co_await resolve(deadline)) co_return ec;
+    if (auto ec = co_await resolve(deadline, cancel)) co_return ec;
   }
   const auto endpoints = *endpoints_;  // a concurrent failure may reset endpoints_
   beast::error_code ec;
@@ -239,7 +409,7 @@ asio::awaitable<std::error_code> ConnectionPool::connect(Connection& connection,
   co_return std::error_code{};
 }
 
-asio::awaitable<std::error_code> ConnectionPool::resolve(TimePoint deadline) {
+asio::awaitable<std::error_code> ConnectionPool::resolve(TimePoint deadline, Cancellation* cancel) {
   // The resolver has no timeout of its own, so a timer cancels it. The timer's handler may run
   // after this coroutine is gone, hence the weak reference.
   auto resolver = std::make_shared<tcp::resolver>(executor_);
@@ -247,6 +417,7 @@ asio::awaitable<std::error_code> ConnectionPool::resolve(TimePoint deadline) {
   timer.async_wait([weak = std::weak_ptr(resolver)](const beast::error_code& ec) {
     if (auto resolver = weak.lock(); resolver && !ec) resolver->cancel();
   });
+  Cancellation::Scope scope(cancel, [&] { resolver->cancel(); });
   beast::error_code ec;
   auto results = co_await resolver->async_resolve(upstream_.host, std::to_string(upstream_.port),
                                                   asio::redirect_error(asio::use_awaitable, ec));

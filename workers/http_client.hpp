@@ -4,18 +4,24 @@
 
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
+#include <string>
+#include <string_view>
 #include <system_error>
 #include <vector>
 
 #include "common/asio.hpp"
 #include "common/config.hpp"
+#include "workers/cancellation.hpp"
+#include "workers/reply_stream.hpp"
 
 namespace courier::workers {
 
 using UpstreamRequest = http::request<http::string_body>;
 using UpstreamResponse = http::response<http::string_body>;
+using UpstreamHead = http::response_header<>;
 
 enum class FetchOutcome {
   kOk,                   // `response` holds a complete response (any status)
@@ -23,6 +29,7 @@ enum class FetchOutcome {
   kResetBeforeResponse,  // the connection closed before any response byte (see request_sent)
   kTimeout,              // the deadline passed after the request went out
   kBadResponse,          // unparseable, over the size limits, or truncated
+  kCancelled,            // the request was cancelled before a response head went out
 };
 const char* to_string(FetchOutcome outcome);
 
@@ -32,7 +39,46 @@ struct FetchResult {
   // Some byte of the request may have reached the upstream (a write that failed counts if it
   // wrote anything). A request that is not retry-safe is never sent again once this is true.
   bool request_sent = false;
-  UpstreamResponse response;
+  UpstreamResponse response;  // for a streamed response, its head only
+  // The response was streamed (see should_stream): its HEAD went to the ReplyStream, followed
+  // by END, or by ABORT when `stream_end` is not kComplete. It is never sent again.
+  bool streamed = false;
+  enum class StreamEnd {
+    kComplete,
+    kUpstreamFailed,    // reset, closed early or malformed framing mid-body
+    kIdleTimeout,       // stream_idle_timeout between two body reads
+    kDurationCap,       // stream_max_duration for the whole body
+    kClientNotReading,  // no credit for stream_idle_timeout
+    kCancelled,
+  } stream_end = StreamEnd::kComplete;
+  std::uint64_t streamed_bytes = 0;
+};
+// The ABORT reason for `end` (and what logs call it).
+const char* to_string(FetchResult::StreamEnd end);
+
+// Whether a response goes out as a stream rather than as one complete reply: it has a body and
+// is chunked, close-delimited (no Content-Length), text/event-stream (any parameters, any case),
+// or longer than `threshold`; never the answer to HEAD, nor 1xx, 204 or 304, which have no body.
+bool should_stream(bool head_request, unsigned status, bool chunked,
+                   std::optional<std::uint64_t> content_length, std::string_view content_type,
+                   std::uint64_t threshold);
+
+// How a fetch streams a response that should_stream() picks. The HEAD goes out through
+// `on_head` (the caller stamps and sends it), the body through `sink`.
+struct StreamOptions {
+  ReplyStream* sink = nullptr;
+  std::function<void(const UpstreamHead&)> on_head;
+  std::uint64_t threshold = 1 << 20;
+  // Statuses read whole even when they would stream: those the caller may still retry (a
+  // streamed response never is).
+  bool (*read_whole)(unsigned status) = nullptr;
+  std::chrono::milliseconds idle_timeout{60'000};
+  std::chrono::milliseconds max_duration{600'000};
+};
+
+struct FetchOptions {
+  const StreamOptions* stream = nullptr;  // null: every response is read whole
+  Cancellation* cancel = nullptr;         // cancel() closes the connection at once
 };
 
 struct PoolStats {
@@ -59,8 +105,14 @@ class ConnectionPool {
   // before reuse and dropped if the upstream closed it. A reused connection lost before any
   // response byte is replaced transparently, once, only if nothing of the request was written or
   // the request is retry-safe (is_retry_safe): a POST is never sent to the upstream twice.
+  //
+  // With `options.stream`, a response that should_stream() picks is streamed: `deadline` bounds
+  // the head, the stream's own timeouts the body. With `options.cancel`, cancel() closes the
+  // connection in use (never pooled again) and the result is kCancelled, or a stream that ends
+  // kCancelled.
   asio::awaitable<FetchResult> fetch(const UpstreamRequest& request,
-                                     std::chrono::steady_clock::time_point deadline);
+                                     std::chrono::steady_clock::time_point deadline,
+                                     FetchOptions options = {});
 
   const UpstreamUrl& upstream() const { return upstream_; }
   std::size_t idle_connections() const { return idle_.size(); }
@@ -72,8 +124,10 @@ class ConnectionPool {
   struct Connection;
 
   asio::awaitable<std::error_code> connect(Connection& connection,
-                                           std::chrono::steady_clock::time_point deadline);
-  asio::awaitable<std::error_code> resolve(std::chrono::steady_clock::time_point deadline);
+                                           std::chrono::steady_clock::time_point deadline,
+                                           Cancellation* cancel);
+  asio::awaitable<std::error_code> resolve(std::chrono::steady_clock::time_point deadline,
+                                           Cancellation* cancel);
 
   asio::any_io_executor executor_;
   UpstreamUrl upstream_;

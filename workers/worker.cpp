@@ -48,6 +48,46 @@ struct Worker::Link {
   BrokerPeer peer;
 };
 
+// Sends a streamed reply's parts as STREAM messages through the broker that sent the request.
+class Worker::Stream final : public ReplyStream {
+ public:
+  Stream(Worker& owner, std::size_t link, const protocol::CorrelationId& id)
+      : ReplyStream(owner.io_.get_executor()), owner_(owner), link_(link), id_(id) {}
+
+ protected:
+  void send_head(const ReplyEnvelope& head) override {
+    // The broker holds the request until then: the longest this stream may run from its head.
+    until_ms_ = protocol::unix_ms_now() +
+                static_cast<std::uint64_t>(owner_.service_.stream_max_duration.count());
+    const auto payload = encode(head);
+    send_frames(protocol::StreamPart::kHead, zmq::message_t(payload.data(), payload.size()));
+  }
+  void send(protocol::StreamPart part, std::string_view payload) override {
+    send_frames(part, zmq::message_t(payload.data(), payload.size()));
+  }
+
+ private:
+  void send_frames(protocol::StreamPart part, zmq::message_t payload) {
+    protocol::Frames frames;
+    frames.reserve(protocol::kStreamFrames);
+    protocol::add_stream(frames, {id_, part, until_ms_}, std::move(payload));
+    owner_.links_[link_]->peer.link().post(std::move(frames));
+  }
+
+  Worker& owner_;
+  const std::size_t link_;
+  const protocol::CorrelationId id_;
+  std::uint64_t until_ms_ = 0;
+};
+
+struct Worker::Control {
+  Control(Worker& owner, std::size_t link_, const protocol::CorrelationId& id)
+      : link(link_), stream(owner, link_, id) {}
+  const std::size_t link;
+  Cancellation cancel;
+  Stream stream;
+};
+
 Worker::Worker(zmq::context_t& context, WorkerOptions options, ServiceConfig service)
     : options_(std::move(options)), service_(std::move(service)), work_(io_.get_executor()) {
   forwarder_ = std::make_unique<Forwarder>(io_.get_executor(), service_, options_.worker_id,
@@ -124,10 +164,18 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
         note_malformed(link, "dropped: bad frames");
         return;
       }
+      if (controls_.count(header.id)) {
+        // The first copy's final message answers it; running it twice could send it twice.
+        note_malformed(link, "dropped: its id is already in flight here");
+        return;
+      }
+      // Registered before the coroutine starts, so that a CANCEL right behind it finds it.
+      auto control = std::make_unique<Control>(*this, link.index, header.id);
+      controls_.emplace(header.id, control.get());
       in_flight_.fetch_add(1);
       asio::co_spawn(io_,
                      run_request(link.index, header.id, header.flags,
-                                 std::move(frames[protocol::kEnvelopeIndex])),
+                                 std::move(frames[protocol::kEnvelopeIndex]), std::move(control)),
                      [](std::exception_ptr e) {
                        if (e) {
                          try {
@@ -146,15 +194,48 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
       return;
     case Command::kHeartbeat:
       return;
+    case Command::kCredit:
+    case Command::kCancel:
+      on_control(link, command, frames);
+      return;
     default:
       spdlog::warn("unexpected command {} from broker {}", static_cast<int>(command),
                    link.endpoint());
   }
 }
 
+void Worker::on_control(Link& link, Command command, protocol::Frames& frames) {
+  protocol::CorrelationId id{};
+  std::uint32_t bytes = 0;
+  const auto ec = command == Command::kCredit ? protocol::parse_credit(frames, 0, id, bytes)
+                                              : protocol::parse_cancel(frames, 0, id);
+  if (ec) {
+    note_malformed(link, command == Command::kCredit ? "CREDIT dropped: bad frames"
+                                                     : "CANCEL dropped: bad frames");
+    return;
+  }
+  const auto it = controls_.find(id);
+  // Late (the request is answered), or from a broker that did not send it: not its to steer.
+  if (it == controls_.end() || it->second->link != link.index) {
+    ignored_controls_.fetch_add(1);
+    return;
+  }
+  if (command == Command::kCredit) {
+    it->second->stream.add_credit(bytes);
+  } else {
+    it->second->cancel.cancel();
+  }
+}
+
 asio::awaitable<void> Worker::run_request(std::size_t link, protocol::CorrelationId id,
-                                          std::uint8_t flags, zmq::message_t envelope) {
-  co_await acquire_slot();
+                                          std::uint8_t flags, zmq::message_t envelope,
+                                          std::unique_ptr<Control> control) {
+  // Whatever way this ends, the id is forgotten before the coroutine's frame goes.
+  struct Forget {
+    Worker& worker;
+    const protocol::CorrelationId& id;
+    ~Forget() { worker.controls_.erase(id); }
+  } forget{*this, id};
   // Reply fields are stamped once, by whoever made the reply: the forwarder for a forwarded
   // request (id, worker id, attempts, upstream time), this function for the refusals and
   // failures it makes itself (id from the frame, worker id).
@@ -163,12 +244,15 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
     r.worker_id = options_.worker_id;
     return r;
   };
-  RequestEnvelope request;
-  ReplyEnvelope result;
+  std::optional<ReplyEnvelope> result;
+  bool holds_slot = false;
   try {
+    RequestEnvelope request;
     protocol::RequestHeader header;
     header.id = id;
     header.flags = flags;
+    // Decoded before the wait for a slot, so that a request cancelled while it waits can be
+    // logged by its request id.
     if (const auto ec = decode(protocol::view(envelope), request)) {
       note_malformed(*links_[link], "refused: " + ec.message());
       result = refuse(ErrorKind::kBadRequest, "invalid request envelope: " + ec.message());
@@ -177,16 +261,27 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
       note_malformed(*links_[link], "refused: " + std::string(why));
       result = refuse(ErrorKind::kBadRequest, std::string(why));
     } else {
-      envelope = zmq::message_t();  // free the request buffer before the upstream call
-      result = co_await forwarder_->forward(std::move(request));
+      envelope = zmq::message_t();  // free the request buffer before the wait and the upstream
+      holds_slot = co_await acquire_slot(control->cancel);
+      if (control->cancel.cancelled() && !control->stream.started()) {
+        forwarder_->note_cancelled(request, "queued");
+        result = refuse(ErrorKind::kCancelled, "cancelled by the client (queued)");
+      } else {
+        result = co_await forwarder_->forward(std::move(request), control->stream, control->cancel);
+      }
     }
   } catch (const std::exception& e) {
     // Whatever went wrong, the request is answered and its slot and credit come back.
     spdlog::error("request failed with exception: {}", e.what());
-    result = refuse(ErrorKind::kBadResponse, std::string("worker error: ") + e.what());
+    if (control->stream.started()) {
+      result.reset();
+      if (!control->stream.finished()) control->stream.abort("worker error");
+    } else {
+      result = refuse(ErrorKind::kBadResponse, std::string("worker error: ") + e.what());
+    }
   }
-  release_slot();
-  reply(link, id, result);
+  if (holds_slot) release_slot();
+  if (result) reply(link, id, *result);
   in_flight_.fetch_sub(1);
 }
 
@@ -222,16 +317,28 @@ WorkerStatus Worker::status() const {
   return out;
 }
 
-asio::awaitable<void> Worker::acquire_slot() {
+asio::awaitable<bool> Worker::acquire_slot(Cancellation& cancel) {
+  if (cancel.cancelled()) co_return false;
   if (running_ < service_.worker_concurrency) {
     ++running_;
-    co_return;
+    co_return true;
   }
   asio::steady_timer wake(io_, asio::steady_timer::time_point::max());
   waiting_.push_back(&wake);
+  bool withdrawn = false;
+  Cancellation::Scope scope(&cancel, [&] {
+    // Still in line: leave it. Already handed a slot (woken, not yet resumed): keep it, and the
+    // caller gives it back.
+    const auto it = std::find(waiting_.begin(), waiting_.end(), &wake);
+    if (it == waiting_.end()) return;
+    waiting_.erase(it);
+    withdrawn = true;
+    wake.cancel();
+  });
   boost::system::error_code ec;
   co_await wake.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-  // release_slot() handed its slot to this request: running_ is unchanged.
+  // Unless withdrawn, release_slot() handed its slot to this request: running_ is unchanged.
+  co_return !withdrawn;
 }
 
 void Worker::release_slot() {

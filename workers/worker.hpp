@@ -9,6 +9,7 @@
 #include <atomic>
 #include <chrono>
 #include <deque>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -51,12 +52,20 @@ class Worker {
   std::int64_t in_flight() const { return in_flight_.load(); }
   // REQUEST messages from a broker that were dropped or refused as malformed (any thread).
   std::uint64_t malformed_requests() const { return malformed_requests_.load(); }
+  // CREDIT and CANCEL messages for an id this worker does not hold from that broker (any thread).
+  std::uint64_t ignored_controls() const { return ignored_controls_.load(); }
 
  private:
   // Everything below runs on the io thread (io_), which runs the broker links and the upstream
   // requests alike, unless marked otherwise.
   struct Link;
+  // What the worker holds for each request from its arrival until its final message: which
+  // broker sent it (only that one may cancel or credit it), its cancellation and its stream.
+  class Stream;
+  struct Control;
   void on_message(Link& link, protocol::Frames& frames);
+  // CREDIT or CANCEL: acts on the control of the id if `link` sent that request.
+  void on_control(Link& link, protocol::Command command, protocol::Frames& frames);
   void on_tick(Link& link, std::chrono::steady_clock::time_point now);
   // What a due heartbeat carries: READY until the broker answers (it registers us on arrival),
   // then HEARTBEAT with this worker's status.
@@ -66,11 +75,13 @@ class Worker {
   std::uint32_t share_for(const Link& link) const;
   // `id` and `flags` from the REQUEST's frames, checked against the envelope before it runs.
   asio::awaitable<void> run_request(std::size_t link, protocol::CorrelationId id,
-                                    std::uint8_t flags, zmq::message_t envelope);
+                                    std::uint8_t flags, zmq::message_t envelope,
+                                    std::unique_ptr<Control> control);
   void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply);
   // At most worker_concurrency requests run at once. Brokers may together hold a little more
   // credit than that while shares move between them; the excess waits here.
-  asio::awaitable<void> acquire_slot();
+  // False if `cancel` fired while it waited: it holds no slot then.
+  asio::awaitable<bool> acquire_slot(Cancellation& cancel);
   void release_slot();
   // What the heartbeats carry about this worker: its breaker state and counters.
   WorkerStatus status() const;
@@ -85,6 +96,9 @@ class Worker {
   // still running (a drain that timed out), and they use the forwarder until then. Its idle
   // connections are closed first (~Worker), as they must go before their io_context.
   std::unique_ptr<Forwarder> forwarder_;
+  // The controls of the requests held, by id. Each is owned by its request's coroutine, so that
+  // it goes with it; declared before io_ for the same reason as the forwarder.
+  std::map<protocol::CorrelationId, Control*> controls_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::unique_ptr<Link>> links_;
@@ -95,6 +109,7 @@ class Worker {
   std::chrono::steady_clock::time_point started_{};
   std::uint32_t running_ = 0;
   std::deque<asio::steady_timer*> waiting_;
+  std::atomic<std::uint64_t> ignored_controls_{0};
 };
 
 }  // namespace courier::workers
