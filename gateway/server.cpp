@@ -85,9 +85,9 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
         for (const auto& [name, svc] : settings_.services) names.push_back(name);
         return names;
       }()),
-      acceptor_(io_),
       connections_({.max_total = options_.max_connections,
-                    .max_per_client = options_.max_connections_per_client}) {}
+                    .max_per_client = options_.max_connections_per_client}),
+      acceptor_(io_) {}
 
 Server::~Server() {
   if (!threads_.empty()) stop(std::chrono::milliseconds(0));

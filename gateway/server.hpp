@@ -105,12 +105,14 @@ class Server {
   GatewayMetrics metrics_;
   ServiceStats service_stats_;
   IdGenerator ids_;
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
   ConnectionTable connections_;
   std::vector<std::thread> threads_;
   ServerCounters counters_;
   std::atomic<bool> stopping_{false};
+  // Last, so destroyed first: sessions still open at the end (a stream cut at the end of the
+  // grace) are destroyed with it, and their leases and counters must still exist then.
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
 };
 
 }  // namespace courier::gateway
