@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <thread>
+
 #include "gateway/server.hpp"
 #include "tests/unit/gateway/scripted_broker.hpp"
 
@@ -187,6 +189,34 @@ TEST_F(ServerStreamTest, AClientLeavingBeforeTheReplyCancelsTheRequest) {
   ASSERT_TRUE(pump_until([&] { return broker_.cancels.size() == 1; }));
   EXPECT_EQ(broker_.cancels[0].id, broker_.requests[0].id);
   EXPECT_EQ(server_->counters().cancelled.load(), 1u);
+}
+
+TEST_F(ServerStreamTest, AStreamStillOpenAtTheEndOfTheGraceIsCutWithoutItsLastChunk) {
+  start_server();
+  send(kGet);
+  ASSERT_TRUE(pump_until([&] { return broker_.requests.size() == 1; }));
+  const auto r = broker_.requests[0];
+  broker_.head(r);
+  broker_.stream(r, StreamPart::kData, "begun");
+  ASSERT_TRUE(pump_until([&] { return received_.find("begun") != std::string::npos; }));
+  EXPECT_EQ(server_->counters().in_flight.load(), 1);
+  EXPECT_EQ(server_->counters().streams_open.load(), 1);
+  server_->stop(100ms);
+  server_.reset();
+  const auto until = Clock::now() + 5s;
+  while (!drain() && Clock::now() < until) std::this_thread::yield();
+  EXPECT_TRUE(closed_);
+  EXPECT_EQ(received_.find("0\r\n\r\n"), std::string::npos) << received_;
+}
+
+TEST_F(ServerStreamTest, AStreamAbortedBeforeItsHeadIsA502) {
+  start_server();
+  send(kGet);
+  ASSERT_TRUE(pump_until([&] { return broker_.requests.size() == 1; }));
+  broker_.stream(broker_.requests[0], StreamPart::kAbort, "upstream reset");
+  ASSERT_TRUE(pump_until([&] { return received_.find("\r\n\r\n{") != std::string::npos; }));
+  EXPECT_TRUE(received_.starts_with("HTTP/1.1 502")) << received_;
+  EXPECT_NE(received_.find("upstream reset"), std::string::npos) << received_;
 }
 
 }  // namespace
