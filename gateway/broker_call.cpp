@@ -1,42 +1,151 @@
 #include "gateway/broker_call.hpp"
 
-#include <memory>
+#include <sys/socket.h>
+
+#include <cerrno>
 
 #include "common/errors.hpp"
 
 namespace courier::gateway {
 
-asio::awaitable<std::optional<BrokerResult>> call_broker(BrokerClient& broker,
-                                                         const protocol::RequestHeader& header,
-                                                         zmq::message_t envelope,
-                                                         std::chrono::milliseconds patience) {
-  // Shared with the callback, which may run after this coroutine is gone (a late reply).
-  struct Waiter {
-    explicit Waiter(asio::any_io_executor ex) : timer(ex) {}
-    asio::steady_timer timer;
-    std::optional<BrokerResult> result;
-  };
-  const auto id = header.id;
-  const auto executor = co_await asio::this_coro::executor;
-  auto waiter = std::make_shared<Waiter>(executor);
-  waiter->timer.expires_after(patience);
-  broker.submit(header, std::move(envelope), [waiter, executor](BrokerResult r) {
-    asio::post(executor, [waiter, r = std::move(r)]() mutable {
-      waiter->result = std::move(r);
-      waiter->timer.cancel();
+using Clock = std::chrono::steady_clock;
+
+// Shared with the broker's callback and the socket watch, which may both run after the owning
+// coroutine is gone (a late reply, a wait completing after the call ended).
+struct BrokerCall::State {
+  explicit State(asio::any_io_executor ex) : executor(ex), timer(ex) {}
+  asio::any_io_executor executor;
+  asio::steady_timer timer;
+  std::vector<BrokerResult> parts;
+  std::size_t next = 0;  // parts before it were popped
+  tcp::socket* client = nullptr;
+  bool watching = false;  // a wait is pending on `client` and its result still matters
+  bool gone = false;
+};
+
+BrokerCall::BrokerCall(BrokerClient& broker, asio::any_io_executor executor, tcp::socket* client)
+    : broker_(broker), state_(std::make_shared<State>(executor)) {
+  state_->client = client;
+}
+
+BrokerCall::~BrokerCall() {
+  // The pending wait (if any) completes later; it finds the watch over and leaves the socket be.
+  state_->watching = false;
+  state_->client = nullptr;
+  if (open_) broker_.cancel(id_);
+}
+
+void BrokerCall::submit(const protocol::RequestHeader& header, zmq::message_t envelope) {
+  id_ = header.id;
+  open_ = true;
+  if (state_->client) watch();
+  broker_.submit(header, std::move(envelope), [state = state_](BrokerResult r) {
+    auto& s = *state;
+    asio::post(s.executor, [state, r = std::move(r)]() mutable {
+      state->parts.push_back(std::move(r));
+      state->timer.cancel();
     });
   });
+}
 
+namespace {
+
+// Arms one wait for readability; what it finds decides whether to arm again.
+template <class State>
+void arm(const std::shared_ptr<State>& state) {
+  state->client->async_wait(tcp::socket::wait_read, [state](const beast::error_code& ec) {
+    auto& s = *state;
+    if (!s.watching || !s.client) return;  // stopped, or the call is over
+    if (!ec && s.client->is_open()) {
+      char byte = 0;
+      const auto n = ::recv(s.client->native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+      if (n > 0) {  // a pipelined request: the client is there; the session reads it later
+        s.watching = false;
+        return;
+      }
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        arm(state);  // spurious readiness
+        return;
+      }
+    }
+    // End of stream, a reset, or the socket failed while watched (closed by a write timeout).
+    s.watching = false;
+    s.gone = true;
+    s.timer.cancel();
+  });
+}
+
+}  // namespace
+
+void BrokerCall::watch() {
+  state_->watching = true;
+  arm(state_);
+}
+
+void BrokerCall::stop_watch() {
+  if (!state_->watching) return;
+  state_->watching = false;
   beast::error_code ec;
-  while (!waiter->result) {
-    co_await waiter->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    if (waiter->result) break;
-    if (ec == asio::error::operation_aborted) continue;
-    if (broker.cancel(id)) co_return std::nullopt;
-    // The reply is already on its way to this executor: wait for it.
-    waiter->timer.expires_after(std::chrono::seconds(5));
+  if (state_->client) state_->client->cancel(ec);
+}
+
+asio::awaitable<BrokerCall::Wake> BrokerCall::wait(Clock::time_point deadline) {
+  auto& s = *state_;
+  beast::error_code ec;
+  // Posted parts and the watch run on this executor too, so nothing can slip between a check
+  // and the wait that follows it.
+  while (s.next == s.parts.size()) {
+    if (s.gone) co_return Wake::kClientGone;
+    if (Clock::now() >= deadline) co_return Wake::kTimeout;
+    s.timer.expires_at(deadline);
+    co_await s.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
-  co_return std::move(waiter->result);
+  co_return Wake::kPart;
+}
+
+bool BrokerCall::has_part() const { return state_->next < state_->parts.size(); }
+
+std::size_t BrokerCall::queued() const { return state_->parts.size() - state_->next; }
+
+bool BrokerCall::client_gone() const { return state_->gone; }
+
+BrokerResult BrokerCall::pop() {
+  auto& s = *state_;
+  auto r = std::move(s.parts[s.next++]);
+  if (s.next == s.parts.size()) {
+    s.parts.clear();
+    s.next = 0;
+  }
+  if (r.final()) open_ = false;
+  return r;
+}
+
+bool BrokerCall::cancel() {
+  if (!open_) return false;
+  open_ = false;
+  return broker_.cancel(id_);
+}
+
+void BrokerCall::credit(std::uint32_t bytes) {
+  if (open_ && bytes > 0) broker_.credit(id_, bytes);
+}
+
+asio::awaitable<CallOutcome> call_broker(BrokerCall& call, const protocol::RequestHeader& header,
+                                         zmq::message_t envelope,
+                                         std::chrono::milliseconds patience) {
+  call.submit(header, std::move(envelope));
+  auto deadline = Clock::now() + patience;
+  for (;;) {
+    const auto wake = co_await call.wait(deadline);
+    if (wake == BrokerCall::Wake::kPart) co_return CallOutcome{wake, call.pop()};
+    if (wake == BrokerCall::Wake::kClientGone) {
+      call.cancel();
+      co_return CallOutcome{wake, std::nullopt};
+    }
+    if (call.cancel()) co_return CallOutcome{wake, std::nullopt};
+    // The reply is already on its way to this executor: wait for it.
+    deadline = Clock::now() + std::chrono::seconds(5);
+  }
 }
 
 ClientReply response_for(BrokerResult&& result, const HttpRequest& request,

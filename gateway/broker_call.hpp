@@ -1,10 +1,11 @@
 // One request through the broker as a coroutine: send the envelope through the BrokerClient and
-// wait, on the caller's executor, for its reply or until the caller's patience runs out; then
-// the client's response for what came back.
+// wait, on the caller's executor, for its reply, its stream's parts, or the client's disconnect.
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
+#include <vector>
 #include <zmq.hpp>
 
 #include "common/asio.hpp"
@@ -14,13 +15,58 @@
 
 namespace courier::gateway {
 
-// The reply (or the client's own error, e.g. no broker), or nullopt when `patience` ran out and
-// the request was cancelled: a reply arriving later is the client's to count and drop. The
-// result is delivered on the calling coroutine's executor, so it is decoded on that thread.
-asio::awaitable<std::optional<BrokerResult>> call_broker(BrokerClient& broker,
-                                                         const protocol::RequestHeader& header,
-                                                         zmq::message_t envelope,
-                                                         std::chrono::milliseconds patience);
+// A request in flight at the broker, owned by one coroutine. The parts the BrokerClient delivers
+// are queued on the coroutine's executor. While it waits, the client's socket is watched: a peer
+// that closes (or resets) its connection is gone; bytes from it (a pipelined request) only end
+// the watch. Destroying it cancels the request at the broker unless its final part came.
+class BrokerCall {
+ public:
+  enum class Wake { kPart, kTimeout, kClientGone };
+
+  // `client` (may be null: no watch) must outlive this object or stop_watch() being called.
+  BrokerCall(BrokerClient& broker, asio::any_io_executor executor, tcp::socket* client);
+  ~BrokerCall();
+  BrokerCall(const BrokerCall&) = delete;
+  BrokerCall& operator=(const BrokerCall&) = delete;
+
+  void submit(const protocol::RequestHeader& header, zmq::message_t envelope);
+  // Until a part is queued, the client is gone, or `deadline`.
+  asio::awaitable<Wake> wait(std::chrono::steady_clock::time_point deadline);
+  bool has_part() const;
+  BrokerResult pop();  // the oldest queued part; has_part() must hold
+  std::size_t queued() const;
+  bool client_gone() const;
+
+  // Sends CANCEL and forgets the request; false if it was over already (final part on its way).
+  bool cancel();
+  void credit(std::uint32_t bytes);
+  const protocol::CorrelationId& id() const { return id_; }
+  // Ends the watch, cancelling its wait on the socket: call only while no other operation is
+  // pending on that socket (socket.cancel() cancels them all).
+  void stop_watch();
+
+ private:
+  struct State;
+  void watch();
+
+  BrokerClient& broker_;
+  std::shared_ptr<State> state_;
+  protocol::CorrelationId id_{};
+  bool open_ = false;  // submitted and no final part taken, not cancelled
+};
+
+struct CallOutcome {
+  BrokerCall::Wake wake = BrokerCall::Wake::kPart;
+  // kPart: the first part (a reply, the client's own error, a stream's HEAD or an ABORT). After a
+  // HEAD the rest of the stream follows through the same BrokerCall.
+  std::optional<BrokerResult> result;
+};
+
+// Submits and waits up to `patience` for the first part. kTimeout and kClientGone cancel the
+// request (CANCEL to its broker); a reply arriving later is the client's to count and drop.
+asio::awaitable<CallOutcome> call_broker(BrokerCall& call, const protocol::RequestHeader& header,
+                                         zmq::message_t envelope,
+                                         std::chrono::milliseconds patience);
 
 // The client's response for a broker result: the reply envelope decoded and checked
 // (checked_response), or 502 <SVC>_BAD_RESPONSE when it does not decode. Whoever sent it (a

@@ -38,6 +38,14 @@ BrokerResult local_error(const std::string& service, const std::string& detail,
   return r;
 }
 
+void deliver(BrokerClient::Callback* plain, BrokerClient::Callback* shared, BrokerResult r) {
+  if (shared) {
+    (*shared)(std::move(r));
+  } else if (plain && *plain) {
+    (*plain)(std::move(r));
+  }
+}
+
 // The services a STATS snapshot shows live workers for.
 std::vector<std::string> served_services(const BrokerStats& stats) {
   std::vector<std::string> out;
@@ -48,6 +56,14 @@ std::vector<std::string> served_services(const BrokerStats& stats) {
 }
 
 }  // namespace
+
+BrokerResult local_abort(std::string_view why) {
+  BrokerResult r;
+  r.kind = BrokerResult::Kind::kAbort;
+  why = why.substr(0, protocol::kMaxAbortReason);
+  r.envelope = zmq::message_t(why.data(), why.size());
+  return r;
+}
 
 std::shared_ptr<const BrokerStats> parse_stats(std::string_view text) {
   auto stats = decode_broker_stats(text);
@@ -159,7 +175,7 @@ void BrokerClient::submit(const protocol::RequestHeader& header, zmq::message_t 
     std::lock_guard lock(mutex_);
     link = choose(service);
     if (link) {
-      Pending p{service, std::move(done), link->index, header.deadline_ms, header.flags, {}};
+      Pending p{service, std::move(done), {}, link->index, header.deadline_ms, header.flags, {}};
       // Another broker may have to carry this request if this one is lost: keep a reference to
       // the envelope (zmq_msg_copy shares the buffer; nothing is copied).
       if (links_.size() > 1 && (header.flags & protocol::kFlagRetrySafe)) {
@@ -177,22 +193,38 @@ void BrokerClient::submit(const protocol::RequestHeader& header, zmq::message_t 
 }
 
 bool BrokerClient::cancel(const protocol::CorrelationId& id) {
-  std::lock_guard lock(mutex_);
-  const auto it = pending_.find(key_of(id));
-  if (it == pending_.end()) return false;
-  --links_[it->second.link]->pending;
-  pending_.erase(it);
+  std::size_t link = 0;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = pending_.find(key_of(id));
+    if (it == pending_.end()) return false;
+    link = it->second.link;
+    --links_[link]->pending;
+    pending_.erase(it);
+  }
+  send_cancel(link, id);
   return true;
 }
 
-BrokerClient::Callback BrokerClient::take(const protocol::CorrelationId& id) {
-  std::lock_guard lock(mutex_);
-  const auto it = pending_.find(key_of(id));
-  if (it == pending_.end()) return {};
-  --links_[it->second.link]->pending;
-  auto cb = std::move(it->second.done);
-  pending_.erase(it);
-  return cb;
+void BrokerClient::send_cancel(std::size_t link, const protocol::CorrelationId& id) {
+  protocol::Frames frames;
+  frames.reserve(protocol::kCancelFrames);
+  protocol::add_cancel(frames, id);
+  links_[link]->peer.link().post(std::move(frames));
+}
+
+void BrokerClient::credit(const protocol::CorrelationId& id, std::uint32_t bytes) {
+  std::size_t link = 0;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = pending_.find(key_of(id));
+    if (it == pending_.end()) return;
+    link = it->second.link;
+  }
+  protocol::Frames frames;
+  frames.reserve(protocol::kCreditFrames);
+  protocol::add_credit(frames, id, std::clamp<std::uint32_t>(bytes, 1, protocol::kMaxCredit));
+  links_[link]->peer.link().post(std::move(frames));
 }
 
 void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
@@ -204,15 +236,36 @@ void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
   if (command == Command::kReply) {
     protocol::CorrelationId id{};
     if (protocol::parse_reply(frames, 0, id)) return;
+    Callback cb;
+    std::shared_ptr<Callback> streaming;
+    std::size_t on_link = 0;
+    {
+      std::lock_guard lock(mutex_);
+      const auto it = pending_.find(key_of(id));
+      if (it != pending_.end()) {
+        on_link = it->second.link;
+        --links_[on_link]->pending;
+        cb = std::move(it->second.done);
+        streaming = std::move(it->second.stream);
+        pending_.erase(it);
+      }
+    }
     // Whichever broker carried it, a reply answers the request (a failed-over request may be
     // answered by both: the second is late).
-    if (auto cb = take(id)) {
+    if (streaming) {
+      // The client may be reading the body already: a reply now cannot be honoured.
+      stream_errors_.fetch_add(1, std::memory_order_relaxed);
+      send_cancel(on_link, id);
+      (*streaming)(local_abort("protocol error: REPLY after the stream's HEAD"));
+    } else if (cb) {
       BrokerResult r;
       r.envelope = std::move(frames[3]);
       cb(std::move(r));
     } else {
       late_replies_.fetch_add(1, std::memory_order_relaxed);
     }
+  } else if (command == Command::kStream) {
+    on_stream(link, frames);
   } else if (command == Command::kStats && frames.size() == 4) {
     auto stats = parse_stats(protocol::view(frames[3]));
     auto served = stats ? served_services(*stats) : std::vector<std::string>{};
@@ -220,6 +273,85 @@ void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
     link.stats = std::move(stats);
     link.served = std::move(served);
   }
+}
+
+void BrokerClient::on_stream(Link& link, protocol::Frames& frames) {
+  using protocol::StreamPart;
+  protocol::StreamHeader header;
+  if (protocol::parse_stream(frames, 0, header)) {
+    spdlog::debug("broker link: malformed STREAM dropped");
+    return;
+  }
+  Callback plain;
+  std::shared_ptr<Callback> shared;
+  const char* error = nullptr;
+  std::size_t on_link = link.index;
+  {
+    std::lock_guard lock(mutex_);
+    const auto it = pending_.find(key_of(header.id));
+    // After the HEAD, only the broker that carried it speaks for the stream.
+    if (it == pending_.end() || (it->second.stream && it->second.link != link.index)) {
+      late_replies_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    auto& p = it->second;
+    bool remove = false;
+    switch (header.part) {
+      case StreamPart::kHead:
+        if (p.stream) {
+          error = "protocol error: a second HEAD";
+          break;
+        }
+        p.stream = std::make_shared<Callback>(std::move(p.done));
+        p.envelope = {};             // a client may read the head already: never sent again
+        if (p.link != link.index) {  // a failed-over request answered through its first broker
+          --links_[p.link]->pending;
+          ++link.pending;
+          p.link = link.index;
+        }
+        shared = p.stream;
+        break;
+      case StreamPart::kData:
+        if (!p.stream) error = "protocol error: DATA before HEAD";
+        shared = p.stream;
+        break;
+      case StreamPart::kEnd:
+        if (!p.stream) error = "protocol error: END before HEAD";
+        shared = p.stream;
+        remove = true;
+        break;
+      case StreamPart::kAbort:
+        // Before a HEAD it ends the request like an error reply would (nothing written yet).
+        shared = p.stream;
+        if (!shared) plain = std::move(p.done);
+        remove = true;
+        break;
+    }
+    if (error) {
+      shared = std::move(p.stream);
+      if (!shared) plain = std::move(p.done);
+      remove = true;
+    }
+    if (remove) {
+      on_link = p.link;
+      --links_[p.link]->pending;
+      pending_.erase(it);
+    }
+  }
+  if (error) {
+    stream_errors_.fetch_add(1, std::memory_order_relaxed);
+    spdlog::debug("broker {}: {}", link.endpoint(), error);
+    send_cancel(on_link, header.id);
+    deliver(&plain, shared.get(), local_abort(error));
+    return;
+  }
+  BrokerResult r;
+  r.kind = header.part == StreamPart::kHead   ? BrokerResult::Kind::kHead
+           : header.part == StreamPart::kData ? BrokerResult::Kind::kData
+           : header.part == StreamPart::kEnd  ? BrokerResult::Kind::kEnd
+                                              : BrokerResult::Kind::kAbort;
+  r.envelope = std::move(frames[protocol::kStreamPayloadIndex]);
+  deliver(&plain, shared.get(), std::move(r));
 }
 
 void BrokerClient::on_unsent(Link& link, protocol::Frames& frames) {
@@ -265,6 +397,7 @@ void BrokerClient::link_lost(Link& link, const std::string& detail) {
         continue;
       }
       --link.pending;
+      // A stream (its HEAD out) has an empty envelope: it never moves.
       Link* other =
           !p.envelope.empty() && p.deadline_ms > now_ms ? choose(p.service, &link) : nullptr;
       if (!other) {
@@ -289,7 +422,13 @@ void BrokerClient::link_lost(Link& link, const std::string& detail) {
   }
   failovers_.fetch_add(resend.size(), std::memory_order_relaxed);
   for (auto& [other, frames] : resend) other->peer.link().post(std::move(frames));
-  for (auto& [key, p] : failed) p.done(local_error(p.service, detail, id_of(key)));
+  for (auto& [key, p] : failed) {
+    if (p.stream) {
+      (*p.stream)(local_abort(detail));
+    } else {
+      p.done(local_error(p.service, detail, id_of(key)));
+    }
+  }
 }
 
 void BrokerClient::fail_all(const std::string& detail) {
@@ -299,7 +438,13 @@ void BrokerClient::fail_all(const std::string& detail) {
     failed.swap(pending_);
     for (auto& l : links_) l->pending = 0;
   }
-  for (auto& [key, p] : failed) p.done(local_error(p.service, detail, id_of(key)));
+  for (auto& [key, p] : failed) {
+    if (p.stream) {
+      (*p.stream)(local_abort(detail));
+    } else {
+      p.done(local_error(p.service, detail, id_of(key)));
+    }
+  }
 }
 
 void BrokerClient::on_tick(Link& link, Clock::time_point now) {

@@ -6,6 +6,10 @@
 // is lost, its retry-safe pending requests are sent again through another connected broker (the
 // gateway keeps a shared, not copied, reference to their envelopes for that); the rest are
 // answered 503 BROKER_UNAVAILABLE.
+//
+// A streamed reply (STREAM HEAD, DATA..., END or ABORT) reaches the same callback once per part,
+// in order. Once its HEAD is out a request never moves to another broker: a lost broker ends it
+// with an ABORT.
 #pragma once
 
 #include <atomic>
@@ -37,11 +41,19 @@ struct BrokerClientOptions {
   std::optional<curve::ClientKeys> curve;  // set: every broker link is a CURVE client
 };
 
-// What a caller gets back, exactly once: the reply's envelope frame (decoded by the caller, on
-// its own thread) or an error the gateway made itself.
+// What a caller gets back: once a kReply (the reply's envelope frame, decoded by the caller on
+// its own thread, or an error the gateway made itself), or for a stream a kHead, any number of
+// kData, then exactly one kEnd or kAbort.
 struct BrokerResult {
+  enum class Kind : std::uint8_t { kReply, kHead, kData, kEnd, kAbort };
+  Kind kind = Kind::kReply;
+  // kReply, kHead: the reply envelope; kData, kEnd: body bytes; kAbort: why, as text (from the
+  // worker or broker: untrusted, sanitize before logging).
   zmq::message_t envelope;
-  std::optional<ReplyEnvelope> local;  // set instead of `envelope` for gateway-made errors
+  std::optional<ReplyEnvelope> local;  // kReply only: set instead of `envelope` for our own errors
+
+  // The request is over with this part: nothing more comes for it.
+  bool final() const { return kind != Kind::kHead && kind != Kind::kData; }
 };
 
 // One broker as the gateway sees it.
@@ -67,16 +79,26 @@ class BrokerClient {
   void start();
   void stop();
 
-  // Thread-safe. `done` runs exactly once, unless cancel() wins first: on a link thread, on the
-  // caller's when no broker is connected, or on the thread calling stop().
+  // Thread-safe. `done` runs until a final() part, unless cancel() wins first: on a link thread,
+  // on the caller's when no broker is connected, or on the thread calling stop(). A broker's
+  // protocol error (DATA or END before HEAD, a second HEAD, a REPLY after HEAD) ends the request
+  // with a kAbort to the caller and a CANCEL to that broker.
   void submit(const protocol::RequestHeader& header, zmq::message_t envelope, Callback done);
-  // The caller gave up (deadline): a reply arriving later is discarded and counted.
+  // The caller gave up (deadline, client gone): CANCEL goes to the broker that carries the
+  // request, and a reply or stream part arriving later is discarded and counted as late. False
+  // when the request was no longer pending (its final part is on the way to the caller).
   bool cancel(const protocol::CorrelationId& id);
+  // The caller wrote `bytes` more of a stream's body to its client: CREDIT through the broker
+  // that carries it. Ignored for a request no longer pending; `bytes` is clamped to
+  // 1..kMaxCredit.
+  void credit(const protocol::CorrelationId& id, std::uint32_t bytes);
 
   // At least one broker answers heartbeats.
   bool connected() const;
   std::vector<BrokerStatus> brokers() const;
   std::uint64_t late_replies() const { return late_replies_.load(); }
+  // STREAM parts that broke the order (DATA or END before HEAD, a second HEAD, REPLY after HEAD).
+  std::uint64_t stream_protocol_errors() const { return stream_errors_.load(); }
   // Pending requests sent again through another broker after theirs was lost.
   std::uint64_t failovers() const { return failovers_.load(); }
   std::size_t pending() const;
@@ -86,6 +108,9 @@ class BrokerClient {
   struct Pending {
     std::string service;
     Callback done;
+    // Set at the HEAD (the callback moves here): shared so that each part is delivered outside
+    // the lock while the entry stays, and a plain request pays no extra allocation.
+    std::shared_ptr<Callback> stream;
     std::size_t link = 0;
     std::uint64_t deadline_ms = 0;
     std::uint8_t flags = 0;
@@ -93,12 +118,12 @@ class BrokerClient {
   };
 
   void on_message(Link& link, protocol::Frames& frames);
+  void on_stream(Link& link, protocol::Frames& frames);
+  void send_cancel(std::size_t link, const protocol::CorrelationId& id);
   void on_tick(Link& link, std::chrono::steady_clock::time_point now);
   void on_unsent(Link& link, protocol::Frames& frames);
   void link_lost(Link& link, const std::string& detail);
   void fail_all(const std::string& detail);
-  // Removes and returns the callback for `id`, if it is still pending.
-  Callback take(const protocol::CorrelationId& id);
   // Caller holds mutex_. The connected broker to send a request for `service` to, if any.
   Link* choose(std::string_view service, const Link* except = nullptr);
 
@@ -114,6 +139,10 @@ class BrokerClient {
   std::atomic<bool> stopping_{false};  // stop() began: no broker counts as connected
   std::atomic<std::uint64_t> late_replies_{0};
   std::atomic<std::uint64_t> failovers_{0};
+  std::atomic<std::uint64_t> stream_errors_{0};
 };
+
+// A part the gateway makes itself: a kAbort with `why` (broker lost, shutting down, protocol).
+BrokerResult local_abort(std::string_view why);
 
 }  // namespace courier::gateway

@@ -143,7 +143,17 @@ GatewayMetrics::GatewayMetrics()
           prometheus::BuildCounter()
               .Name("courier_gateway_bad_responses_total")
               .Help("Replies refused as invalid HTTP (502 <SVC>_BAD_RESPONSE), by service")
-              .Register(*registry_)) {}
+              .Register(*registry_)),
+      cancelled_(prometheus::BuildCounter()
+                     .Name("courier_gateway_cancelled_total")
+                     .Help("Requests cancelled because the client left before the response was "
+                           "complete, by service")
+                     .Register(*registry_)),
+      streams_(prometheus::BuildCounter()
+                   .Name("courier_gateway_streams_total")
+                   .Help("Streamed responses by service and outcome (complete, truncated, "
+                         "cancelled)")
+                   .Register(*registry_)) {}
 
 void GatewayMetrics::observe(std::string_view service, unsigned status,
                              std::chrono::duration<double> elapsed) {
@@ -154,6 +164,14 @@ void GatewayMetrics::observe(std::string_view service, unsigned status,
 
 void GatewayMetrics::bad_response(std::string_view service) {
   bad_responses_.Add({{"service", std::string(service)}}).Increment();
+}
+
+void GatewayMetrics::cancelled(std::string_view service) {
+  cancelled_.Add({{"service", std::string(service)}}).Increment();
+}
+
+void GatewayMetrics::stream_finished(std::string_view service, std::string_view outcome) {
+  streams_.Add({{"service", std::string(service)}, {"outcome", std::string(outcome)}}).Increment();
 }
 
 std::string GatewayMetrics::render(const GatewaySnapshot& s,
@@ -170,6 +188,8 @@ std::string GatewayMetrics::render(const GatewaySnapshot& s,
   gauge("courier_gateway_in_flight", "Requests being handled", static_cast<double>(s.in_flight));
   gauge("courier_gateway_connections", "Open client connections",
         static_cast<double>(s.connections));
+  gauge("courier_gateway_streams_open", "Streamed responses being written",
+        static_cast<double>(s.streams_open));
   gauge("courier_gateway_broker_connected", "1 while at least one broker answers heartbeats",
         s.broker_connected ? 1 : 0);
   counter("courier_gateway_bad_requests_total",

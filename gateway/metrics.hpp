@@ -29,6 +29,7 @@ struct GatewaySnapshot {
   std::uint64_t rejected_connections = 0;
   std::uint64_t late_replies = 0;
   std::uint64_t failovers = 0;
+  std::int64_t streams_open = 0;
   bool broker_connected = false;
 };
 
@@ -42,6 +43,11 @@ class GatewayMetrics {
   // Thread-safe; `service` as for observe().
   void bad_response(std::string_view service);
 
+  // A request whose client left before its response was complete (also observed as status 499).
+  void cancelled(std::string_view service);
+  // A streamed response ended: `outcome` is "complete", "truncated" or "cancelled".
+  void stream_finished(std::string_view service, std::string_view outcome);
+
   // The exposition text: the recorded metrics, the snapshot, and each broker's STATS snapshot
   // (series labelled `broker` with its endpoint; a malformed snapshot adds nothing).
   std::string render(const GatewaySnapshot& snapshot,
@@ -52,6 +58,8 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& duration_;
   prometheus::Family<prometheus::Counter>& bad_responses_;
+  prometheus::Family<prometheus::Counter>& cancelled_;
+  prometheus::Family<prometheus::Counter>& streams_;
 };
 
 }  // namespace courier::gateway

@@ -7,6 +7,7 @@
 #include "common/frames.hpp"
 #include "common/io_loop.hpp"
 #include "gateway/broker_call.hpp"
+#include "gateway/stream_relay.hpp"
 
 namespace courier::gateway {
 
@@ -22,6 +23,16 @@ struct Server::Exchange {
   std::optional<Admission> admitted;  // decided on the head; a refusal is answered as it is
   std::uint32_t attempts = 0;
   Clock::time_point start;
+  beast::tcp_stream* stream = nullptr;  // the client's connection
+  // The response went out already (a stream): the session writes nothing more.
+  bool written = false;
+  bool cancelled = false;      // the client left first: nothing to write, logged as 499
+  bool close = false;          // the connection must close after this exchange
+  std::string stream_outcome;  // a stream's: complete, truncated or cancelled
+  std::string stream_reason;   // why it was not complete, sanitized
+  std::uint64_t stream_bytes = 0;
+
+  unsigned status() const { return cancelled ? 499 : response.result_int(); }
 };
 
 namespace {
@@ -74,9 +85,9 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
         for (const auto& [name, svc] : settings_.services) names.push_back(name);
         return names;
       }()),
-      acceptor_(io_),
       connections_({.max_total = options_.max_connections,
-                    .max_per_client = options_.max_connections_per_client}) {}
+                    .max_per_client = options_.max_connections_per_client}),
+      acceptor_(io_) {}
 
 Server::~Server() {
   if (!threads_.empty()) stop(std::chrono::milliseconds(0));
@@ -243,13 +254,20 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
     if (buffer.size() == 0) buffer.shrink_to_fit();
     // Counted until the response is written, so a graceful stop waits for the bytes too.
     counters_.in_flight.fetch_add(1);
+    ex.stream = &stream;
     co_await handle(ex);
-    // Whoever built the response, a HEAD answer carries the headers only.
-    if (ex.request.method() == http::verb::head) ex.response.body().clear();
-    if (stopping_.load()) ex.response.keep_alive(false);
-    const bool keep_alive = ex.response.keep_alive();
-    stream.expires_after(options_.body_timeout);
-    co_await http::async_write(stream, ex.response, asio::redirect_error(asio::use_awaitable, ec));
+    bool keep_alive = false;
+    if (ex.written) {
+      keep_alive = !ex.close && !stopping_.load();
+    } else if (!ex.cancelled) {
+      // Whoever built the response, a HEAD answer carries the headers only.
+      if (ex.request.method() == http::verb::head) ex.response.body().clear();
+      if (stopping_.load()) ex.response.keep_alive(false);
+      keep_alive = ex.response.keep_alive();
+      stream.expires_after(options_.body_timeout);
+      co_await http::async_write(stream, ex.response,
+                                 asio::redirect_error(asio::use_awaitable, ec));
+    }
     counters_.in_flight.fetch_sub(1);
     record(ex);
     if (ec || !keep_alive) break;
@@ -327,19 +345,35 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, const Refusal& r
 
 void Server::record(const Exchange& ex) {
   const auto elapsed = Clock::now() - ex.start;
-  metrics_.observe(ex.service.empty() ? "none" : ex.service, ex.response.result_int(), elapsed);
+  const auto status = ex.status();
+  metrics_.observe(ex.service.empty() ? "none" : ex.service, status, elapsed);
+  if (ex.cancelled) {
+    counters_.cancelled.fetch_add(1);
+    metrics_.cancelled(ex.service.empty() ? "none" : ex.service);
+  }
   if (!ex.service.empty()) {
-    service_stats_.record(ex.service, ex.response.result_int(),
+    service_stats_.record(ex.service, status,
                           std::chrono::duration<double, std::milli>(elapsed).count());
   }
-  spdlog::info(
-      "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
-      "request_id={} subject={} bytes={}",
-      ex.client, std::string(ex.request.method_string()), std::string(ex.request.target()),
-      ex.service.empty() ? "-" : ex.service, ex.response.result_int(), ex.attempts,
-      std::chrono::duration<double, std::milli>(elapsed).count(),
-      ex.request_id.empty() ? "-" : ex.request_id, ex.subject.empty() ? "-" : ex.subject,
-      ex.response.body().size());
+  const auto ms = std::chrono::duration<double, std::milli>(elapsed).count();
+  const auto method = std::string(ex.request.method_string());
+  const auto target = std::string(ex.request.target());
+  const std::string_view service = ex.service.empty() ? "-" : ex.service;
+  const std::string_view request_id = ex.request_id.empty() ? "-" : ex.request_id;
+  const std::string_view subject = ex.subject.empty() ? "-" : ex.subject;
+  if (ex.stream_outcome.empty()) {
+    spdlog::info(
+        "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
+        "request_id={} subject={} bytes={}",
+        ex.client, method, target, service, status, ex.attempts, ms, request_id, subject,
+        ex.written ? ex.stream_bytes : ex.response.body().size());
+  } else {
+    spdlog::info(
+        "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
+        "request_id={} subject={} bytes={} stream={} reason=\"{}\"",
+        ex.client, method, target, service, status, ex.attempts, ms, request_id, subject,
+        ex.stream_bytes, ex.stream_outcome, ex.stream_reason);
+  }
 }
 
 asio::awaitable<void> Server::handle(Exchange& ex) {
@@ -357,6 +391,7 @@ AdminState Server::admin_state() const {
   state.gateway.connections = counters_.connections.load();
   state.gateway.bad_requests = counters_.bad_requests.load();
   state.gateway.timeouts = counters_.timeouts.load();
+  state.gateway.streams_open = counters_.streams_open.load();
   state.gateway.rejected_connections = counters_.rejected_connections.load();
   state.gateway.late_replies = broker_.late_replies();
   state.gateway.failovers = broker_.failovers();
@@ -393,23 +428,252 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   }
   auto frame = encode(mapped.envelope);
   mapped.envelope = {};  // the body now lives in the encoded frame
-  auto result = co_await call_broker(broker_, mapped.header, std::move(frame),
-                                     mapped.budget + options_.deadline_slack);
-  if (!result) {
+  BrokerCall call(broker_, ex.stream->get_executor(), &ex.stream->socket());
+  auto outcome = co_await call_broker(call, mapped.header, std::move(frame),
+                                      mapped.budget + options_.deadline_slack);
+  if (outcome.wake == BrokerCall::Wake::kClientGone) {
+    ex.cancelled = true;
+    co_return;
+  }
+  if (outcome.wake == BrokerCall::Wake::kTimeout) {
+    call.stop_watch();
     counters_.timeouts.fetch_add(1);
     ex.response = error_response(static_cast<int>(ErrorKind::kTimeout), svc.name,
                                  "no reply within " + std::to_string(mapped.budget.count()) + " ms",
                                  &ex.request, ex.request_id);
     co_return;
   }
-
-  auto answer = response_for(std::move(*result), ex.request, svc.name, ex.request_id);
+  auto& result = *outcome.result;
+  if (result.kind == BrokerResult::Kind::kHead) {
+    co_await relay(ex, call, svc, std::move(result));
+    co_return;
+  }
+  call.stop_watch();  // nothing is pending on the socket: the response is not written yet
+  if (result.kind != BrokerResult::Kind::kReply) {
+    // An ABORT before any HEAD (BrokerClient turns out-of-order parts into one): nothing went
+    // to the client, so it gets the usual error.
+    bad_reply(
+        ex, svc.name,
+        "stream aborted before its head: " + sanitize_reason(protocol::view(result.envelope)));
+    co_return;
+  }
+  auto answer = response_for(std::move(result), ex.request, svc.name, ex.request_id);
   if (!answer.problem.empty()) {
     metrics_.bad_response(svc.name);
     spdlog::warn("bad reply service={} request_id={}: {}", svc.name, ex.request_id, answer.problem);
   }
   ex.attempts = answer.attempts;
   ex.response = std::move(answer.response);
+}
+
+void Server::bad_reply(Exchange& ex, std::string_view service, std::string problem) {
+  metrics_.bad_response(service);
+  spdlog::warn("bad reply service={} request_id={}: {}", service, ex.request_id, problem);
+  ex.response = error_response(static_cast<int>(ErrorKind::kBadResponse), service, problem,
+                               &ex.request, ex.request_id);
+}
+
+asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
+                                    BrokerResult head_part) {
+  using Kind = BrokerResult::Kind;
+  ReplyEnvelope envelope;
+  if (const auto e = decode(protocol::view(head_part.envelope), envelope)) {
+    call.cancel();
+    call.stop_watch();
+    bad_reply(ex, svc.name, "invalid stream head envelope: " + e.message());
+    co_return;
+  }
+  auto head = stream_head(std::move(envelope), ex.request, svc.name, ex.request_id);
+  ex.attempts = head.attempts;
+  if (!head.problem.empty()) {
+    call.cancel();
+    call.stop_watch();
+    metrics_.bad_response(svc.name);
+    spdlog::warn("bad reply service={} request_id={}: invalid stream head: {}", svc.name,
+                 ex.request_id, head.problem);
+    ex.response = std::move(head.response);
+    co_return;
+  }
+
+  // Raise the worker's window to the service's at once, so the first round trip is not spent
+  // waiting for credit.
+  StreamWindow window(protocol::kInitialStreamWindow);
+  const auto wanted = std::min<std::uint64_t>(svc.stream_window, protocol::kMaxCredit);
+  if (wanted > protocol::kInitialStreamWindow) {
+    const auto extra = static_cast<std::uint32_t>(wanted - protocol::kInitialStreamWindow);
+    call.credit(extra);
+    window.grant(extra);
+  }
+
+  counters_.streams_open.fetch_add(1);
+  struct Open {
+    std::atomic<std::int64_t>& n;
+    ~Open() { n.fetch_sub(1); }
+  } open{counters_.streams_open};
+
+  ex.written = true;
+  ex.response = std::move(head.response);
+  if (stopping_.load()) ex.response.keep_alive(false);
+  auto& stream = *ex.stream;
+  const bool chunked = head.framing == StreamFraming::kChunked;
+  const auto idle = svc.stream_idle_timeout;
+  // Backstops a little past the worker's own limits: its ABORT normally comes first.
+  const auto backstop = std::chrono::seconds(2);
+  const auto started = Clock::now();
+  const auto max_deadline = started + svc.stream_max_duration + backstop;
+  const bool keepalive_on = head.event_stream && !(head.framing == StreamFraming::kLength) &&
+                            svc.sse_keepalive.count() > 0;
+  auto last_part = started;
+  auto last_write = started;
+  EventBoundary boundary;
+  std::uint64_t uncredited = 0;
+  std::string outcome;
+  std::string reason;
+  beast::error_code ec;
+
+  // A failed client write: a client that stopped reading is cut; one that left is cancelled.
+  const auto client_failed = [&](const beast::error_code& error) {
+    if (error == beast::error::timeout) {
+      outcome = "truncated";
+      reason = "gateway: client write over stream_idle_timeout";
+    } else {
+      outcome = "cancelled";
+      reason = "client gone";
+    }
+  };
+
+  {
+    http::response_serializer<http::string_body> serializer(ex.response);
+    stream.expires_after(idle);
+    co_await http::async_write_header(stream, serializer,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+  }
+  if (ec) client_failed(ec);
+
+  std::vector<zmq::message_t> batch;
+  std::vector<asio::const_buffer> buffers;
+  std::string chunk_line;
+  while (outcome.empty()) {
+    if (!call.has_part()) {
+      auto deadline = std::min(last_part + idle + backstop, max_deadline);
+      if (keepalive_on) deadline = std::min(deadline, last_write + svc.sse_keepalive);
+      const auto wake = co_await call.wait(deadline);
+      if (wake == BrokerCall::Wake::kTimeout) {
+        const auto now = Clock::now();
+        if (now >= max_deadline) {
+          outcome = "truncated";
+          reason = "gateway: stream over stream_max_duration";
+          break;
+        }
+        if (now >= last_part + idle + backstop) {
+          outcome = "truncated";
+          reason = "gateway: no stream data within stream_idle_timeout";
+          break;
+        }
+        if (keepalive_due(head, svc.sse_keepalive, now - last_write, boundary.at_boundary())) {
+          buffers.clear();
+          if (chunked) {
+            chunk_line = chunk_header(kKeepAliveComment.size());
+            buffers.push_back(asio::buffer(chunk_line));
+          }
+          buffers.push_back(asio::buffer(kKeepAliveComment));
+          if (chunked) buffers.push_back(asio::buffer(kChunkEnd));
+          stream.expires_after(idle);
+          co_await asio::async_write(stream, buffers,
+                                     asio::redirect_error(asio::use_awaitable, ec));
+          if (ec) {
+            client_failed(ec);
+            break;
+          }
+        }
+        // Not at a boundary: look again one interval later rather than spin.
+        last_write = now;
+        continue;
+      }
+    }
+    if (call.client_gone()) {
+      outcome = "cancelled";
+      reason = "client gone";
+      break;
+    }
+
+    // Everything already queued goes out in one write.
+    batch.clear();
+    std::size_t size = 0;
+    bool end = false;
+    std::optional<std::string> abort;
+    while (call.has_part() && !end && !abort) {
+      auto part = call.pop();
+      last_part = Clock::now();
+      if (part.kind == Kind::kData || part.kind == Kind::kEnd) {
+        const auto n = part.envelope.size();
+        if (!window.receive(n)) {
+          abort = "gateway: more body bytes than the window granted";
+        } else if (head.framing == StreamFraming::kLength &&
+                   ex.stream_bytes + size + n > head.length) {
+          abort = "gateway: more body bytes than the Content-Length";
+        } else {
+          size += n;
+          if (n > 0) batch.push_back(std::move(part.envelope));
+          end = part.kind == Kind::kEnd;
+        }
+      } else if (part.kind == Kind::kAbort) {
+        abort = std::string(protocol::view(part.envelope));
+      } else {
+        abort = "gateway: unexpected part in a stream";
+      }
+    }
+    buffers.clear();
+    if (size > 0 && chunked) {
+      chunk_line = chunk_header(size);
+      buffers.push_back(asio::buffer(chunk_line));
+    }
+    for (const auto& m : batch) buffers.push_back(asio::buffer(m.data(), m.size()));
+    if (size > 0 && chunked) buffers.push_back(asio::buffer(kChunkEnd));
+    const bool complete =
+        end && (head.framing != StreamFraming::kLength || ex.stream_bytes + size == head.length);
+    if (complete && chunked) buffers.push_back(asio::buffer(kLastChunk));
+    if (!buffers.empty()) {
+      stream.expires_after(idle);
+      co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) {
+        client_failed(ec);
+        break;
+      }
+      ex.stream_bytes += size;
+      for (const auto& m : batch) boundary.wrote(protocol::view(m));
+      last_write = Clock::now();
+    }
+    if (abort) {
+      outcome = "truncated";
+      reason = std::move(*abort);
+      break;
+    }
+    if (end) {
+      outcome = complete ? "complete" : "truncated";
+      if (!complete) reason = "gateway: body shorter than its Content-Length";
+      break;
+    }
+    uncredited += size;
+    if (const auto n = credit_due(uncredited, kCreditBatch, !call.has_part())) {
+      call.credit(n);
+      window.grant(n);
+      uncredited -= n;
+    }
+  }
+
+  if (outcome == "complete") {
+    call.stop_watch();  // no write pending: the session may read the next request
+    if (head.framing == StreamFraming::kClose) ex.close = true;
+  } else {
+    // No terminating chunk (or short of the length): the client sees a truncated body.
+    call.cancel();
+    ex.close = true;
+    ex.cancelled = outcome == "cancelled";
+  }
+  metrics_.stream_finished(svc.name, outcome);
+  ex.stream_outcome = std::move(outcome);
+  ex.stream_reason = sanitize_reason(reason);
 }
 
 }  // namespace courier::gateway

@@ -17,6 +17,7 @@
 #include "common/options.hpp"
 #include "gateway/admin.hpp"
 #include "gateway/auth.hpp"
+#include "gateway/broker_call.hpp"
 #include "gateway/broker_client.hpp"
 #include "gateway/connection_table.hpp"
 #include "gateway/metrics.hpp"
@@ -54,6 +55,8 @@ struct ServerCounters {
   std::atomic<std::uint64_t> requests{0};
   std::atomic<std::uint64_t> bad_requests{0};
   std::atomic<std::uint64_t> timeouts{0};
+  std::atomic<std::uint64_t> cancelled{0};  // the client left before its response was complete
+  std::atomic<std::int64_t> streams_open{0};
   std::atomic<std::int64_t> in_flight{0};
   std::atomic<std::int64_t> connections{0};
   std::atomic<std::uint64_t> rejected_connections{0};  // closed at accept, either limit
@@ -87,6 +90,11 @@ class Server {
   struct Exchange;
   asio::awaitable<void> handle(Exchange& ex);
   asio::awaitable<void> forward(Exchange& ex);
+  // Writes a streamed reply from its HEAD on, until END, ABORT, a timeout or the client leaving.
+  asio::awaitable<void> relay(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
+                              BrokerResult head);
+  // The stream's head refused, or the reply before a HEAD unusable: 502 <SVC>_BAD_RESPONSE.
+  void bad_reply(Exchange& ex, std::string_view service, std::string problem);
   AdminState admin_state() const;
   void record(const Exchange& ex);
 
@@ -97,12 +105,14 @@ class Server {
   GatewayMetrics metrics_;
   ServiceStats service_stats_;
   IdGenerator ids_;
-  asio::io_context io_;
-  tcp::acceptor acceptor_;
   ConnectionTable connections_;
   std::vector<std::thread> threads_;
   ServerCounters counters_;
   std::atomic<bool> stopping_{false};
+  // Last, so destroyed first: sessions still open at the end (a stream cut at the end of the
+  // grace) are destroyed with it, and their leases and counters must still exist then.
+  asio::io_context io_;
+  tcp::acceptor acceptor_;
 };
 
 }  // namespace courier::gateway

@@ -1,6 +1,8 @@
 // The gateway's broker link against scripted brokers (ROUTER sockets on loopback, driven by the
 // test thread): spreading requests over several brokers, preferring one with workers, failing
-// over a lost broker's retry-safe requests and answering the others 503 at once.
+// over a lost broker's retry-safe requests and answering the others 503 at once; streamed
+// replies reaching one callback in order, protocol errors and broker loss ending them with an
+// ABORT, CREDIT and CANCEL going out through the broker that carries the request.
 #include "gateway/broker_client.hpp"
 
 #include <gtest/gtest.h>
@@ -8,6 +10,7 @@
 
 #include <future>
 #include <map>
+#include <mutex>
 #include <nlohmann/json.hpp>
 
 #include "common/errors.hpp"
@@ -23,6 +26,20 @@ using Clock = std::chrono::steady_clock;
 struct Outcome {
   std::promise<BrokerResult> promise;
   std::future<BrokerResult> future = promise.get_future();
+};
+
+// Every part a streamed request's callback gets, in order (the link thread appends).
+struct Parts {
+  std::mutex mutex;
+  std::vector<std::pair<BrokerResult::Kind, std::string>> got;
+  std::size_t size() {
+    std::lock_guard lock(mutex);
+    return got.size();
+  }
+  std::vector<std::pair<BrokerResult::Kind, std::string>> snapshot() {
+    std::lock_guard lock(mutex);
+    return got;
+  }
 };
 
 class BrokerClientTest : public ::testing::Test {
@@ -70,7 +87,22 @@ class BrokerClientTest : public ::testing::Test {
   }
 
   std::uint64_t next_id_ = 1;
+  std::shared_ptr<Parts> submit_stream(BrokerClient& client) {
+    auto parts = std::make_shared<Parts>();
+    submit_with(client, true, [parts](BrokerResult r) {
+      std::string payload(protocol::view(r.envelope));
+      std::lock_guard lock(parts->mutex);
+      parts->got.emplace_back(r.kind, std::move(payload));
+    });
+    return parts;
+  }
   std::shared_ptr<Outcome> submit(BrokerClient& client, bool retry_safe) {
+    auto outcome = std::make_shared<Outcome>();
+    submit_with(client, retry_safe,
+                [outcome](BrokerResult r) { outcome->promise.set_value(std::move(r)); });
+    return outcome;
+  }
+  void submit_with(BrokerClient& client, bool retry_safe, BrokerClient::Callback done) {
     protocol::RequestHeader header;
     header.service = "svc";
     header.id = id_for(next_id_++);
@@ -85,10 +117,7 @@ class BrokerClientTest : public ::testing::Test {
     envelope.method = retry_safe ? "GET" : "POST";
     envelope.target = "/x";
     envelope.deadline_ms = header.deadline_ms;
-    auto outcome = std::make_shared<Outcome>();
-    client.submit(header, encode(envelope),
-                  [outcome](BrokerResult r) { outcome->promise.set_value(std::move(r)); });
-    return outcome;
+    client.submit(header, encode(envelope), std::move(done));
   }
 };
 
@@ -215,6 +244,167 @@ TEST_F(BrokerClientTest, ALateDuplicateReplyIsCountedNotDelivered) {
   auto r = o->future.get();
   ASSERT_FALSE(decode(protocol::view(r.envelope), reply));
   EXPECT_EQ(reply.body, "first");
+}
+
+using Kind = BrokerResult::Kind;
+using protocol::StreamPart;
+
+TEST_F(BrokerClientTest, StreamPartsReachOneCallbackInOrderAndEndRemovesTheRequest) {
+  ScriptedBroker a(context_, kServes);
+  BrokerClient client(context_, options({&a}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a}));
+  auto parts = submit_stream(client);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 1; }));
+  const auto r = a.requests[0];
+  a.head(r, 200, {{"Content-Type", "text/event-stream"}});
+  a.stream(r, StreamPart::kData, "one");
+  a.stream(r, StreamPart::kData, "two");
+  a.stream(r, StreamPart::kEnd, "three");
+  ASSERT_TRUE(pump_until({&a}, [&] { return parts->size() == 4; }));
+  const auto got = parts->snapshot();
+  EXPECT_EQ(got[0].first, Kind::kHead);
+  ReplyEnvelope head;
+  ASSERT_FALSE(decode(got[0].second, head));
+  EXPECT_EQ(head.status, 200u);
+  EXPECT_EQ(got[1], std::make_pair(Kind::kData, std::string("one")));
+  EXPECT_EQ(got[2], std::make_pair(Kind::kData, std::string("two")));
+  EXPECT_EQ(got[3], std::make_pair(Kind::kEnd, std::string("three")));
+  EXPECT_EQ(client.pending(), 0u);
+  // After the END, more parts are late.
+  a.stream(r, StreamPart::kData, "late");
+  ASSERT_TRUE(pump_until({&a}, [&] { return client.late_replies() == 1; }));
+  EXPECT_EQ(parts->size(), 4u);
+}
+
+TEST_F(BrokerClientTest, AnAbortEndsTheStreamAndRemovesIt) {
+  ScriptedBroker a(context_, kServes);
+  BrokerClient client(context_, options({&a}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a}));
+  auto parts = submit_stream(client);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 1; }));
+  a.head(a.requests[0]);
+  a.stream(a.requests[0], StreamPart::kAbort, "worker lost");
+  ASSERT_TRUE(pump_until({&a}, [&] { return parts->size() == 2; }));
+  EXPECT_EQ(parts->snapshot()[1], std::make_pair(Kind::kAbort, std::string("worker lost")));
+  EXPECT_EQ(client.pending(), 0u);
+}
+
+TEST_F(BrokerClientTest, DataBeforeHeadIsAProtocolErrorAbortedAndCancelled) {
+  ScriptedBroker a(context_, kServes);
+  BrokerClient client(context_, options({&a}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a}));
+  auto parts = submit_stream(client);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 1; }));
+  a.stream(a.requests[0], StreamPart::kData, "body first");
+  ASSERT_TRUE(pump_until({&a}, [&] { return parts->size() == 1 && a.cancels.size() == 1; }));
+  EXPECT_EQ(parts->snapshot()[0].first, Kind::kAbort);
+  EXPECT_EQ(a.cancels[0].id, a.requests[0].id);
+  EXPECT_EQ(client.pending(), 0u);
+  EXPECT_EQ(client.stream_protocol_errors(), 1u);
+}
+
+TEST_F(BrokerClientTest, ASecondHeadOrAReplyAfterTheHeadIsAProtocolError) {
+  ScriptedBroker a(context_, kServes);
+  BrokerClient client(context_, options({&a}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a}));
+  auto twice = submit_stream(client);
+  auto replied = submit_stream(client);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 2; }));
+  a.head(a.requests[0]);
+  a.head(a.requests[0]);
+  a.head(a.requests[1]);
+  a.reply(a.requests[1], "a whole reply");
+  ASSERT_TRUE(pump_until({&a}, [&] { return twice->size() == 2 && replied->size() == 2; }));
+  EXPECT_EQ(twice->snapshot()[1].first, Kind::kAbort);
+  EXPECT_EQ(replied->snapshot()[1].first, Kind::kAbort);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.cancels.size() == 2; }));
+  EXPECT_EQ(client.pending(), 0u);
+}
+
+TEST_F(BrokerClientTest, AStreamOfALostBrokerIsAbortedNeverMoved) {
+  ScriptedBroker a(context_, kServes), b(context_, kServes);
+  BrokerClient client(context_, options({&a, &b}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a, &b}));
+  std::vector<std::shared_ptr<Parts>> all;
+  for (int i = 0; i < 4; ++i) all.push_back(submit_stream(client));  // retry-safe: may move
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return a.requests.size() + b.requests.size() == 4; }));
+  ASSERT_FALSE(a.requests.empty());
+  for (const auto& r : a.requests) a.head(r);
+  // Which callbacks belong to a's requests: those that got the HEAD.
+  ASSERT_TRUE(pump_until({&a, &b}, [&] {
+    return std::count_if(all.begin(), all.end(), [](auto& p) { return p->size() == 1; }) ==
+           static_cast<long>(a.requests.size());
+  }));
+  const auto b_before = b.requests.size();
+  a.close();
+  ASSERT_TRUE(pump_until({&b}, [&] {
+    return std::all_of(all.begin(), all.end(), [](auto& p) { return p->size() != 1; });
+  }));
+  for (auto& p : all) {
+    const auto got = p->snapshot();
+    if (got.empty()) continue;  // b's own requests
+    ASSERT_EQ(got.size(), 2u);
+    EXPECT_EQ(got[1].first, Kind::kAbort);
+    EXPECT_EQ(got[1].second, "broker connection lost");
+  }
+  b.pump(50ms);
+  EXPECT_EQ(b.requests.size(), b_before) << "a stream with its head out must not be re-sent";
+  EXPECT_EQ(client.failovers(), 0u);
+}
+
+TEST_F(BrokerClientTest, StopAbortsOpenStreams) {
+  ScriptedBroker a(context_, kServes);
+  BrokerClient client(context_, options({&a}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a}));
+  auto parts = submit_stream(client);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 1; }));
+  a.head(a.requests[0]);
+  ASSERT_TRUE(pump_until({&a}, [&] { return parts->size() == 1; }));
+  client.stop();
+  ASSERT_EQ(parts->size(), 2u);
+  EXPECT_EQ(parts->snapshot()[1],
+            std::make_pair(Kind::kAbort, std::string("gateway shutting down")));
+}
+
+TEST_F(BrokerClientTest, CreditAndCancelGoThroughTheBrokerCarryingTheRequest) {
+  ScriptedBroker a(context_, kServes), b(context_, kServes);
+  BrokerClient client(context_, options({&a, &b}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a, &b}));
+  auto first = submit_stream(client);
+  auto second = submit_stream(client);
+  ASSERT_TRUE(
+      pump_until({&a, &b}, [&] { return a.requests.size() == 1 && b.requests.size() == 1; }));
+  const auto on_a = a.requests[0];
+  const auto on_b = b.requests[0];
+  a.head(on_a);
+  b.head(on_b);
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return first->size() == 1 && second->size() == 1; }));
+  client.credit(on_a.id, 4096);
+  client.credit(on_b.id, 0);  // clamped to 1
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return a.credits.size() == 1 && b.credits.size() == 1; }));
+  EXPECT_EQ(a.credits[0].id, on_a.id);
+  EXPECT_EQ(a.credits[0].bytes, 4096u);
+  EXPECT_EQ(a.credits[0].peer, on_a.peer);
+  EXPECT_EQ(b.credits[0].id, on_b.id);
+  EXPECT_EQ(b.credits[0].bytes, 1u);
+
+  EXPECT_TRUE(client.cancel(on_b.id));
+  EXPECT_FALSE(client.cancel(on_b.id));
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return b.cancels.size() == 1; }));
+  EXPECT_EQ(b.cancels[0].id, on_b.id);
+  client.credit(on_b.id, 10);  // forgotten: nothing goes out
+  b.stream(on_b, StreamPart::kData, "late");
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return client.late_replies() == 1; }));
+  EXPECT_TRUE(a.cancels.empty());
+  EXPECT_EQ(b.credits.size(), 1u);
+  EXPECT_EQ(second->size(), 1u);
 }
 
 }  // namespace

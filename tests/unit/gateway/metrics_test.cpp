@@ -67,6 +67,27 @@ TEST(GatewayMetrics, RendersValidTextWithRequestsAndLatency) {
   EXPECT_EQ(parsed.value("courier_gateway_broker_connected"), 1);
 }
 
+TEST(GatewayMetrics, CountsCancelledRequestsAndStreamsByOutcome) {
+  GatewayMetrics m;
+  m.cancelled("svc");
+  m.stream_finished("svc", "complete");
+  m.stream_finished("svc", "complete");
+  m.stream_finished("svc", "truncated");
+  GatewaySnapshot s;
+  s.streams_open = 3;
+  const auto text = m.render(s, {});
+  const auto parsed = pt::parse(text);
+  ASSERT_EQ(parsed.error, "") << text;
+  EXPECT_EQ(parsed.value("courier_gateway_cancelled_total", {{"service", "svc"}}), 1);
+  EXPECT_EQ(
+      parsed.value("courier_gateway_streams_total", {{"service", "svc"}, {"outcome", "complete"}}),
+      2);
+  EXPECT_EQ(
+      parsed.value("courier_gateway_streams_total", {{"service", "svc"}, {"outcome", "truncated"}}),
+      1);
+  EXPECT_EQ(parsed.value("courier_gateway_streams_open"), 3);
+}
+
 TEST(GatewayMetrics, TurnsBrokerStatsIntoPerServiceSeries) {
   GatewayMetrics m;
   const auto text = m.render({}, one_broker(kBrokerStats));

@@ -1,5 +1,6 @@
 // A broker the gateway's unit tests drive by hand: a ROUTER socket on loopback that answers
-// heartbeats and STATS, records the requests it gets and replies when the test says so.
+// heartbeats and STATS, records the requests, credits and cancels it gets and replies (or streams)
+// when the test says so.
 #pragma once
 
 #include <chrono>
@@ -32,6 +33,13 @@ class ScriptedBroker {
     std::string envelope;
   };
   std::vector<Received> requests;
+  struct Control {
+    std::string peer;
+    protocol::CorrelationId id{};
+    std::uint32_t bytes = 0;  // CREDIT only
+  };
+  std::vector<Control> credits;
+  std::vector<Control> cancels;
 
   // Handles whatever arrives within `wait`.
   void pump(std::chrono::milliseconds wait = std::chrono::milliseconds(5)) {
@@ -61,6 +69,14 @@ class ScriptedBroker {
         if (protocol::parse_request(frames, 1, header)) continue;
         requests.push_back({std::string(protocol::view(frames[0])), header.id, header.flags,
                             std::string(protocol::view(frames.back()))});
+      } else if (command == protocol::Command::kCredit) {
+        Control c{std::string(protocol::view(frames[0]))};
+        if (protocol::parse_credit(frames, 1, c.id, c.bytes)) continue;
+        credits.push_back(c);
+      } else if (command == protocol::Command::kCancel) {
+        Control c{std::string(protocol::view(frames[0]))};
+        if (protocol::parse_cancel(frames, 1, c.id)) continue;
+        cancels.push_back(c);
       }
     }
   }
@@ -74,6 +90,23 @@ class ScriptedBroker {
     reply.body = body;
     protocol::add_reply(frames, r.id, encode(reply));
     zmq::send_multipart(socket_, frames);
+  }
+
+  // One STREAM part for `r`; a HEAD carries a reply envelope with `status` and `headers`.
+  void stream(const Received& r, protocol::StreamPart part, const std::string& payload) {
+    protocol::Frames frames;
+    frames.emplace_back(r.peer.data(), r.peer.size());
+    protocol::StreamHeader header{r.id, part, protocol::unix_ms_now() + 60'000};
+    protocol::add_stream(frames, header, zmq::message_t(payload.data(), payload.size()));
+    zmq::send_multipart(socket_, frames);
+  }
+  void head(const Received& r, unsigned status = 200, Headers headers = {}) {
+    ReplyEnvelope reply;
+    reply.id = r.id;
+    reply.status = status;
+    reply.headers = std::move(headers);
+    const auto frame = encode(reply);
+    stream(r, protocol::StreamPart::kHead, std::string(protocol::view(frame)));
   }
 
   void close() { socket_.close(); }
