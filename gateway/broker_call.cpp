@@ -16,8 +16,19 @@ struct BrokerCall::State {
   explicit State(asio::any_io_executor ex) : executor(ex), timer(ex) {}
   asio::any_io_executor executor;
   asio::steady_timer timer;
-  std::vector<BrokerResult> parts;
-  std::size_t next = 0;  // parts before it were popped
+  // The oldest part inline (a plain reply allocates nothing more), the later ones after it.
+  std::optional<BrokerResult> first;
+  std::vector<BrokerResult> more;
+  std::size_t next = 0;  // parts of `more` before it were popped
+
+  bool empty() const { return !first && next == more.size(); }
+  void push(BrokerResult r) {
+    if (!first && more.empty()) {
+      first = std::move(r);
+    } else {
+      more.push_back(std::move(r));
+    }
+  }
   tcp::socket* client = nullptr;
   bool watching = false;  // a wait is pending on `client` and its result still matters
   bool gone = false;
@@ -42,7 +53,7 @@ void BrokerCall::submit(const protocol::RequestHeader& header, zmq::message_t en
   broker_.submit(header, std::move(envelope), [state = state_](BrokerResult r) {
     auto& s = *state;
     asio::post(s.executor, [state, r = std::move(r)]() mutable {
-      state->parts.push_back(std::move(r));
+      state->push(std::move(r));
       state->timer.cancel();
     });
   });
@@ -94,7 +105,7 @@ asio::awaitable<BrokerCall::Wake> BrokerCall::wait(Clock::time_point deadline) {
   beast::error_code ec;
   // Posted parts and the watch run on this executor too, so nothing can slip between a check
   // and the wait that follows it.
-  while (s.next == s.parts.size()) {
+  while (s.empty()) {
     if (s.gone) co_return Wake::kClientGone;
     if (Clock::now() >= deadline) co_return Wake::kTimeout;
     s.timer.expires_at(deadline);
@@ -103,18 +114,26 @@ asio::awaitable<BrokerCall::Wake> BrokerCall::wait(Clock::time_point deadline) {
   co_return Wake::kPart;
 }
 
-bool BrokerCall::has_part() const { return state_->next < state_->parts.size(); }
+bool BrokerCall::has_part() const { return !state_->empty(); }
 
-std::size_t BrokerCall::queued() const { return state_->parts.size() - state_->next; }
+std::size_t BrokerCall::queued() const {
+  return (state_->first ? 1 : 0) + state_->more.size() - state_->next;
+}
 
 bool BrokerCall::client_gone() const { return state_->gone; }
 
 BrokerResult BrokerCall::pop() {
   auto& s = *state_;
-  auto r = std::move(s.parts[s.next++]);
-  if (s.next == s.parts.size()) {
-    s.parts.clear();
-    s.next = 0;
+  BrokerResult r;
+  if (s.first) {
+    r = std::move(*s.first);
+    s.first.reset();
+  } else {
+    r = std::move(s.more[s.next++]);
+    if (s.next == s.more.size()) {
+      s.more.clear();
+      s.next = 0;
+    }
   }
   if (r.final()) open_ = false;
   return r;

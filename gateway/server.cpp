@@ -258,7 +258,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
     co_await handle(ex);
     bool keep_alive = false;
     if (ex.written) {
-      keep_alive = !ex.close && !stopping_.load();
+      keep_alive = !ex.close && !stopping_.load() && ex.response.keep_alive();
     } else if (!ex.cancelled) {
       // Whoever built the response, a HEAD answer carries the headers only.
       if (ex.request.method() == http::verb::head) ex.response.body().clear();
