@@ -561,12 +561,17 @@ void StreamPlan::piece(std::uint64_t index, std::string& out) const {
       return;
     }
     case Kind::kBytes: {
-      // Printable and position-dependent, so a reader can check order and loss.
+      // Printable and position-dependent, so a reader can check order and loss; cut from a
+      // pattern repeated once up front, so a piece costs one copy.
       static constexpr std::string_view kPattern = "abcdefghijklmnopqrstuvwxyz0123456789\n";
+      static const std::string kRepeated = [] {
+        std::string text;
+        while (text.size() < kMaxChunk + kPattern.size()) text += kPattern;
+        return text;
+      }();
       const std::uint64_t start = index * chunk;
       const std::uint64_t size = std::min(chunk, total - start);
-      out.resize(size);
-      for (std::uint64_t i = 0; i < size; ++i) out[i] = kPattern[(start + i) % kPattern.size()];
+      out.assign(kRepeated, start % kPattern.size(), size);
       return;
     }
   }
