@@ -282,7 +282,10 @@ if on "$PARTS" 3; then
     printf '  %-8s RSS at start %6.1f MiB, before %6.1f MiB, with the streams open %6.1f MiB: %6s KiB per open stream (%s of %d streaming)\n' \
       "$t" "$(awk -v x="${RSS_START[$t]}" 'BEGIN {print x / 1024}')" "$(awk -v x="$before" 'BEGIN {print x / 1024}')" \
       "$(awk -v x="$held" 'BEGIN {print x / 1024}')" "$per" "$ready" "$HOLD_STREAMS"
-    ((ready == HOLD_STREAMS)) || echo "  $t: only $ready of $HOLD_STREAMS streams had started when the RSS was sampled (buffered?)"
+    if ((ready != HOLD_STREAMS)); then
+      result_line=$(grep '^RESULT' "$hold_log" || true)
+      echo "  $t: only $ready of $HOLD_STREAMS streams had a 200 head and a character when the RSS was sampled (buffered?); statuses $(kv statuses "$result_line")"
+    fi
   done
 fi
 echo

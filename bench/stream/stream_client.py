@@ -7,7 +7,7 @@ character with the moment it arrived, so re-chunking by a proxy does not change 
       of the response head), time to the first character of the body, and the gaps between
       consecutive characters (p50/p99/max, and p99 minus the upstream's interval).
   stream_client.py hold URL --streams N [--ready-timeout S] [--hold S]
-      opens N streams, prints "READY ready=K streams=N" once K=N have sent a first character
+      opens N streams, prints "READY ready=K streams=N" once K=N have a 200 head and a character
       (or the ready timeout passed), keeps reading for --hold seconds, then prints RESULT.
 
 Standard library only. A response is "complete" only when its framing says so (the terminating
@@ -220,13 +220,18 @@ def run_hold(args):
             streams.append(open_streams(args.url, 1)[0])
     except OSError as e:
         print(f"stream_client: connect failed after {len(streams)} streams: {e}", file=sys.stderr)
-    ready = lambda: sum(1 for s in streams if s.char_times)
+    # Streaming means a 200 head and body characters already; an error page does not count.
+    ready = lambda: sum(1 for s in streams if s.status == 200 and s.char_times)
     pump(streams, lambda: ready() == len(streams), time.monotonic() + args.ready_timeout)
     print(f"READY ready={ready()} streams={args.streams}", flush=True)
     pump(streams, lambda: False, time.monotonic() + args.hold)
     alive = sum(1 for s in streams if not s.finished())
+    statuses = {}
+    for s in streams:
+        statuses[s.status or 0] = statuses.get(s.status or 0, 0) + 1
+    status_text = ",".join(f"{k}:{v}" for k, v in sorted(statuses.items()))
     print(f"RESULT streams={args.streams} ready={ready()} alive={alive} "
-          f"complete={sum(1 for s in streams if s.complete)}", flush=True)
+          f"complete={sum(1 for s in streams if s.complete)} statuses={status_text}", flush=True)
     for s in streams:
         s.close()
     return 0
