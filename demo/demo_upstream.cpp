@@ -1,9 +1,11 @@
 #include "demo/demo_upstream.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <ctime>
@@ -803,7 +805,7 @@ asio::awaitable<void> DemoServer::serve(std::shared_ptr<Connection> connection,
     unsigned status = 0;
     if (auto* plan = std::get_if<StreamPlan>(&answer)) {
       status = plan->status;
-      ec = co_await play_stream(*connection, *plan, raw.version(), keep_alive, head_only);
+      ec = co_await play_stream(connection, *plan, raw.version(), keep_alive, head_only);
     } else {
       Response& response = std::get<Response>(answer);
       status = response.status;
@@ -842,19 +844,55 @@ asio::awaitable<void> DemoServer::serve(std::shared_ptr<Connection> connection,
   stream.close();
 }
 
-asio::awaitable<beast::error_code> DemoServer::play_stream(Connection& connection,
+asio::awaitable<beast::error_code> DemoServer::play_stream(std::shared_ptr<Connection> connection,
                                                            const StreamPlan& plan, unsigned version,
                                                            bool keep_alive, bool head_only) {
-  beast::tcp_stream& stream = connection.stream;
+  beast::tcp_stream& stream = connection->stream;
   beast::error_code ec;
+  // A proxy that cancels a request hangs up. Watching for that during the waits, not only at the
+  // next write, frees the connection at once (a think time can be a minute) and lets the log say
+  // when the client left.
+  struct Watch {
+    bool active = true;
+    bool peer_gone = false;
+  };
+  auto watch = std::make_shared<Watch>();
+  stream.socket().async_wait(
+      tcp::socket::wait_read, [watch, connection](const boost::system::error_code& wait_ec) {
+        if (!watch->active || wait_ec == asio::error::operation_aborted) return;
+        char probe;
+        const auto n =
+            ::recv(connection->stream.socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+        // Readable with data is a pipelined request, read once this stream is over.
+        if (wait_ec || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          watch->peer_gone = true;
+          connection->timer.cancel();
+        }
+      });
+  struct StopWatching {
+    Watch& watch;
+    tcp::socket& socket;
+    ~StopWatching() {
+      watch.active = false;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);  // only the watch is pending here
+    }
+  } stop_watching{*watch, stream.socket()};
+  std::uint64_t sent = 0;
+  const std::uint64_t pieces = plan.pieces();
+  const auto abandoned = [&] {
+    ++streams_abandoned_;
+    spdlog::info("stream abandoned by the client after {} of {} pieces", sent, pieces);
+    return watch->peer_gone ? beast::error_code(asio::error::connection_reset) : ec;
+  };
   const auto pause = [&](std::chrono::milliseconds wait) -> asio::awaitable<void> {
     stream.expires_never();
-    connection.timer.expires_after(wait);
-    co_await connection.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+    connection->timer.expires_after(wait);
+    co_await connection->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   };
   if (plan.think.count() > 0) {
     co_await pause(plan.think);
-    if (ec) co_return ec;
+    if (ec) co_return abandoned();
   }
   http::response<http::empty_body> head{static_cast<http::status>(plan.status), version};
   head.set(http::field::server, kServerName);
@@ -865,26 +903,27 @@ asio::awaitable<beast::error_code> DemoServer::play_stream(Connection& connectio
   stream.expires_after(kWriteTimeout);
   co_await http::async_write_header(stream, serializer,
                                     asio::redirect_error(asio::use_awaitable, ec));
-  if (ec || head_only) co_return ec;
+  if (ec) co_return abandoned();
+  if (head_only) co_return ec;
 
   // One write per piece: with Nagle off each reaches the wire as its own segment, which is what
   // a proxy in front of this upstream must preserve.
   std::string piece;
-  const std::uint64_t pieces = plan.pieces();
-  for (std::uint64_t i = 0; i < pieces; ++i) {
-    if (i > 0 && plan.interval.count() > 0) {
+  for (; sent < pieces; ++sent) {
+    if (sent > 0 && plan.interval.count() > 0) {
       co_await pause(plan.interval);
-      if (ec) co_return ec;
+      if (ec) co_return abandoned();
     }
-    plan.piece(i, piece);
+    plan.piece(sent, piece);
     stream.expires_after(kWriteTimeout);
     co_await asio::async_write(stream, http::make_chunk(asio::buffer(piece)),
                                asio::redirect_error(asio::use_awaitable, ec));
-    if (ec) co_return ec;
+    if (ec) co_return abandoned();
   }
   stream.expires_after(kWriteTimeout);
   co_await asio::async_write(stream, http::make_chunk_last(),
                              asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return abandoned();
   co_return ec;
 }
 

@@ -170,6 +170,8 @@ class DemoServer {
   std::size_t active_connections() const;
   std::size_t requests_in_flight() const;  // read but not yet answered (or dropped)
   std::uint64_t requests_served() const { return sequence_.load(); }
+  // Streams whose client hung up (or stopped reading past the write timeout) before the end.
+  std::uint64_t streams_abandoned() const { return streams_abandoned_.load(); }
 
  private:
   struct Connection;
@@ -180,8 +182,9 @@ class DemoServer {
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<Connection> connection, std::uint64_t index);
   // Think, head, pieces, last chunk; an error when the connection must not be reused.
-  asio::awaitable<beast::error_code> play_stream(Connection& connection, const StreamPlan& plan,
-                                                 unsigned version, bool keep_alive, bool head_only);
+  asio::awaitable<beast::error_code> play_stream(std::shared_ptr<Connection> connection,
+                                                 const StreamPlan& plan, unsigned version,
+                                                 bool keep_alive, bool head_only);
 
   asio::io_context& io_;
   const Config config_;
@@ -189,6 +192,7 @@ class DemoServer {
   tcp::endpoint endpoint_;
   std::shared_ptr<Registry> registry_;
   std::atomic<std::uint64_t> sequence_{0};
+  std::atomic<std::uint64_t> streams_abandoned_{0};
   std::uint64_t accepted_ = 0;  // accept loop only
 };
 

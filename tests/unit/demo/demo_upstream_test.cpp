@@ -586,6 +586,32 @@ TEST(DemoServer, ClientLeavingMidStreamFreesTheConnection) {
   }
   EXPECT_TRUE(ct::wait_until([&] { return running.server().active_connections() == 0; }, 5s));
   EXPECT_EQ(running.server().requests_in_flight(), 0u);
+  EXPECT_EQ(running.server().streams_abandoned(), 1u);
+}
+
+TEST(DemoServer, ClientLeavingDuringTheThinkTimeIsNoticedBeforeItEnds) {
+  RunningServer running(Config{});
+  {
+    ct::TestHttpConnection connection;
+    ASSERT_FALSE(connection.connect(running.port()));
+    ASSERT_FALSE(connection.send("GET", "/play/riddle/1?think_ms=60000"));
+    ASSERT_TRUE(ct::wait_until([&] { return running.server().requests_in_flight() == 1; }, 5s));
+  }
+  // Well inside the 60 s think time: the server watched the socket instead of waiting it out.
+  EXPECT_TRUE(ct::wait_until([&] { return running.server().active_connections() == 0; }, 10s));
+  EXPECT_EQ(running.server().streams_abandoned(), 1u);
+}
+
+TEST(DemoServer, PipelinedRequestAfterAStreamIsServed) {
+  RunningServer running(Config{});
+  const auto raw = ct::raw_exchange(
+      running.port(),
+      "GET /play/riddle/1?think_ms=50&interval_ms=10&chars=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+      "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+      5s);
+  EXPECT_TRUE(raw.peer_closed);
+  EXPECT_NE(raw.data.find("\r\n0\r\n\r\nHTTP/1.1 200"), std::string::npos) << raw.data;
+  EXPECT_EQ(running.server().streams_abandoned(), 0u);
 }
 
 }  // namespace
