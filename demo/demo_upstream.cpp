@@ -1,8 +1,11 @@
 #include "demo/demo_upstream.hpp"
 
 #include <spdlog/spdlog.h>
+#include <sys/socket.h>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
 #include <charconv>
 #include <cmath>
 #include <ctime>
@@ -165,26 +168,227 @@ Response game_turn(const Request& request, const HandlerContext& context) {
   return json_response(200, body);
 }
 
+std::string_view query_of(std::string_view target) {
+  const auto mark = target.find('?');
+  return mark == std::string_view::npos ? std::string_view() : target.substr(mark + 1);
+}
+
+std::optional<std::uint64_t> parse_u64(std::string_view text) {
+  std::uint64_t value = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (text.empty() || error != std::errc() || end != text.data() + text.size()) return std::nullopt;
+  return value;
+}
+
+Response bad_request(Role role, std::string message) {
+  if (role == Role::kRuleEngine) return wrapped(400, nullptr, std::move(message));
+  return json_response(400, {{"error", "bad_request"}, {"message", std::move(message)}});
+}
+
+// Unit boundaries of `text`: one per UTF-8 character, or one per word with its trailing space.
+std::vector<std::uint32_t> cut_units(std::string_view text, bool words) {
+  std::vector<std::uint32_t> cuts;
+  for (std::uint32_t i = 0; i < text.size(); ++i) {
+    const auto byte = static_cast<unsigned char>(text[i]);
+    const bool starts = words ? (i == 0 || (text[i - 1] == ' ' && byte != ' '))
+                              : (byte & 0xC0) != 0x80;  // not a UTF-8 continuation byte
+    if (starts) cuts.push_back(i);
+  }
+  cuts.push_back(static_cast<std::uint32_t>(text.size()));
+  return cuts;
+}
+
+std::string_view unit_of(const StreamPlan& plan, std::uint64_t index) {
+  const std::size_t units = plan.cuts.size() - 1;
+  const std::size_t k = index % units;
+  return plan.text.substr(plan.cuts[k], plan.cuts[k + 1] - plan.cuts[k]);
+}
+
+// The stream would outlast kMaxStreamDuration.
+bool too_long(const StreamParams& params, std::uint64_t pieces) {
+  const auto budget = (kMaxStreamDuration - params.think).count();
+  return params.interval.count() > 0 &&
+         pieces > static_cast<std::uint64_t>(budget / params.interval.count());
+}
+
+constexpr std::string_view kTooLong = "think_ms + pieces x interval_ms exceeds 900000 ms";
+
+// A user id as the Rule Engine takes it in its path: short, and nothing that needs escaping.
+bool valid_user_id(std::string_view id) {
+  return !id.empty() && id.size() <= 64 && std::all_of(id.begin(), id.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '-' || c == '_';
+  });
+}
+
+// GET /play/riddle/{user_id}, /play/quiz/{user_id}: the LLM writes the text before the head
+// goes out, then it trickles out one character at a time, unframed (no "data:").
+Answer minigame(const Request& request, const HandlerContext& context, bool quiz) {
+  static constexpr std::string_view kRiddles[] = {
+      "I speak without a mouth and hear without ears. I have no body, but I come alive with "
+      "wind. What am I?",
+      "The more of me you take, the more you leave behind. What am I?",
+      "입은 없는데 말을 하고, 귀는 없는데 듣는다. 바람이 불면 살아나는 나는 무엇일까?",
+  };
+  static constexpr std::string_view kQuizzes[] = {
+      "Which metal is liquid at room temperature? 1) Iron 2) Mercury 3) Tin 4) Lead",
+      "How many sides does a hexagon have? 1) Five 2) Six 3) Seven 4) Eight",
+      "다음 중 가장 큰 행성은? 1) 지구 2) 화성 3) 목성 4) 금성",
+  };
+  const std::string_view path = path_of(request.target);
+  const std::string_view user_id = path.substr(path.rfind('/') + 1);
+  if (!valid_user_id(user_id)) {
+    return wrapped(422, nullptr, "user_id must be 1-64 characters of [A-Za-z0-9_-]");
+  }
+  std::string error;
+  const auto params = parse_stream_params(query_of(request.target), {}, "chars", kMaxPieces, error);
+  if (!params) return bad_request(Role::kRuleEngine, std::move(error));
+
+  StreamPlan plan;
+  plan.kind = StreamPlan::Kind::kCharacters;
+  plan.headers = {{"Content-Type", "text/event-stream; charset=utf-8"},
+                  {"Cache-Control", "no-cache"}};
+  plan.think = params->think;
+  plan.interval = params->interval;
+  plan.text = quiz ? kQuizzes[context.entropy % std::size(kQuizzes)]
+                   : kRiddles[context.entropy % std::size(kRiddles)];
+  plan.cuts = cut_units(plan.text, /*words=*/false);
+  plan.count = params->count != 0 ? params->count : plan.cuts.size() - 1;
+  if (too_long(*params, plan.count)) return bad_request(Role::kRuleEngine, std::string(kTooLong));
+  return plan;
+}
+
+// POST /v1/chat/completions, OpenAI-shaped: with "stream": true one SSE event per token and
+// "data: [DONE]"; otherwise one completion after the time the tokens would have taken.
+Answer chat_completion(const Request& request, const HandlerContext& context) {
+  static constexpr std::string_view kReply =
+      "The torchlight flickers across the ancient altar as you step closer. Runes glow faintly "
+      "beneath the dust, and somewhere in the dark a heavy stone door grinds open.";
+  constexpr std::size_t kMaxModelName = 64;
+  const json posted = posted_object(request.body);
+  std::string error;
+  auto params = parse_stream_params(query_of(request.target), {}, "tokens", kMaxPieces, error);
+  if (!params) {
+    return json_response(
+        400,
+        {{"error",
+          {{"message", std::move(error)}, {"type", "invalid_request_error"}, {"code", nullptr}}}});
+  }
+  StreamPlan plan;
+  plan.kind = StreamPlan::Kind::kChatChunks;
+  plan.think = params->think;
+  plan.interval = params->interval;
+  plan.text = kReply;
+  plan.cuts = cut_units(kReply, /*words=*/true);
+  plan.count = params->count != 0 ? params->count : plan.cuts.size() - 1;
+  if (auto it = posted.find("max_tokens"); it != posted.end() && it->is_number_unsigned()) {
+    plan.count = std::clamp<std::uint64_t>(it->get<std::uint64_t>(), 1, plan.count);
+  }
+  plan.id = hex_id("chatcmpl-", context.entropy);
+  const auto model = posted.find("model");
+  plan.model = model != posted.end() && model->is_string() &&
+                       model->get_ref<const std::string&>().size() <= kMaxModelName
+                   ? model->get<std::string>()
+                   : std::string("courier-demo-llm");
+  plan.created =
+      std::chrono::duration_cast<std::chrono::seconds>(context.now.time_since_epoch()).count();
+  if (too_long(*params, plan.count)) {
+    return json_response(
+        400,
+        {{"error", {{"message", kTooLong}, {"type", "invalid_request_error"}, {"code", nullptr}}}});
+  }
+  const auto stream = posted.find("stream");
+  if (stream != posted.end() && stream->is_boolean() && stream->get<bool>()) {
+    plan.headers = {{"Content-Type", "text/event-stream"}, {"Cache-Control", "no-cache"}};
+    return plan;
+  }
+  std::string content;
+  for (std::uint64_t i = 0; i < plan.count; ++i) content += unit_of(plan, i);
+  const std::uint64_t prompt_chars = request.body.size();
+  Response response =
+      json_response(200, {{"id", plan.id},
+                          {"object", "chat.completion"},
+                          {"created", plan.created},
+                          {"model", plan.model},
+                          {"choices",
+                           {{{"index", 0},
+                             {"message", {{"role", "assistant"}, {"content", std::move(content)}}},
+                             {"finish_reason", "stop"}}}},
+                          {"usage",
+                           {{"prompt_tokens", prompt_chars / 4},
+                            {"completion_tokens", plan.count},
+                            {"total_tokens", prompt_chars / 4 + plan.count}}}});
+  response.delay = plan.think + plan.interval * static_cast<std::int64_t>(plan.count);
+  return response;
+}
+
+// GET /bytes/{n}?chunk=65536: n bytes, chunked, as fast as the reader takes them (or
+// interval_ms apart), for throughput and flow-control runs.
+Answer byte_stream(Role role, const Request& request) {
+  const std::string_view path = path_of(request.target);
+  const auto total = parse_u64(path.substr(path.rfind('/') + 1));
+  if (!total || *total > kMaxBytes) {
+    return bad_request(role,
+                       "the byte count must be an integer from 0 to " + std::to_string(kMaxBytes));
+  }
+  std::string error;
+  const auto params = parse_stream_params(
+      query_of(request.target),
+      {.think = std::chrono::milliseconds(0), .interval = std::chrono::milliseconds(0)}, "", 0,
+      error);
+  if (!params) return bad_request(role, std::move(error));
+  StreamPlan plan;
+  plan.kind = StreamPlan::Kind::kBytes;
+  plan.headers = {{"Content-Type", "application/octet-stream"}};
+  plan.think = params->think;
+  plan.interval = params->interval;
+  plan.total = *total;
+  plan.chunk = params->chunk;
+  if (too_long(*params, plan.pieces())) return bad_request(role, std::string(kTooLong));
+  return plan;
+}
+
 struct Route {
   std::string_view method;
-  std::string_view path;
-  Response (*run)(Role, const Request&, const HandlerContext&);
+  std::string_view path;  // ending in '/': a prefix, followed by one non-empty segment
+  Answer (*run)(Role, const Request&, const HandlerContext&);
 };
+
+bool matches(const Route& route, std::string_view path) {
+  if (route.path.back() != '/') return route.path == path;
+  return path.size() > route.path.size() && path.starts_with(route.path) &&
+         path.find('/', route.path.size()) == std::string_view::npos;
+}
 
 constexpr Route kRuleEngineRoutes[] = {
     {"GET", "/health",
-     [](Role r, const Request&, const HandlerContext& c) { return health(r, c); }},
+     [](Role r, const Request&, const HandlerContext& c) -> Answer { return health(r, c); }},
     {"POST", "/session/add",
-     [](Role, const Request& q, const HandlerContext& c) { return session_add(q, c); }},
+     [](Role, const Request& q, const HandlerContext& c) -> Answer { return session_add(q, c); }},
     {"POST", "/play/scenario",
-     [](Role, const Request& q, const HandlerContext& c) { return play_scenario(q, c); }},
+     [](Role, const Request& q, const HandlerContext& c) -> Answer { return play_scenario(q, c); }},
+    {"GET", "/play/riddle/",
+     [](Role, const Request& q, const HandlerContext& c) -> Answer {
+       return minigame(q, c, false);
+     }},
+    {"GET", "/play/quiz/",
+     [](Role, const Request& q, const HandlerContext& c) -> Answer {
+       return minigame(q, c, true);
+     }},
+    {"GET", "/bytes/",
+     [](Role r, const Request& q, const HandlerContext&) -> Answer { return byte_stream(r, q); }},
 };
 
 constexpr Route kAiGmRoutes[] = {
     {"GET", "/health",
-     [](Role r, const Request&, const HandlerContext& c) { return health(r, c); }},
+     [](Role r, const Request&, const HandlerContext& c) -> Answer { return health(r, c); }},
     {"POST", "/api/v1/game/turn",
-     [](Role, const Request& q, const HandlerContext& c) { return game_turn(q, c); }},
+     [](Role, const Request& q, const HandlerContext& c) -> Answer { return game_turn(q, c); }},
+    {"POST", "/v1/chat/completions",
+     [](Role, const Request& q, const HandlerContext& c) -> Answer {
+       return chat_completion(q, c);
+     }},
+    {"GET", "/bytes/",
+     [](Role r, const Request& q, const HandlerContext&) -> Answer { return byte_stream(r, q); }},
 };
 
 bool is_http_error(const beast::error_code& ec) {
@@ -284,12 +488,103 @@ Fate decide_fate(const Faults& faults, std::mt19937_64& rng) {
   return Fate::kRespond;
 }
 
+std::optional<StreamParams> parse_stream_params(std::string_view query, StreamParams defaults,
+                                                std::string_view count_key, std::uint64_t max_count,
+                                                std::string& error) {
+  StreamParams params = defaults;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    const std::string_view key = pair.substr(0, eq);
+    const std::string_view text = eq == std::string_view::npos ? "" : pair.substr(eq + 1);
+    const auto bounded = [&](std::uint64_t low,
+                             std::uint64_t high) -> std::optional<std::uint64_t> {
+      const auto value = parse_u64(text);
+      if (!value || *value < low || *value > high) {
+        error = std::string(key) + " must be an integer from " + std::to_string(low) + " to " +
+                std::to_string(high);
+        return std::nullopt;
+      }
+      return value;
+    };
+    if (key == "think_ms") {
+      const auto value = bounded(0, kMaxThink.count());
+      if (!value) return std::nullopt;
+      params.think = std::chrono::milliseconds(*value);
+    } else if (key == "interval_ms") {
+      const auto value = bounded(0, kMaxInterval.count());
+      if (!value) return std::nullopt;
+      params.interval = std::chrono::milliseconds(*value);
+    } else if (key == "chunk") {
+      const auto value = bounded(1, kMaxChunk);
+      if (!value) return std::nullopt;
+      params.chunk = *value;
+    } else if (!count_key.empty() && key == count_key) {
+      const auto value = bounded(1, max_count);
+      if (!value) return std::nullopt;
+      params.count = *value;
+    }
+  }
+  return params;
+}
+
+std::uint64_t StreamPlan::pieces() const {
+  switch (kind) {
+    case Kind::kCharacters:
+      return count;
+    case Kind::kChatChunks:
+      return count + 1;  // the last carries finish_reason and [DONE]
+    case Kind::kBytes:
+      return chunk == 0 ? 0 : total / chunk + (total % chunk != 0);
+  }
+  return 0;
+}
+
+void StreamPlan::piece(std::uint64_t index, std::string& out) const {
+  out.clear();
+  switch (kind) {
+    case Kind::kCharacters:
+      out = unit_of(*this, index);
+      return;
+    case Kind::kChatChunks: {
+      json event = {
+          {"id", id}, {"object", "chat.completion.chunk"}, {"created", created}, {"model", model}};
+      if (index < count) {
+        json delta = {{"content", unit_of(*this, index)}};
+        if (index == 0) delta["role"] = "assistant";
+        event["choices"] = {{{"index", 0}, {"delta", delta}, {"finish_reason", nullptr}}};
+      } else {
+        event["choices"] = {{{"index", 0}, {"delta", json::object()}, {"finish_reason", "stop"}}};
+      }
+      out = "data: " + event.dump(-1, ' ', false, json::error_handler_t::replace) + "\n\n";
+      if (index >= count) out += "data: [DONE]\n\n";
+      return;
+    }
+    case Kind::kBytes: {
+      // Printable and position-dependent, so a reader can check order and loss; cut from a
+      // pattern repeated once up front, so a piece costs one copy.
+      static constexpr std::string_view kPattern = "abcdefghijklmnopqrstuvwxyz0123456789\n";
+      static const std::string kRepeated = [] {
+        std::string text;
+        while (text.size() < kMaxChunk + kPattern.size()) text += kPattern;
+        return text;
+      }();
+      const std::uint64_t start = index * chunk;
+      const std::uint64_t size = std::min(chunk, total - start);
+      out.assign(kRepeated, start % kPattern.size(), size);
+      return;
+    }
+  }
+}
+
 bool is_health_check(const Request& request) {
   return (request.method == "GET" || request.method == "HEAD") &&
          path_of(request.target) == "/health";
 }
 
-Response handle(Role role, const Request& request, const HandlerContext& context) {
+Answer handle(Role role, const Request& request, const HandlerContext& context) {
   const std::span<const Route> routes = role == Role::kRuleEngine
                                             ? std::span<const Route>(kRuleEngineRoutes)
                                             : std::span<const Route>(kAiGmRoutes);
@@ -299,7 +594,7 @@ Response handle(Role role, const Request& request, const HandlerContext& context
       request.method == "HEAD" ? std::string_view("GET") : std::string_view(request.method);
   const Route* same_path = nullptr;
   for (const Route& route : routes) {
-    if (route.path != path) continue;
+    if (!matches(route, path)) continue;
     if (route.method == method) return route.run(role, request, context);
     same_path = &route;
   }
@@ -502,35 +797,134 @@ asio::awaitable<void> DemoServer::serve(std::shared_ptr<Connection> connection,
     }
 
     const HandlerContext context{++sequence_, rng(), std::chrono::system_clock::now()};
-    const Response response = fate == Fate::kError
-                                  ? injected_error(config_.role, config_.faults.error_status)
-                                  : handle(config_.role, request, context);
-    http::response<http::string_body> res{static_cast<http::status>(response.status),
-                                          raw.version()};
-    res.set(http::field::server, kServerName);
-    for (const auto& [name, value] : response.headers) res.set(name, value);
-    res.body() = response.body;
+    Answer answer = fate == Fate::kError
+                        ? Answer(injected_error(config_.role, config_.faults.error_status))
+                        : handle(config_.role, request, context);
     const bool keep_alive = raw.keep_alive() && !registry->stopping;
-    res.keep_alive(keep_alive);
-    res.prepare_payload();
-
-    stream.expires_after(kWriteTimeout);
-    if (raw.method() == http::verb::head) {
-      http::response_serializer<http::string_body> serializer(res);
-      co_await http::async_write_header(stream, serializer,
-                                        asio::redirect_error(asio::use_awaitable, ec));
+    const bool head_only = raw.method() == http::verb::head;
+    unsigned status = 0;
+    if (auto* plan = std::get_if<StreamPlan>(&answer)) {
+      status = plan->status;
+      ec = co_await play_stream(connection, *plan, raw.version(), keep_alive, head_only);
     } else {
-      co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      Response& response = std::get<Response>(answer);
+      status = response.status;
+      if (response.delay.count() > 0) {
+        stream.expires_never();
+        connection->timer.expires_after(response.delay);
+        co_await connection->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        if (ec) break;
+      }
+      http::response<http::string_body> res{static_cast<http::status>(response.status),
+                                            raw.version()};
+      res.set(http::field::server, kServerName);
+      for (const auto& [name, value] : response.headers) res.set(name, value);
+      res.body() = std::move(response.body);
+      res.keep_alive(keep_alive);
+      res.prepare_payload();
+
+      stream.expires_after(kWriteTimeout);
+      if (head_only) {
+        http::response_serializer<http::string_body> serializer(res);
+        co_await http::async_write_header(stream, serializer,
+                                          asio::redirect_error(asio::use_awaitable, ec));
+      } else {
+        co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
+      }
     }
-    spdlog::debug("{} {} -> {} in {} ms", request.method, request.target, response.status,
+    spdlog::debug("{} {} -> {} in {} ms{}", request.method, request.target, status,
                   std::chrono::duration_cast<std::chrono::milliseconds>(
                       std::chrono::steady_clock::now() - started)
-                      .count());
+                      .count(),
+                  ec ? " (" + ec.message() + ")" : std::string());
     if (ec || !keep_alive) break;
   }
   beast::error_code ignored;
   stream.socket().shutdown(tcp::socket::shutdown_send, ignored);
   stream.close();
+}
+
+asio::awaitable<beast::error_code> DemoServer::play_stream(std::shared_ptr<Connection> connection,
+                                                           const StreamPlan& plan, unsigned version,
+                                                           bool keep_alive, bool head_only) {
+  beast::tcp_stream& stream = connection->stream;
+  beast::error_code ec;
+  // A proxy that cancels a request hangs up. Watching for that during the waits, not only at the
+  // next write, frees the connection at once (a think time can be a minute) and lets the log say
+  // when the client left.
+  struct Watch {
+    bool active = true;
+    bool peer_gone = false;
+  };
+  auto watch = std::make_shared<Watch>();
+  stream.socket().async_wait(
+      tcp::socket::wait_read, [watch, connection](const boost::system::error_code& wait_ec) {
+        if (!watch->active || wait_ec == asio::error::operation_aborted) return;
+        char probe;
+        const auto n =
+            ::recv(connection->stream.socket().native_handle(), &probe, 1, MSG_PEEK | MSG_DONTWAIT);
+        // Readable with data is a pipelined request, read once this stream is over.
+        if (wait_ec || n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
+          watch->peer_gone = true;
+          connection->timer.cancel();
+        }
+      });
+  struct StopWatching {
+    Watch& watch;
+    tcp::socket& socket;
+    ~StopWatching() {
+      watch.active = false;
+      boost::system::error_code ignored;
+      socket.cancel(ignored);  // only the watch is pending here
+    }
+  } stop_watching{*watch, stream.socket()};
+  std::uint64_t sent = 0;
+  const std::uint64_t pieces = plan.pieces();
+  const auto abandoned = [&] {
+    ++streams_abandoned_;
+    spdlog::info("stream abandoned by the client after {} of {} pieces", sent, pieces);
+    return watch->peer_gone ? beast::error_code(asio::error::connection_reset) : ec;
+  };
+  const auto pause = [&](std::chrono::milliseconds wait) -> asio::awaitable<void> {
+    stream.expires_never();
+    connection->timer.expires_after(wait);
+    co_await connection->timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+  };
+  if (plan.think.count() > 0) {
+    co_await pause(plan.think);
+    if (ec) co_return abandoned();
+  }
+  http::response<http::empty_body> head{static_cast<http::status>(plan.status), version};
+  head.set(http::field::server, kServerName);
+  for (const auto& [name, value] : plan.headers) head.set(name, value);
+  head.keep_alive(keep_alive);
+  head.chunked(true);
+  http::response_serializer<http::empty_body> serializer(head);
+  stream.expires_after(kWriteTimeout);
+  co_await http::async_write_header(stream, serializer,
+                                    asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return abandoned();
+  if (head_only) co_return ec;
+
+  // One write per piece: with Nagle off each reaches the wire as its own segment, which is what
+  // a proxy in front of this upstream must preserve.
+  std::string piece;
+  for (; sent < pieces; ++sent) {
+    if (sent > 0 && plan.interval.count() > 0) {
+      co_await pause(plan.interval);
+      if (ec) co_return abandoned();
+    }
+    plan.piece(sent, piece);
+    stream.expires_after(kWriteTimeout);
+    co_await asio::async_write(stream, http::make_chunk(asio::buffer(piece)),
+                               asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return abandoned();
+  }
+  stream.expires_after(kWriteTimeout);
+  co_await asio::async_write(stream, http::make_chunk_last(),
+                             asio::redirect_error(asio::use_awaitable, ec));
+  if (ec) co_return abandoned();
+  co_return ec;
 }
 
 }  // namespace courier::demo

@@ -13,6 +13,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <variant>
 #include <vector>
 
 #include "common/asio.hpp"
@@ -62,7 +63,65 @@ struct Response {
   unsigned status = 200;
   std::vector<std::pair<std::string, std::string>> headers;  // Content-Type is always set
   std::string body;
+  // Work the route emulates before answering (a whole LLM completion), on top of --latency-ms.
+  std::chrono::milliseconds delay{0};
 };
+
+// Per-request knobs of the streaming routes, from the query string, so tests and benchmarks can
+// shorten or stretch a stream. Every value is capped: a hostile query gets a 400, never a stream
+// that runs for days or a buffer of gigabytes.
+struct StreamParams {
+  std::chrono::milliseconds think{1500};   // before the head, like the LLM call
+  std::chrono::milliseconds interval{50};  // between pieces
+  std::uint64_t count = 0;                 // characters, tokens or bytes; 0: the route's default
+  std::uint64_t chunk = 64 * 1024;         // /bytes only
+};
+inline constexpr std::chrono::milliseconds kMaxThink{60'000};
+inline constexpr std::chrono::milliseconds kMaxInterval{10'000};
+inline constexpr std::uint64_t kMaxPieces = 100'000;  // characters or tokens
+inline constexpr std::uint64_t kMaxBytes = 16ULL << 30;
+inline constexpr std::uint64_t kMaxChunk = 1 << 20;
+// think + pieces x interval: longer than the default stream_max_duration (600 s), so that cap can
+// be exercised, but finite.
+inline constexpr std::chrono::milliseconds kMaxStreamDuration{15 * 60 * 1000};
+
+// Parses `think_ms`, `interval_ms`, `chunk` and `count_key` ("chars", "tokens"; "" for none,
+// 1..max_count) from a query string ("a=1&b=2", no leading '?'); other keys are ignored, the last
+// of repeated keys wins. nullopt with `error` naming the offending parameter and its range.
+std::optional<StreamParams> parse_stream_params(std::string_view query, StreamParams defaults,
+                                                std::string_view count_key, std::uint64_t max_count,
+                                                std::string& error);
+
+// A streamed answer: the head after `think`, then `pieces()` chunks `interval` apart, each written
+// and flushed on its own (chunked transfer encoding), then the terminating chunk.
+struct StreamPlan {
+  enum class Kind {
+    kCharacters,  // riddle/quiz: one UTF-8 character per chunk, no SSE framing (as the Rule Engine)
+    kChatChunks,  // OpenAI-style SSE: one "data: {chunk}" event per token, then "data: [DONE]"
+    kBytes,       // throughput: `total` bytes in chunks of `chunk`
+  };
+  Kind kind = Kind::kCharacters;
+  unsigned status = 200;
+  std::vector<std::pair<std::string, std::string>> headers;  // Content-Type is always set
+  std::chrono::milliseconds think{0};
+  std::chrono::milliseconds interval{0};
+  // kCharacters, kChatChunks: `count` units cycled from `text` (static storage), unit k being
+  // text[cuts[k], cuts[k + 1]); so a long stream costs no more memory than a short one.
+  std::string_view text;
+  std::vector<std::uint32_t> cuts;
+  std::uint64_t count = 0;
+  std::string id;            // kChatChunks: completion id
+  std::string model;         // kChatChunks
+  std::int64_t created = 0;  // kChatChunks: unix seconds
+  std::uint64_t total = 0;   // kBytes
+  std::uint64_t chunk = 0;   // kBytes
+
+  std::uint64_t pieces() const;
+  // Piece `index` (< pieces()) into `out`, reusing its capacity.
+  void piece(std::uint64_t index, std::string& out) const;
+};
+
+using Answer = std::variant<Response, StreamPlan>;
 
 // What a handler may vary on, passed in so tests get the same answer every time.
 struct HandlerContext {
@@ -71,8 +130,9 @@ struct HandlerContext {
   std::chrono::system_clock::time_point now{};
 };
 
-// The emulated service itself: pure, no I/O. HEAD is routed like GET.
-Response handle(Role role, const Request& request, const HandlerContext& context);
+// The emulated service itself: pure, no I/O. HEAD is routed like GET. Streaming routes answer
+// with a plan the server plays out; everything else (and every error) with a Response.
+Answer handle(Role role, const Request& request, const HandlerContext& context);
 // The answer to a request picked for an injected error.
 Response injected_error(Role role, unsigned status);
 // Health checks skip latency and faults, so orchestrators do not flap the container.
@@ -110,6 +170,8 @@ class DemoServer {
   std::size_t active_connections() const;
   std::size_t requests_in_flight() const;  // read but not yet answered (or dropped)
   std::uint64_t requests_served() const { return sequence_.load(); }
+  // Streams whose client hung up (or stopped reading past the write timeout) before the end.
+  std::uint64_t streams_abandoned() const { return streams_abandoned_.load(); }
 
  private:
   struct Connection;
@@ -119,6 +181,10 @@ class DemoServer {
 
   asio::awaitable<void> accept_loop();
   asio::awaitable<void> serve(std::shared_ptr<Connection> connection, std::uint64_t index);
+  // Think, head, pieces, last chunk; an error when the connection must not be reused.
+  asio::awaitable<beast::error_code> play_stream(std::shared_ptr<Connection> connection,
+                                                 const StreamPlan& plan, unsigned version,
+                                                 bool keep_alive, bool head_only);
 
   asio::io_context& io_;
   const Config config_;
@@ -126,6 +192,7 @@ class DemoServer {
   tcp::endpoint endpoint_;
   std::shared_ptr<Registry> registry_;
   std::atomic<std::uint64_t> sequence_{0};
+  std::atomic<std::uint64_t> streams_abandoned_{0};
   std::uint64_t accepted_ = 0;  // accept loop only
 };
 

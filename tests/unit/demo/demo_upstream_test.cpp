@@ -1,6 +1,7 @@
 #include "demo/demo_upstream.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include <atomic>
 #include <nlohmann/json.hpp>
@@ -19,15 +20,40 @@ const HandlerContext kContext{7, 0x1234'5678'9abc'def0ULL, std::chrono::system_c
 
 json body_of(const Response& response) { return json::parse(response.body); }
 
+// The complete response a route answered with (fails the test on a stream).
+Response respond(Role role, const Request& request, const HandlerContext& context = kContext) {
+  Answer answer = handle(role, request, context);
+  EXPECT_TRUE(std::holds_alternative<Response>(answer)) << request.target;
+  if (auto* response = std::get_if<Response>(&answer)) return std::move(*response);
+  return {};
+}
+
+StreamPlan plan_of(Role role, const Request& request, const HandlerContext& context = kContext) {
+  Answer answer = handle(role, request, context);
+  EXPECT_TRUE(std::holds_alternative<StreamPlan>(answer)) << request.target;
+  if (auto* plan = std::get_if<StreamPlan>(&answer)) return std::move(*plan);
+  return {};
+}
+
+std::vector<std::string> pieces_of(const StreamPlan& plan) {
+  std::vector<std::string> pieces;
+  std::string piece;
+  for (std::uint64_t i = 0; i < plan.pieces(); ++i) {
+    plan.piece(i, piece);
+    pieces.push_back(piece);
+  }
+  return pieces;
+}
+
 TEST(DemoHandle, RuleEngineHealthReportsOk) {
-  const auto response = handle(Role::kRuleEngine, {"GET", "/health", ""}, kContext);
+  const auto response = respond(Role::kRuleEngine, {"GET", "/health", ""}, kContext);
   EXPECT_EQ(response.status, 200u);
   EXPECT_EQ(body_of(response)["status"], "ok");
   EXPECT_EQ(body_of(response)["service"], "rule-engine");
 }
 
 TEST(DemoHandle, SessionAddEchoesPostedFieldsAndAddsASessionId) {
-  const auto response = handle(
+  const auto response = respond(
       Role::kRuleEngine, {"POST", "/session/add", R"({"player_id":"p1","level":3})"}, kContext);
   ASSERT_EQ(response.status, 200u);
   const auto body = body_of(response);
@@ -39,16 +65,16 @@ TEST(DemoHandle, SessionAddEchoesPostedFieldsAndAddsASessionId) {
 }
 
 TEST(DemoHandle, SessionAddToleratesABodyThatIsNotJson) {
-  const auto response = handle(Role::kRuleEngine, {"POST", "/session/add", "not json"}, kContext);
+  const auto response = respond(Role::kRuleEngine, {"POST", "/session/add", "not json"}, kContext);
   EXPECT_EQ(response.status, 200u);
   EXPECT_TRUE(body_of(response)["data"].contains("session_id"));
 }
 
 TEST(DemoHandle, PlayScenarioWrapsTheRunInTheSuccessEnvelope) {
-  const auto response =
-      handle(Role::kRuleEngine,
-             {"POST", "/play/scenario?trace=1", R"({"scenario_id":"siege","session_id":"sess-1"})"},
-             kContext);
+  const auto response = respond(
+      Role::kRuleEngine,
+      {"POST", "/play/scenario?trace=1", R"({"scenario_id":"siege","session_id":"sess-1"})"},
+      kContext);
   ASSERT_EQ(response.status, 200u);
   const auto body = body_of(response);
   EXPECT_EQ(body["status"], "success");
@@ -59,14 +85,14 @@ TEST(DemoHandle, PlayScenarioWrapsTheRunInTheSuccessEnvelope) {
 }
 
 TEST(DemoHandle, UnknownPathGets404InTheEnvelope) {
-  const auto response = handle(Role::kRuleEngine, {"GET", "/nope", ""}, kContext);
+  const auto response = respond(Role::kRuleEngine, {"GET", "/nope", ""}, kContext);
   EXPECT_EQ(response.status, 404u);
   EXPECT_EQ(body_of(response)["status"], "error");
   EXPECT_TRUE(body_of(response)["data"].is_null());
 }
 
 TEST(DemoHandle, WrongMethodGets405WithAllow) {
-  const auto response = handle(Role::kRuleEngine, {"GET", "/session/add", ""}, kContext);
+  const auto response = respond(Role::kRuleEngine, {"GET", "/session/add", ""}, kContext);
   EXPECT_EQ(response.status, 405u);
   bool has_allow = false;
   for (const auto& [name, value] : response.headers)
@@ -75,30 +101,30 @@ TEST(DemoHandle, WrongMethodGets405WithAllow) {
 }
 
 TEST(DemoHandle, HeadIsRoutedLikeGet) {
-  EXPECT_EQ(handle(Role::kAiGm, {"HEAD", "/health", ""}, kContext).status, 200u);
+  EXPECT_EQ(respond(Role::kAiGm, {"HEAD", "/health", ""}, kContext).status, 200u);
 }
 
 TEST(DemoHandle, AiGmTurnNarratesAndAdvancesThePostedTurn) {
   const auto response =
-      handle(Role::kAiGm, {"POST", "/api/v1/game/turn", R"({"turn":4,"action":"open the door"})"},
-             kContext);
+      respond(Role::kAiGm, {"POST", "/api/v1/game/turn", R"({"turn":4,"action":"open the door"})"},
+              kContext);
   ASSERT_EQ(response.status, 200u);
   const auto body = body_of(response);
   EXPECT_EQ(body["turn"], 5);
   EXPECT_EQ(body["narration"].get<std::string>().rfind("You open the door. ", 0), 0u);
   EXPECT_FALSE(body["actions"].empty());
-  EXPECT_EQ(body_of(handle(Role::kAiGm, {"POST", "/api/v1/game/turn", ""}, kContext))["turn"], 7);
+  EXPECT_EQ(body_of(respond(Role::kAiGm, {"POST", "/api/v1/game/turn", ""}, kContext))["turn"], 7);
 }
 
 TEST(DemoHandle, RolesDoNotShareRoutes) {
-  EXPECT_EQ(handle(Role::kAiGm, {"POST", "/session/add", "{}"}, kContext).status, 404u);
-  EXPECT_EQ(handle(Role::kRuleEngine, {"POST", "/api/v1/game/turn", "{}"}, kContext).status, 404u);
+  EXPECT_EQ(respond(Role::kAiGm, {"POST", "/session/add", "{}"}, kContext).status, 404u);
+  EXPECT_EQ(respond(Role::kRuleEngine, {"POST", "/api/v1/game/turn", "{}"}, kContext).status, 404u);
 }
 
 TEST(DemoHandle, SameContextGivesTheSameAnswer) {
   const Request request{"POST", "/api/v1/game/turn", "{}"};
-  EXPECT_EQ(handle(Role::kAiGm, request, kContext).body,
-            handle(Role::kAiGm, request, kContext).body);
+  EXPECT_EQ(respond(Role::kAiGm, request, kContext).body,
+            respond(Role::kAiGm, request, kContext).body);
 }
 
 TEST(DemoHandle, InjectedErrorUsesTheRoleShape) {
@@ -107,6 +133,176 @@ TEST(DemoHandle, InjectedErrorUsesTheRoleShape) {
   EXPECT_EQ(body_of(response)["status"], "error");
   EXPECT_TRUE(is_health_check({"GET", "/health?probe=1", ""}));
   EXPECT_FALSE(is_health_check({"POST", "/health", ""}));
+}
+
+TEST(DemoStreamParams, ParsesKnownKeysAndIgnoresOthers) {
+  std::string error;
+  const auto params = parse_stream_params("think_ms=0&x=y&interval_ms=7&chars=12&chunk=3&flag", {},
+                                          "chars", kMaxPieces, error);
+  ASSERT_TRUE(params) << error;
+  EXPECT_EQ(params->think, 0ms);
+  EXPECT_EQ(params->interval, 7ms);
+  EXPECT_EQ(params->count, 12u);
+  EXPECT_EQ(params->chunk, 3u);
+  const auto defaults = parse_stream_params("", {}, "chars", kMaxPieces, error);
+  ASSERT_TRUE(defaults);
+  EXPECT_EQ(defaults->think, 1500ms);
+  EXPECT_EQ(defaults->interval, 50ms);
+  EXPECT_EQ(defaults->count, 0u);
+}
+
+TEST(DemoStreamParams, RejectsValuesOutsideTheirCapsNamingTheKey) {
+  for (const char* bad : {"think_ms=60001", "interval_ms=10001", "chars=0", "chars=100001",
+                          "chunk=0", "chunk=1048577", "think_ms=", "think_ms=-1", "think_ms=1e3",
+                          "interval_ms=99999999999999999999", "chars=5x"}) {
+    std::string error;
+    EXPECT_FALSE(parse_stream_params(bad, {}, "chars", kMaxPieces, error)) << bad;
+    const std::string_view key = std::string_view(bad).substr(0, std::string_view(bad).find('='));
+    EXPECT_EQ(error.rfind(key, 0), 0u) << error;
+  }
+  std::string error;
+  EXPECT_TRUE(parse_stream_params("think_ms=60000&interval_ms=10000&chars=100000", {}, "chars",
+                                  kMaxPieces, error));
+  // A count key the route does not take is just an unknown key.
+  EXPECT_TRUE(parse_stream_params("chars=0", {}, "tokens", kMaxPieces, error));
+}
+
+TEST(DemoStream, RiddleTrickesOneCharacterPerPieceAfterTheThinkTime) {
+  const auto plan = plan_of(Role::kRuleEngine, {"GET", "/play/riddle/12345", ""});
+  EXPECT_EQ(plan.kind, StreamPlan::Kind::kCharacters);
+  EXPECT_EQ(plan.status, 200u);
+  EXPECT_EQ(plan.think, 1500ms);
+  EXPECT_EQ(plan.interval, 50ms);
+  bool event_stream = false;
+  for (const auto& [name, value] : plan.headers)
+    event_stream |= name == "Content-Type" && value.rfind("text/event-stream", 0) == 0;
+  EXPECT_TRUE(event_stream);
+  std::string text;
+  for (const auto& piece : pieces_of(plan)) {
+    EXPECT_EQ(piece.size(), 1u) << piece;
+    text += piece;
+  }
+  EXPECT_EQ(text, plan.text);
+  EXPECT_EQ(text.rfind("data:", 0), std::string::npos);  // unframed, as the Rule Engine sends it
+}
+
+TEST(DemoStream, MultiByteCharactersAreNeverSplit) {
+  // Entropy 2 picks the Korean riddle.
+  const HandlerContext korean{1, 2, {}};
+  const auto plan = plan_of(Role::kRuleEngine, {"GET", "/play/riddle/1", ""}, korean);
+  std::string text;
+  bool multibyte = false;
+  for (const auto& piece : pieces_of(plan)) {
+    const auto lead = static_cast<unsigned char>(piece[0]);
+    EXPECT_NE(lead & 0xC0, 0x80u) << "piece starts inside a character";
+    const std::size_t expected = lead < 0x80 ? 1 : lead >= 0xF0 ? 4 : lead >= 0xE0 ? 3 : 2;
+    EXPECT_EQ(piece.size(), expected);
+    multibyte |= piece.size() > 1;
+    text += piece;
+  }
+  EXPECT_TRUE(multibyte);
+  EXPECT_EQ(text, plan.text);
+}
+
+TEST(DemoStream, QueryTunesTheQuizAndCharsCyclesTheText) {
+  const auto plan =
+      plan_of(Role::kRuleEngine, {"GET", "/play/quiz/u-1?think_ms=0&interval_ms=5&chars=500", ""});
+  EXPECT_EQ(plan.think, 0ms);
+  EXPECT_EQ(plan.interval, 5ms);
+  EXPECT_EQ(plan.pieces(), 500u);
+  const auto all = pieces_of(plan);
+  std::string first_pass;
+  for (std::size_t i = 0; i + 1 < plan.cuts.size(); ++i) first_pass += all[i];
+  EXPECT_EQ(first_pass, plan.text);
+}
+
+TEST(DemoStream, BadUserIdOrEndlessStreamIsRefused) {
+  EXPECT_EQ(respond(Role::kRuleEngine, {"GET", "/play/riddle/a%20b", ""}).status, 422u);
+  EXPECT_EQ(respond(Role::kRuleEngine, {"GET", "/play/riddle/" + std::string(65, 'x'), ""}).status,
+            422u);
+  const auto endless =
+      respond(Role::kRuleEngine, {"GET", "/play/riddle/1?chars=100000&interval_ms=10000", ""});
+  EXPECT_EQ(endless.status, 400u);
+  EXPECT_EQ(body_of(endless)["status"], "error");
+  EXPECT_EQ(respond(Role::kRuleEngine, {"GET", "/play/riddle/1?think_ms=999999", ""}).status, 400u);
+  EXPECT_EQ(respond(Role::kRuleEngine, {"GET", "/play/riddle/", ""}).status, 404u);
+  EXPECT_EQ(respond(Role::kRuleEngine, {"GET", "/play/riddle/1/2", ""}).status, 404u);
+  EXPECT_EQ(respond(Role::kRuleEngine, {"POST", "/play/riddle/1", ""}).status, 405u);
+}
+
+TEST(DemoStream, ChatCompletionStreamsOneSseEventPerTokenThenDone) {
+  const auto plan = plan_of(Role::kAiGm, {"POST", "/v1/chat/completions?tokens=40&think_ms=10",
+                                          R"({"model":"gm-large","stream":true,"messages":[]})"});
+  EXPECT_EQ(plan.kind, StreamPlan::Kind::kChatChunks);
+  EXPECT_EQ(plan.think, 10ms);
+  ASSERT_EQ(plan.pieces(), 41u);
+  const auto pieces = pieces_of(plan);
+  std::string content;
+  for (std::size_t i = 0; i < pieces.size(); ++i) {
+    const std::string& piece = pieces[i];
+    ASSERT_EQ(piece.rfind("data: ", 0), 0u) << piece;
+    const auto end = piece.find("\n\n");
+    ASSERT_NE(end, std::string::npos);
+    const json event = json::parse(piece.substr(6, end - 6));
+    EXPECT_EQ(event["object"], "chat.completion.chunk");
+    EXPECT_EQ(event["model"], "gm-large");
+    EXPECT_EQ(event["id"], "chatcmpl-123456789abcdef0");
+    const json& choice = event["choices"][0];
+    if (i + 1 < pieces.size()) {
+      EXPECT_TRUE(choice["finish_reason"].is_null());
+      EXPECT_EQ(choice["delta"].contains("role"), i == 0);
+      content += choice["delta"]["content"].get<std::string>();
+      EXPECT_EQ(end + 2, piece.size());
+    } else {
+      EXPECT_EQ(choice["finish_reason"], "stop");
+      EXPECT_EQ(piece.substr(end + 2), "data: [DONE]\n\n");
+    }
+  }
+  EXPECT_EQ(content.rfind(std::string(plan.text), 0), 0u);  // 40 tokens: more than one pass
+}
+
+TEST(DemoStream, ChatCompletionWithoutStreamAnswersOnceAfterTheGenerationTime) {
+  const auto response =
+      respond(Role::kAiGm, {"POST", "/v1/chat/completions?think_ms=100&interval_ms=20&tokens=10",
+                            R"({"model":")" + std::string(100, 'm') + R"(","messages":[]})"});
+  ASSERT_EQ(response.status, 200u);
+  EXPECT_EQ(response.delay, 100ms + 10 * 20ms);
+  const auto body = body_of(response);
+  EXPECT_EQ(body["object"], "chat.completion");
+  EXPECT_EQ(body["model"], "courier-demo-llm");  // an overlong model name is not echoed
+  EXPECT_EQ(body["choices"][0]["message"]["role"], "assistant");
+  EXPECT_EQ(body["usage"]["completion_tokens"], 10);
+  const auto capped = respond(Role::kAiGm, {"POST", "/v1/chat/completions", R"({"max_tokens":3})"});
+  EXPECT_EQ(body_of(capped)["usage"]["completion_tokens"], 3);
+  const auto bad = respond(Role::kAiGm, {"POST", "/v1/chat/completions?tokens=0", "{}"});
+  EXPECT_EQ(bad.status, 400u);
+  EXPECT_EQ(body_of(bad)["error"]["type"], "invalid_request_error");
+}
+
+TEST(DemoStream, BytesRouteCutsTheCountIntoChunks) {
+  const auto plan = plan_of(Role::kRuleEngine, {"GET", "/bytes/100000?chunk=30000", ""});
+  EXPECT_EQ(plan.kind, StreamPlan::Kind::kBytes);
+  EXPECT_EQ(plan.think, 0ms);
+  EXPECT_EQ(plan.interval, 0ms);
+  const auto pieces = pieces_of(plan);
+  ASSERT_EQ(pieces.size(), 4u);
+  EXPECT_EQ(pieces[0].size(), 30000u);
+  EXPECT_EQ(pieces[3].size(), 10000u);
+  const std::string all = pieces[0] + pieces[1] + pieces[2] + pieces[3];
+  EXPECT_EQ(all.substr(0, 3), "abc");
+  EXPECT_EQ(all.substr(37, 3), "abc");  // the pattern continues across chunks
+  EXPECT_EQ(all.substr(30000 - 1, 2), all.substr((30000 - 1) % 37, 2));
+  EXPECT_EQ(plan_of(Role::kAiGm, {"GET", "/bytes/0", ""}).pieces(), 0u);
+  EXPECT_EQ(plan_of(Role::kAiGm, {"GET", "/bytes/65536", ""}).pieces(), 1u);
+  for (const char* bad : {"/bytes/x", "/bytes/-1", "/bytes/17179869185", "/bytes/10?chunk=0",
+                          "/bytes/10?chunk=2000000", "/bytes/100000000?chunk=1&interval_ms=10"}) {
+    EXPECT_EQ(respond(Role::kRuleEngine, {"GET", bad, ""}).status, 400u) << bad;
+  }
+}
+
+TEST(DemoStream, StreamingRoutesBelongToTheirRole) {
+  EXPECT_EQ(respond(Role::kAiGm, {"GET", "/play/riddle/1", ""}).status, 404u);
+  EXPECT_EQ(respond(Role::kRuleEngine, {"POST", "/v1/chat/completions", "{}"}).status, 404u);
 }
 
 TEST(DemoOptions, ParsesLatencyDistributions) {
@@ -259,6 +455,163 @@ TEST(DemoServer, StopFinishesInFlightRequestsAndClosesIdleConnections) {
   EXPECT_TRUE(running.drained());
   EXPECT_EQ(ct::http_request(running.port(), "GET", "/health", {}, {}, 1s).error,
             ct::ClientError::kConnectFailed);
+}
+
+// Reads one chunked response with a raw socket, noting when each chunk's data arrived.
+struct TimedStream {
+  unsigned status = 0;
+  std::string content_type;
+  std::vector<std::pair<std::chrono::steady_clock::time_point, std::string>> chunks;
+  bool complete = false;
+  std::chrono::steady_clock::time_point sent;
+};
+
+TimedStream read_timed(std::uint16_t port, std::string_view target,
+                       std::chrono::milliseconds timeout = 10s) {
+  TimedStream result;
+  asio::io_context io;
+  tcp::socket socket(io);
+  boost::system::error_code ec;
+  socket.connect({asio::ip::make_address("127.0.0.1"), port}, ec);
+  if (ec) return result;
+  // Blocking reads with a kernel timeout: a broken server fails the test instead of hanging it.
+  timeval tv{static_cast<time_t>(timeout.count() / 1000),
+             static_cast<suseconds_t>(timeout.count() % 1000 * 1000)};
+  setsockopt(socket.native_handle(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  const std::string request = "GET " + std::string(target) + " HTTP/1.1\r\nHost: t\r\n\r\n";
+  result.sent = std::chrono::steady_clock::now();
+  asio::write(socket, asio::buffer(request), ec);
+  if (ec) return result;
+
+  // A hand-rolled chunked decoder: each chunk is stamped with the read that completed it.
+  std::string pending;
+  bool head_done = false;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buffer[4096];
+  while (!result.complete && std::chrono::steady_clock::now() < deadline) {
+    const std::size_t n = socket.read_some(asio::buffer(buffer), ec);
+    if (ec) break;
+    const auto arrived = std::chrono::steady_clock::now();
+    pending.append(buffer, n);
+    if (!head_done) {
+      const auto end = pending.find("\r\n\r\n");
+      if (end == std::string::npos) continue;
+      const std::string head = pending.substr(0, end + 2);
+      pending.erase(0, end + 4);
+      head_done = true;
+      if (head.rfind("HTTP/1.1 ", 0) != 0 ||
+          head.find("Transfer-Encoding: chunked\r\n") == std::string::npos)
+        return result;
+      result.status = static_cast<unsigned>(std::stoul(head.substr(9, 3)));
+      const auto type = head.find("Content-Type: ");
+      if (type != std::string::npos)
+        result.content_type = head.substr(type + 14, head.find("\r\n", type) - type - 14);
+    }
+    for (;;) {
+      const auto line_end = pending.find("\r\n");
+      if (line_end == std::string::npos) break;
+      const std::size_t size = std::stoul(pending.substr(0, line_end), nullptr, 16);
+      if (pending.size() < line_end + 2 + size + 2) break;
+      if (size == 0) {
+        result.complete = true;
+        break;
+      }
+      result.chunks.emplace_back(arrived, pending.substr(line_end + 2, size));
+      pending.erase(0, line_end + 2 + size + 2);
+    }
+  }
+  return result;
+}
+
+TEST(DemoServer, RiddleCharactersArriveOneByOneAndSpaced) {
+  RunningServer running(Config{});
+  constexpr auto kInterval = 150ms;
+  constexpr int kChars = 6;
+  const auto stream =
+      read_timed(running.port(), "/play/riddle/7?think_ms=300&interval_ms=150&chars=6");
+  ASSERT_TRUE(stream.complete);
+  EXPECT_EQ(stream.status, 200u);
+  EXPECT_EQ(stream.content_type.rfind("text/event-stream", 0), 0u);
+  ASSERT_EQ(stream.chunks.size(), std::size_t{kChars});  // one chunk per character
+  for (const auto& [when, data] : stream.chunks) {
+    // One UTF-8 character (the server picks an English or a Korean riddle at random).
+    EXPECT_TRUE(!data.empty() && data.size() <= 4 && (data[0] & 0xC0) != 0x80) << data;
+  }
+  // The server cannot send early, so lower bounds are safe; a stalled reader can only merge
+  // arrivals, so half the expected spread is demanded, not all of it.
+  ASSERT_FALSE(stream.chunks.empty());
+  EXPECT_GE(stream.chunks.front().first - stream.sent, 300ms);
+  int spaced = 0;  // gaps between consecutive arrivals of at least half the interval
+  for (std::size_t i = 1; i < stream.chunks.size(); ++i)
+    spaced += stream.chunks[i].first - stream.chunks[i - 1].first >= kInterval / 2;
+  EXPECT_GE(spaced, (kChars - 1) / 2);
+  EXPECT_GE(stream.chunks.back().first - stream.chunks.front().first, (kChars - 1) * kInterval / 2);
+}
+
+TEST(DemoServer, ChatCompletionStreamIsChunkedAndEndsWithDone) {
+  RunningServer running(Config{.role = Role::kAiGm});
+  const auto result = ct::http_request(
+      running.port(), "POST", "/v1/chat/completions?think_ms=0&interval_ms=1&tokens=5",
+      {{"Content-Type", "application/json"}}, R"({"stream":true})");
+  ASSERT_TRUE(result.ok()) << result.error.message();
+  EXPECT_EQ(result.status, 200u);
+  EXPECT_EQ(ct::find_header(result.headers, "Transfer-Encoding"), "chunked");
+  EXPECT_FALSE(ct::find_header(result.headers, "Content-Length"));
+  const auto done = result.body.rfind("data: [DONE]\n\n");
+  ASSERT_NE(done, std::string::npos);
+  EXPECT_EQ(done + 14, result.body.size());
+}
+
+TEST(DemoServer, BytesRouteDeliversEveryByteAndKeepsTheConnection) {
+  RunningServer running(Config{});
+  ct::TestHttpConnection connection;
+  ASSERT_FALSE(connection.connect(running.port()));
+  const auto result = connection.request("GET", "/bytes/1000000?chunk=65536");
+  ASSERT_TRUE(result.ok()) << result.error.message();
+  EXPECT_EQ(result.body.size(), 1'000'000u);
+  EXPECT_TRUE(result.keep_alive);
+  const auto head = connection.request("HEAD", "/bytes/1000");
+  EXPECT_EQ(head.status, 200u);
+  EXPECT_TRUE(head.body.empty());
+  EXPECT_EQ(connection.request("GET", "/health").status, 200u);
+}
+
+TEST(DemoServer, ClientLeavingMidStreamFreesTheConnection) {
+  RunningServer running(Config{});
+  {
+    ct::TestHttpConnection connection;
+    ASSERT_FALSE(connection.connect(running.port()));
+    ASSERT_FALSE(connection.send("GET", "/play/quiz/1?think_ms=0&interval_ms=5&chars=100000"));
+    ASSERT_TRUE(ct::wait_until([&] { return running.server().requests_in_flight() == 1; }, 5s));
+  }
+  EXPECT_TRUE(ct::wait_until([&] { return running.server().active_connections() == 0; }, 5s));
+  EXPECT_EQ(running.server().requests_in_flight(), 0u);
+  EXPECT_EQ(running.server().streams_abandoned(), 1u);
+}
+
+TEST(DemoServer, ClientLeavingDuringTheThinkTimeIsNoticedBeforeItEnds) {
+  RunningServer running(Config{});
+  {
+    ct::TestHttpConnection connection;
+    ASSERT_FALSE(connection.connect(running.port()));
+    ASSERT_FALSE(connection.send("GET", "/play/riddle/1?think_ms=60000"));
+    ASSERT_TRUE(ct::wait_until([&] { return running.server().requests_in_flight() == 1; }, 5s));
+  }
+  // Well inside the 60 s think time: the server watched the socket instead of waiting it out.
+  EXPECT_TRUE(ct::wait_until([&] { return running.server().active_connections() == 0; }, 10s));
+  EXPECT_EQ(running.server().streams_abandoned(), 1u);
+}
+
+TEST(DemoServer, PipelinedRequestAfterAStreamIsServed) {
+  RunningServer running(Config{});
+  const auto raw = ct::raw_exchange(
+      running.port(),
+      "GET /play/riddle/1?think_ms=50&interval_ms=10&chars=3 HTTP/1.1\r\nHost: t\r\n\r\n"
+      "GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n",
+      5s);
+  EXPECT_TRUE(raw.peer_closed);
+  EXPECT_NE(raw.data.find("\r\n0\r\n\r\nHTTP/1.1 200"), std::string::npos) << raw.data;
+  EXPECT_EQ(running.server().streams_abandoned(), 0u);
 }
 
 }  // namespace
