@@ -164,14 +164,15 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
         note_malformed(link, "dropped: bad frames");
         return;
       }
-      if (controls_.count(header.id)) {
+      const ControlKey key{link.index, header.id};
+      if (controls_.count(key)) {
         // The first copy's final message answers it; running it twice could send it twice.
         note_malformed(link, "dropped: its id is already in flight here");
         return;
       }
       // Registered before the coroutine starts, so that a CANCEL right behind it finds it.
       auto control = std::make_unique<Control>(*this, link.index, header.id);
-      controls_.emplace(header.id, control.get());
+      controls_.emplace(key, control.get());
       in_flight_.fetch_add(1);
       asio::co_spawn(io_,
                      run_request(link.index, header.id, header.flags,
@@ -214,9 +215,9 @@ void Worker::on_control(Link& link, Command command, protocol::Frames& frames) {
                                                      : "CANCEL dropped: bad frames");
     return;
   }
-  const auto it = controls_.find(id);
+  const auto it = controls_.find({link.index, id});
   // Late (the request is answered), or from a broker that did not send it: not its to steer.
-  if (it == controls_.end() || it->second->link != link.index) {
+  if (it == controls_.end()) {
     ignored_controls_.fetch_add(1);
     return;
   }
@@ -233,9 +234,9 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
   // Whatever way this ends, the id is forgotten before the coroutine's frame goes.
   struct Forget {
     Worker& worker;
-    const protocol::CorrelationId& id;
-    ~Forget() { worker.controls_.erase(id); }
-  } forget{*this, id};
+    ControlKey key;
+    ~Forget() { worker.controls_.erase(key); }
+  } forget{*this, {link, id}};
   // Reply fields are stamped once, by whoever made the reply: the forwarder for a forwarded
   // request (id, worker id, attempts, upstream time), this function for the refusals and
   // failures it makes itself (id from the frame, worker id).

@@ -96,9 +96,12 @@ class Worker {
   // still running (a drain that timed out), and they use the forwarder until then. Its idle
   // connections are closed first (~Worker), as they must go before their io_context.
   std::unique_ptr<Forwarder> forwarder_;
-  // The controls of the requests held, by id. Each is owned by its request's coroutine, so that
-  // it goes with it; declared before io_ for the same reason as the forwarder.
-  std::map<protocol::CorrelationId, Control*> controls_;
+  // The controls of the requests held, by link and id: a gateway that fails over to another
+  // broker sends a request again under its id, and that copy runs (the broker only does so for a
+  // retry-safe one). Each is owned by its request's coroutine, so that it goes with it; declared
+  // before io_ for the same reason as the forwarder.
+  using ControlKey = std::pair<std::size_t, protocol::CorrelationId>;
+  std::map<ControlKey, Control*> controls_;
   asio::io_context io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::vector<std::unique_ptr<Link>> links_;
