@@ -260,6 +260,8 @@ if on "$PARTS" 3; then
     # The baseline is taken now, after parts 1 and 2: memory the allocator kept from them is not
     # charged to the open streams.
     before=$(rss_kib "${pids[@]}")
+    declare -A before_of=() held_of=()
+    for pid in "${pids[@]}"; do before_of[$pid]=$(rss_kib "$pid"); held_of[$pid]=0; done
     url="$(base_url "$t")/play/riddle/2?think_ms=0&interval_ms=1000&chars=$((HOLD_S + 40))"
     hold_log=$LOGS/client-hold-$t.txt
     "${CLIENT[@]}" hold "$url" --streams "$HOLD_STREAMS" --ready-timeout 20 --hold "$HOLD_S" \
@@ -271,7 +273,17 @@ if on "$PARTS" 3; then
     held=0
     for _ in $(seq 1 $((HOLD_S * 2 - 1))); do
       r=$(rss_kib "${pids[@]}"); ((r > held)) && held=$r
+      for pid in "${pids[@]}"; do
+        r=$(rss_kib "$pid"); ((r > held_of[$pid])) && held_of[$pid]=$r
+      done
       sleep 0.5
+    done
+    # Where it goes: each process's growth per open stream.
+    breakdown=""
+    for pid in "${pids[@]}"; do
+      name=$(cat "/proc/$pid/comm" 2>/dev/null || echo "$pid")
+      breakdown+=$(awk -v n="$name" -v a="${held_of[$pid]}" -v b="${before_of[$pid]}" -v k="$HOLD_STREAMS" \
+        'BEGIN {printf " %s %.1f", n, (a - b) / k}')
     done
     wait "$CLIENT_PID" || true
     CLIENT_PID=""
@@ -282,6 +294,7 @@ if on "$PARTS" 3; then
     printf '  %-8s RSS at start %6.1f MiB, before %6.1f MiB, with the streams open %6.1f MiB: %6s KiB per open stream (%s of %d streaming)\n' \
       "$t" "$(awk -v x="${RSS_START[$t]}" 'BEGIN {print x / 1024}')" "$(awk -v x="$before" 'BEGIN {print x / 1024}')" \
       "$(awk -v x="$held" 'BEGIN {print x / 1024}')" "$per" "$ready" "$HOLD_STREAMS"
+    echo "           per process (KiB per open stream):$breakdown"
     if ((ready != HOLD_STREAMS)); then
       result_line=$(grep '^RESULT' "$hold_log" || true)
       echo "  $t: only $ready of $HOLD_STREAMS streams had a 200 head and a character when the RSS was sampled (buffered?); statuses $(kv statuses "$result_line")"
