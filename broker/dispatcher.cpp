@@ -59,6 +59,11 @@ bool sent_by(const Request& request, const Identity& gateway, std::string_view p
          (!request.principal.empty() && request.principal == principal);
 }
 
+// END and ABORT: the worker is done with the request (and has freed its own slot).
+bool is_final(protocol::StreamPart part) {
+  return part == protocol::StreamPart::kEnd || part == protocol::StreamPart::kAbort;
+}
+
 }  // namespace
 
 Dispatcher::Dispatcher(DispatcherOptions options, Outbox& outbox)
@@ -89,14 +94,18 @@ void Dispatcher::send_control(bool to_worker, const Identity& peer, Command comm
   if (!ok) ++counters_.unroutable;
 }
 
-void Dispatcher::send_abort(const Identity& gateway, const protocol::CorrelationId& id,
+bool Dispatcher::send_abort(const Identity& gateway, const protocol::CorrelationId& id,
                             std::string why) {
+  // A gateway that is gone has forgotten the stream: an ABORT would reach nobody.
+  if (!gateway_known(gateway)) return false;
   if (why.size() > protocol::kMaxAbortReason) why.resize(protocol::kMaxAbortReason);
   Frames frames;
   frames.push_back(identity_frame(gateway));
   protocol::add_stream(frames, {id, protocol::StreamPart::kAbort, 0},
                        zmq::message_t(why.data(), why.size()));
-  if (!outbox_.to_gateway(frames)) ++counters_.unroutable;
+  if (outbox_.to_gateway(frames)) return true;
+  ++counters_.unroutable;
+  return false;
 }
 
 void Dispatcher::reply_error(const Identity& gateway, const protocol::CorrelationId& id, int kind,
@@ -202,8 +211,7 @@ void Dispatcher::on_gateway_message(Frames& frames, const Now& now, std::string_
   if (!parsed) return;
   const Identity gateway(protocol::view(frames[0]));
   if (*parsed == Command::kDisconnect) {
-    gateways_.erase(gateway);
-    cancel_requests_of(gateway);
+    forget_gateway(gateway);
     return;
   }
   if (*parsed != Command::kRequest && *parsed != Command::kHeartbeat &&
@@ -330,14 +338,26 @@ bool Dispatcher::cancel_at_worker(Request& request) {
   // The worker's credit stays taken until its final REPLY, END or ABORT: until then it may still
   // be working on the request.
   request.cancelled = true;
-  Frames frames;
-  frames.push_back(identity_frame(request.worker->id));
-  protocol::add_cancel(frames, request.id);
-  if (!outbox_.to_worker(frames)) ++counters_.unroutable;
+  send_cancel(request.worker->id, request.id);
   return true;
 }
 
-void Dispatcher::cancel_requests_of(const Identity& gateway) {
+void Dispatcher::send_cancel(const Identity& worker, const protocol::CorrelationId& id) {
+  Frames frames;
+  frames.push_back(identity_frame(worker));
+  protocol::add_cancel(frames, id);
+  if (!outbox_.to_worker(frames)) ++counters_.unroutable;
+}
+
+void Dispatcher::forget_gateway(const Identity& gateway) {
+  gateways_.erase(gateway);
+  // Queued ones go now, not at the next tick: a credit freed before it would dispatch them.
+  // Their queue keys turn stale, and dispatch and drop_stale skip them.
+  requests_.erase_if([&](const std::string&, Request& request) {
+    if (request.gateway != gateway || request.worker) return false;
+    ++counters_.gateway_gone_drops;
+    return true;
+  });
   requests_.for_each([&](Request& request) {
     if (request.gateway == gateway && cancel_at_worker(request)) ++counters_.gateway_gone_drops;
   });
@@ -503,15 +523,18 @@ void Dispatcher::on_worker_message(Frames& frames, const Now& now) {
         malformed(Malformed::kShape, "REPLY with bad fields", now);
         return;
       }
-      ++counters_.late_replies;
+      ++counters_.late_replies;  // final: the worker is done with it, a CANCEL would be moot
     } else if (command == Command::kStream) {
-      protocol::StreamHeader ignored;
-      if (const auto ec = protocol::parse_stream(frames, 1, ignored)) {
+      protocol::StreamHeader header;
+      if (const auto ec = protocol::parse_stream(frames, 1, header)) {
         malformed(ec == protocol::FrameError::kBadField ? Malformed::kField : Malformed::kShape,
                   "STREAM with bad fields", now);
         return;
       }
       ++counters_.late_replies;
+      // Nobody reads this stream any more (the broker restarted, or gave the worker up): without
+      // a CANCEL the worker would go on streaming it for up to stream_max_duration.
+      if (!is_final(header.part)) send_cancel(id, header.id);
     } else if (command != Command::kHeartbeat && command != Command::kDrain &&
                command != Command::kDisconnect) {
       malformed(Malformed::kMisrouted, "REQUEST, STATS, CREDIT or CANCEL on the worker socket",
@@ -614,7 +637,10 @@ void Dispatcher::handle_stream(Worker& worker, Frames& frames, const Now& now) {
   Request* request = requests_.held_by(key, worker);
   if (!request) {
     // Forged, or late from a worker given up on: the stream belongs to nobody it could reach.
+    // The worker is told to stop, or it would stream for nobody up to stream_max_duration (a
+    // final part needs no answer: the worker is done with it).
     ++counters_.late_replies;
+    if (!is_final(header.part)) send_cancel(worker.id, header.id);
     return;
   }
   ServiceQueue& svc = queues_.get(worker.service, now.steady);
@@ -626,7 +652,7 @@ void Dispatcher::handle_stream(Worker& worker, Frames& frames, const Now& now) {
   // The worker's cap for the whole stream replaces the deadline of the head, so that a long
   // stream is not forgotten as an orphan while it runs.
   request->deadline = steady_deadline(header.until_ms, now);
-  if (header.part == protocol::StreamPart::kEnd || header.part == protocol::StreamPart::kAbort) {
+  if (is_final(header.part)) {
     complete(worker, key, frames, header.part == protocol::StreamPart::kAbort, now);
     return;
   }
@@ -641,10 +667,11 @@ void Dispatcher::handle_stream(Worker& worker, Frames& frames, const Now& now) {
   // A part that did not go leaves a hole in the body: the client must not get the rest as if
   // complete. The stream ends here, and the worker stops.
   ++counters_.unroutable;
-  ++counters_.stream_aborts;
-  ++svc.counters.stream_aborts;
   cancel_at_worker(*request);
-  send_abort(request->gateway, request->id, "broker could not forward part of the stream");
+  if (send_abort(request->gateway, request->id, "broker could not forward part of the stream")) {
+    ++counters_.stream_aborts;
+    ++svc.counters.stream_aborts;
+  }
 }
 
 void Dispatcher::complete(Worker& worker, const std::string& key, Frames& frames, bool abort,
@@ -693,9 +720,10 @@ void Dispatcher::remove_worker(const Identity& id, const char* why, const Now& n
   // The client may be reading the body already: a reply now would come after its head, so the
   // stream is ended as truncated instead.
   for (const Request& request : loss.aborted) {
-    ++counters_.stream_aborts;
-    ++svc.counters.stream_aborts;
-    send_abort(request.gateway, request.id, "worker " + worker->name + " lost: " + why);
+    if (send_abort(request.gateway, request.id, "worker " + worker->name + " lost: " + why)) {
+      ++counters_.stream_aborts;
+      ++svc.counters.stream_aborts;
+    }
   }
   ServiceQueues::requeue_front(svc, loss.requeue);
   counters_.requeued += loss.requeue.size();
@@ -740,8 +768,7 @@ void Dispatcher::expire_gateways(const Now& now) {
     if (expiry <= now.steady) gone.push_back(id);
   }
   for (const auto& id : gone) {
-    gateways_.erase(id);
-    cancel_requests_of(id);
+    forget_gateway(id);
     spdlog::warn(
         "gateway lost (missed heartbeats); its queued requests are dropped and those at workers "
         "cancelled");
@@ -777,8 +804,11 @@ void Dispatcher::expire_queued(const Now& now) {
 }
 
 void Dispatcher::forget_orphans(const Now& now) {
-  // A worker that never answered must not keep the slot it was given.
-  counters_.orphans += requests_.forget_orphans(now.steady, options_.orphan_grace);
+  // A worker that never answered must not keep the slot it was given. It may still be working
+  // (or streaming, up to stream_max_duration) for a request nobody waits for: it is told to stop.
+  const auto forgotten = requests_.forget_orphans(now.steady, options_.orphan_grace);
+  for (const Request& request : forgotten) send_cancel(request.worker->id, request.id);
+  counters_.orphans += forgotten.size();
 }
 
 void Dispatcher::drop_stale_and_dispatch(const Now& now) {
@@ -826,10 +856,13 @@ void Dispatcher::begin_shutdown(const Now& now) {
 void Dispatcher::fail_in_flight(const std::string& detail) {
   for (auto& [name, svc] : queues_) fail_queued(*svc, detail);
   for (const Request& request : requests_.take_all()) {
+    // The broker is about to exit: a worker must not go on working (or streaming) for it.
+    if (request.worker) send_cancel(request.worker->id, request.id);
     if (request.cancelled) continue;  // nobody waits for it
     if (request.streaming) {
-      ++counters_.stream_aborts;
-      send_abort(request.gateway, request.id, "broker shutting down: " + detail);
+      if (send_abort(request.gateway, request.id, "broker shutting down: " + detail)) {
+        ++counters_.stream_aborts;
+      }
       continue;
     }
     reply_error(request.gateway, request.id, static_cast<int>(ErrorKind::kBrokerUnavailable),

@@ -124,10 +124,12 @@ class Dispatcher {
                 const Now& now);
   // Marks a request at a worker cancelled and tells the worker; false if it already was.
   bool cancel_at_worker(Request& request);
-  // A gateway is gone (declared lost, or said DISCONNECT): its requests at workers are
-  // cancelled, so that no worker keeps working for nobody. Its queued ones are dropped by
-  // expire_queued.
-  void cancel_requests_of(const Identity& gateway);
+  // Tells `worker` to stop working on `id`, which the broker no longer waits for.
+  void send_cancel(const Identity& worker, const protocol::CorrelationId& id);
+  // A gateway is gone (declared lost, or said DISCONNECT): its queued requests are dropped at
+  // once, so that none is dispatched for nobody, and those at workers cancelled, so that no
+  // worker keeps working for nobody.
+  void forget_gateway(const Identity& gateway);
   void handle_worker_heartbeat(Worker& worker, const protocol::Frames& frames, const Now& now);
   void dispatch(ServiceQueue& svc, const Now& now);
   bool send_to_worker(Worker& worker, Request& request);
@@ -147,8 +149,8 @@ class Dispatcher {
                    const std::string& service, const std::string& detail,
                    const char* retry_after = nullptr);
   // Ends a streamed reply the gateway is reading with STREAM ABORT (until 0), `why` cut to
-  // kMaxAbortReason bytes.
-  void send_abort(const Identity& gateway, const protocol::CorrelationId& id, std::string why);
+  // kMaxAbortReason bytes. True if the ABORT went to a known gateway (what stream_aborts counts).
+  bool send_abort(const Identity& gateway, const protocol::CorrelationId& id, std::string why);
   void send_control(bool to_worker, const Identity& peer, protocol::Command command);
   bool gateway_known(const Identity& gateway) const;
   void touch_gateway(const Identity& gateway, const Now& now);

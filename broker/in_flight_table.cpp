@@ -85,12 +85,13 @@ WorkerLoss InFlightTable::release(const Worker& worker, Clock::time_point now) {
   return loss;
 }
 
-std::size_t InFlightTable::forget_orphans(Clock::time_point now, std::chrono::milliseconds grace) {
-  std::size_t forgotten = 0;
+std::vector<Request> InFlightTable::forget_orphans(Clock::time_point now,
+                                                   std::chrono::milliseconds grace) {
+  std::vector<Request> forgotten;
   erase_if([&](const std::string&, Request& request) {
     if (!request.worker || request.deadline + grace > now) return false;
     --request.worker->in_flight;
-    ++forgotten;
+    forgotten.push_back(std::move(request));
     return true;
   });
   return forgotten;

@@ -74,9 +74,10 @@ class InFlightTable {
   // streaming is queued again; the rest leave the table (cancelled ones silently).
   WorkerLoss release(const Worker& worker, Clock::time_point now);
   // Forgets requests still at a worker `grace` past their deadline, freeing the worker's credit
-  // rather than leaking it; returns how many.
-  std::size_t forget_orphans(Clock::time_point now, std::chrono::milliseconds grace);
-  // Empties the table, giving the workers back their credit.
+  // rather than leaking it; returns them, `worker` still set so that the caller can tell it to
+  // stop (valid until that worker is removed).
+  std::vector<Request> forget_orphans(Clock::time_point now, std::chrono::milliseconds grace);
+  // Empties the table, giving the workers back their credit; `worker` stays set, as above.
   std::vector<Request> take_all();
 
   // Calls `visit(Request&)` for every request; it must not add or remove any.

@@ -39,13 +39,20 @@ Frames to_frames(const Message& m) {
 // Records what the dispatcher sends; peers listed as unreachable refuse, as ROUTER_MANDATORY would.
 class RecordingOutbox : public Outbox {
  public:
-  bool to_gateway(Frames& frames) override { return record(frames, gateway, dead_gateways); }
+  bool to_gateway(Frames& frames) override {
+    if (refuse_gateway_sends > 0) {
+      --refuse_gateway_sends;
+      return false;
+    }
+    return record(frames, gateway, dead_gateways);
+  }
   bool to_worker(Frames& frames) override { return record(frames, worker, dead_workers); }
 
   std::vector<Message> gateway;
   std::vector<Message> worker;
   std::set<std::string> dead_gateways;
   std::set<std::string> dead_workers;
+  int refuse_gateway_sends = 0;  // the next this many to_gateway calls fail (a full queue)
 
  private:
   static bool record(const Frames& frames, std::vector<Message>& log,
@@ -1291,7 +1298,8 @@ TEST_F(DispatcherTest, APartThatCannotReachTheGatewayEndsTheStreamAndStopsTheWor
   out_.dead_gateways.insert("g1");
   stream("w1", 1, StreamPart::kData, "lost");
   EXPECT_EQ(controls_to_worker("w1", Command::kCancel).size(), 1u);
-  EXPECT_EQ(counters().stream_aborts, 1u);
+  EXPECT_EQ(counters().stream_aborts, 0u) << "the ABORT did not reach the gateway either";
+  EXPECT_EQ(counters().unroutable, 2u) << "the part and the ABORT";
   out_.dead_gateways.clear();
   stream("w1", 1, StreamPart::kData, "after the hole");
   stream("w1", 1, StreamPart::kEnd, "looks complete");
@@ -1405,6 +1413,97 @@ TEST_F(DispatcherTest, StatsCountStreamsAndCancellationBrokerWideAndPerService) 
     EXPECT_TRUE(svc.contains(name)) << name;
   }
   EXPECT_FALSE(svc.contains("foreign_cancels"));
+}
+
+TEST_F(DispatcherTest, AStreamAbortIsCountedWhenItReachesTheGatewayAfterARefusedPart) {
+  ready("w1", 1);
+  request("g1", 1);
+  stream("w1", 1, StreamPart::kHead, "h");
+  out_.refuse_gateway_sends = 1;  // the part, not the ABORT after it
+  stream("w1", 1, StreamPart::kData, "lost");
+  const auto parts = streams_to("g1");
+  ASSERT_EQ(parts.size(), 2u);
+  EXPECT_EQ(parts[1][4], part(StreamPart::kAbort));
+  EXPECT_EQ(counters().stream_aborts, 1u);
+  EXPECT_EQ(stats_json()["services"]["echo"]["counters"]["stream_aborts"], 1);
+}
+
+TEST_F(DispatcherTest, AStreamAbortForALostWorkerIsNotCountedWhenTheGatewayRefusesIt) {
+  ready("w1", 1);
+  request("g1", 1);
+  stream("w1", 1, StreamPart::kHead, "h");
+  out_.dead_gateways.insert("g1");
+  worker_control("w1", Command::kDisconnect);
+  EXPECT_EQ(counters().stream_aborts, 0u);
+  EXPECT_EQ(counters().unroutable, 1u);
+  EXPECT_EQ(dispatcher_->in_flight(), 0u);
+}
+
+TEST_F(DispatcherTest, AStreamPartForAnIdTheWorkerDoesNotHoldIsAnsweredWithCancelUnlessFinal) {
+  ready("w1", 1);
+  ready("w2", 1);
+  request("g1", 1);
+  ASSERT_EQ(dispatched_to("w1"), std::vector<int>{1});
+  stream("w2", 1, StreamPart::kHead, "zombie");
+  stream("w2", 7, StreamPart::kData, "zombie");
+  stream("w2", 8, StreamPart::kEnd);
+  stream("w2", 9, StreamPart::kAbort, "done");
+  const auto cancels = controls_to_worker("w2", Command::kCancel);
+  ASSERT_EQ(cancels.size(), 2u) << "END and ABORT need no answer";
+  EXPECT_EQ(cancels[0][3], id_bytes(1));
+  EXPECT_EQ(cancels[1][3], id_bytes(7));
+  EXPECT_TRUE(controls_to_worker("w1", Command::kCancel).empty()) << "w1 holds 1: it goes on";
+  EXPECT_EQ(counters().late_replies, 4u);
+  EXPECT_TRUE(streams_to("g1").empty());
+}
+
+TEST_F(DispatcherTest, AStreamFromAnUnknownWorkerIsCancelledAndItIsToldToRegisterAgain) {
+  stream("stranger", 1, StreamPart::kHead, "h");
+  stream("stranger", 2, StreamPart::kData, "d");
+  stream("stranger", 3, StreamPart::kEnd);
+  reply("stranger", 4);
+  const auto cancels = controls_to_worker("stranger", Command::kCancel);
+  ASSERT_EQ(cancels.size(), 2u) << "a final END or REPLY needs no CANCEL";
+  EXPECT_EQ(cancels[0][3], id_bytes(1));
+  EXPECT_EQ(cancels[1][3], id_bytes(2));
+  EXPECT_EQ(controls_to_worker("stranger", Command::kDisconnect).size(), 4u);
+  EXPECT_EQ(counters().late_replies, 4u);
+}
+
+TEST_F(DispatcherTest, AnOrphanForgottenPastItsDeadlineIsCancelledAtItsWorker) {
+  ready("w1", 2);
+  request("g1", 1, kUnsafe, 1'000);
+  request("g1", 2, kUnsafe, 60'000);
+  pass(1'000ms + options_.orphan_grace + 250ms, {"w1"}, {"g1"});
+  ASSERT_EQ(counters().orphans, 1u);
+  const auto cancels = controls_to_worker("w1", Command::kCancel);
+  ASSERT_EQ(cancels.size(), 1u) << "it may still be streaming for nobody";
+  EXPECT_EQ(cancels[0][3], id_bytes(1));
+}
+
+TEST_F(DispatcherTest, DrainTimeoutCancelsEveryRequestStillAtAWorker) {
+  ready("w1", 2);
+  request("g1", 1);
+  request("g1", 2);
+  request("g1", 3);  // queued: never at a worker
+  stream("w1", 1, StreamPart::kHead, "h");
+  dispatcher_->begin_shutdown(now_);
+  dispatcher_->fail_in_flight("broker stopped");
+  std::set<std::string> cancelled;
+  for (const auto& m : controls_to_worker("w1", Command::kCancel)) cancelled.insert(m[3]);
+  EXPECT_EQ(cancelled, (std::set<std::string>{id_bytes(1), id_bytes(2)}));
+}
+
+TEST_F(DispatcherTest, AGatewaySayingDisconnectHasItsQueuedRequestsDroppedAtOnce) {
+  ready("w1", 1);
+  request("g1", 1);
+  request("g1", 2);  // queued
+  request("g2", 3);  // queued
+  from_gateway({"g1", std::string(protocol::kTag), cmd(Command::kDisconnect)});
+  EXPECT_EQ(counters().gateway_gone_drops, 2u) << "the one at w1 and the queued one";
+  reply("w1", 1);  // frees the credit before any tick
+  EXPECT_EQ(dispatched_to("w1"), (std::vector<int>{1, 3})) << "g1's queued one never runs";
+  EXPECT_TRUE(replies_to("g1").empty());
 }
 
 }  // namespace

@@ -111,9 +111,12 @@ TEST_F(InFlightTableTest, RequestsAtAWorkerPastDeadlinePlusGraceAreForgotten) {
   const auto queued = add(2, protocol::kFlagRetrySafe, 1s);
   table_.dispatched(*table_.find(held), w1_);
   now_ += 1s + 30s - 1ms;
-  EXPECT_EQ(table_.forget_orphans(now_, 30s), 0u);
+  EXPECT_EQ(table_.forget_orphans(now_, 30s).size(), 0u);
   now_ += 1ms;
-  EXPECT_EQ(table_.forget_orphans(now_, 30s), 1u);
+  const auto forgotten = table_.forget_orphans(now_, 30s);
+  ASSERT_EQ(forgotten.size(), 1u);
+  EXPECT_EQ(key_of(forgotten[0].id), held);
+  EXPECT_EQ(forgotten[0].worker, &w1_) << "so that the broker can tell the worker to stop";
   EXPECT_EQ(w1_.in_flight, 0u) << "its credit is freed";
   EXPECT_EQ(table_.find(held), nullptr);
   EXPECT_NE(table_.find(queued), nullptr) << "queued requests are the queues' business";
@@ -152,9 +155,9 @@ TEST_F(InFlightTableTest, AStreamPastItsUntilPlusGraceIsAnOrphan) {
   table_.dispatched(*table_.find(key), w1_);
   table_.find(key)->deadline = now_ + 60s;  // what a STREAM's `until` sets
   now_ += 1s + 30s;
-  EXPECT_EQ(table_.forget_orphans(now_, 30s), 0u) << "the head's deadline no longer counts";
+  EXPECT_EQ(table_.forget_orphans(now_, 30s).size(), 0u) << "the head's deadline no longer counts";
   now_ += 59s;
-  EXPECT_EQ(table_.forget_orphans(now_, 30s), 1u);
+  EXPECT_EQ(table_.forget_orphans(now_, 30s).size(), 1u);
   EXPECT_EQ(w1_.in_flight, 0u);
 }
 
