@@ -214,16 +214,19 @@ void BrokerClient::send_cancel(std::size_t link, const protocol::CorrelationId& 
 }
 
 void BrokerClient::credit(const protocol::CorrelationId& id, std::uint32_t bytes) {
+  bytes = std::clamp<std::uint32_t>(bytes, 1, protocol::kMaxCredit);
   std::size_t link = 0;
   {
     std::lock_guard lock(mutex_);
     const auto it = pending_.find(key_of(id));
     if (it == pending_.end()) return;
     link = it->second.link;
+    // Granted before it is posted: the worker cannot use it before it arrives.
+    it->second.granted += bytes;
   }
   protocol::Frames frames;
   frames.reserve(protocol::kCreditFrames);
-  protocol::add_credit(frames, id, std::clamp<std::uint32_t>(bytes, 1, protocol::kMaxCredit));
+  protocol::add_credit(frames, id, bytes);
   links_[link]->peer.link().post(std::move(frames));
 }
 
@@ -239,10 +242,14 @@ void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
     Callback cb;
     std::shared_ptr<Callback> streaming;
     std::size_t on_link = 0;
+    bool foreign = false;
     {
       std::lock_guard lock(mutex_);
       const auto it = pending_.find(key_of(id));
-      if (it != pending_.end()) {
+      // After the HEAD only the stream's broker speaks for it: a reply through another (a
+      // failed-over request run by both) is late and must not end the healthy stream.
+      foreign = it != pending_.end() && it->second.stream && it->second.link != link.index;
+      if (it != pending_.end() && !foreign) {
         on_link = it->second.link;
         --links_[on_link]->pending;
         cb = std::move(it->second.done);
@@ -252,7 +259,10 @@ void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
     }
     // Whichever broker carried it, a reply answers the request (a failed-over request may be
     // answered by both: the second is late).
-    if (streaming) {
+    if (foreign) {
+      late_replies_.fetch_add(1, std::memory_order_relaxed);
+      send_cancel(link.index, id);
+    } else if (streaming) {
       // The client may be reading the body already: a reply now cannot be honoured.
       stream_errors_.fetch_add(1, std::memory_order_relaxed);
       send_cancel(on_link, id);
@@ -287,11 +297,18 @@ void BrokerClient::on_stream(Link& link, protocol::Frames& frames) {
   const char* error = nullptr;
   std::size_t on_link = link.index;
   {
-    std::lock_guard lock(mutex_);
+    std::unique_lock lock(mutex_);
     const auto it = pending_.find(key_of(header.id));
-    // After the HEAD, only the broker that carried it speaks for the stream.
-    if (it == pending_.end() || (it->second.stream && it->second.link != link.index)) {
+    if (it == pending_.end()) {
       late_replies_.fetch_add(1, std::memory_order_relaxed);
+      return;
+    }
+    // After the HEAD, only the broker that carried it speaks for the stream: another one (a
+    // failed-over request run by both) is told to stop, and the stream goes on.
+    if (it->second.stream && it->second.link != link.index) {
+      late_replies_.fetch_add(1, std::memory_order_relaxed);
+      lock.unlock();
+      send_cancel(link.index, header.id);
       return;
     }
     auto& p = it->second;
@@ -326,6 +343,12 @@ void BrokerClient::on_stream(Link& link, protocol::Frames& frames) {
         if (!shared) plain = std::move(p.done);
         remove = true;
         break;
+    }
+    if (!error && p.stream &&
+        (header.part == StreamPart::kData || header.part == StreamPart::kEnd)) {
+      // Checked before the part is queued: the caller's queue never holds more than a window.
+      p.received += frames[protocol::kStreamPayloadIndex].size();
+      if (p.received > p.granted) error = "protocol error: more body bytes than the window granted";
     }
     if (error) {
       shared = std::move(p.stream);

@@ -81,8 +81,10 @@ class BrokerClient {
 
   // Thread-safe. `done` runs until a final() part, unless cancel() wins first: on a link thread,
   // on the caller's when no broker is connected, or on the thread calling stop(). A broker's
-  // protocol error (DATA or END before HEAD, a second HEAD, a REPLY after HEAD) ends the request
-  // with a kAbort to the caller and a CANCEL to that broker.
+  // protocol error (DATA or END before HEAD, a second HEAD, a REPLY after HEAD, more DATA and END
+  // bytes than the window granted) ends the request with a kAbort to the caller and a CANCEL to
+  // that broker. After the HEAD, a REPLY or STREAM part from another broker is late: counted,
+  // answered with a CANCEL to that broker, and the stream goes on.
   void submit(const protocol::RequestHeader& header, zmq::message_t envelope, Callback done);
   // The caller gave up (deadline, client gone): CANCEL goes to the broker that carries the
   // request, and a reply or stream part arriving later is discarded and counted as late. False
@@ -90,14 +92,15 @@ class BrokerClient {
   bool cancel(const protocol::CorrelationId& id);
   // The caller wrote `bytes` more of a stream's body to its client: CREDIT through the broker
   // that carries it. Ignored for a request no longer pending; `bytes` is clamped to
-  // 1..kMaxCredit.
+  // 1..kMaxCredit. What it sends widens the window the stream's parts are checked against.
   void credit(const protocol::CorrelationId& id, std::uint32_t bytes);
 
   // At least one broker answers heartbeats.
   bool connected() const;
   std::vector<BrokerStatus> brokers() const;
   std::uint64_t late_replies() const { return late_replies_.load(); }
-  // STREAM parts that broke the order (DATA or END before HEAD, a second HEAD, REPLY after HEAD).
+  // STREAM parts that broke the order (DATA or END before HEAD, a second HEAD, REPLY after HEAD)
+  // or the window.
   std::uint64_t stream_protocol_errors() const { return stream_errors_.load(); }
   // Pending requests sent again through another broker after theirs was lost.
   std::uint64_t failovers() const { return failovers_.load(); }
@@ -115,6 +118,10 @@ class BrokerClient {
     std::uint64_t deadline_ms = 0;
     std::uint8_t flags = 0;
     zmq::message_t envelope;  // a shared reference, kept only where failover may need it
+    // Flow control, checked here on the link thread before a part is queued for the caller, so
+    // that a broker ignoring its window cannot grow the caller's queue without bound.
+    std::uint64_t granted = protocol::kInitialStreamWindow;  // plus every CREDIT sent
+    std::uint64_t received = 0;                              // DATA and END payload bytes
   };
 
   void on_message(Link& link, protocol::Frames& frames);

@@ -26,8 +26,11 @@ struct Server::Exchange {
   beast::tcp_stream* stream = nullptr;  // the client's connection
   // The response went out already (a stream): the session writes nothing more.
   bool written = false;
-  bool cancelled = false;      // the client left first: nothing to write, logged as 499
-  bool close = false;          // the connection must close after this exchange
+  bool cancelled = false;  // the client left first: nothing to write, logged as 499
+  bool close = false;      // the connection must close after this exchange
+  // Close with a reset, not a FIN: a close-delimited body that is not complete, which a FIN
+  // would present to the client as complete.
+  bool reset = false;
   std::string stream_outcome;  // a stream's: complete, truncated or cancelled
   std::string stream_reason;   // why it was not complete, sanitized
   std::uint64_t stream_bytes = 0;
@@ -66,6 +69,24 @@ class LogThrottle {
   Clock::time_point next_{};
   std::uint64_t skipped_ = 0;
 };
+
+// At most this much of a stream's batch per client write: each write has stream_idle_timeout,
+// so a slow but steady reader is cut only when one piece stalls, never for a large batch.
+constexpr std::size_t kWritePiece = 16 * 1024;
+
+// Writes `buffers` in pieces of kWritePiece, each within `timeout`.
+asio::awaitable<void> write_in_pieces(beast::tcp_stream& stream,
+                                      const std::vector<asio::const_buffer>& buffers,
+                                      std::chrono::milliseconds timeout, beast::error_code& ec) {
+  beast::buffers_suffix<std::vector<asio::const_buffer>> rest(buffers);
+  while (beast::buffer_bytes(rest) > 0) {
+    stream.expires_after(timeout);
+    const auto n = co_await asio::async_write(stream, beast::buffers_prefix(kWritePiece, rest),
+                                              asio::redirect_error(asio::use_awaitable, ec));
+    if (ec) co_return;
+    rest.consume(n);
+  }
+}
 
 const char* refusal_reason(ConnectionTable::Refused why) {
   return why == ConnectionTable::Refused::kClientLimit
@@ -212,6 +233,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
   } release{counters_.connections};
 
   beast::error_code ec;
+  bool reset = false;
   // Shared only so that an eviction scheduled from another thread can find it gone.
   auto& stream = *owned;
   beast::flat_buffer buffer(read_buffer_limit(options_.max_header));
@@ -270,7 +292,13 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
     }
     counters_.in_flight.fetch_sub(1);
     record(ex);
+    reset = ex.reset;
     if (ec || !keep_alive) break;
+  }
+  if (reset) {
+    stream.socket().set_option(asio::socket_base::linger(true, 0), ec);
+    stream.socket().close(ec);
+    co_return;
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
 }
@@ -597,7 +625,7 @@ asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const Servic
       break;
     }
 
-    // Everything already queued goes out in one write.
+    // Everything already queued goes out as one batch (written in pieces, see kWritePiece).
     batch.clear();
     std::size_t size = 0;
     bool end = false;
@@ -634,8 +662,7 @@ asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const Servic
         end && (head.framing != StreamFraming::kLength || ex.stream_bytes + size == head.length);
     if (complete && chunked) buffers.push_back(asio::buffer(kLastChunk));
     if (!buffers.empty()) {
-      stream.expires_after(idle);
-      co_await asio::async_write(stream, buffers, asio::redirect_error(asio::use_awaitable, ec));
+      co_await write_in_pieces(stream, buffers, idle, ec);
       if (ec) {
         client_failed(ec);
         break;
@@ -643,6 +670,8 @@ asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const Servic
       ex.stream_bytes += size;
       for (const auto& m : batch) boundary.wrote(protocol::view(m));
       last_write = Clock::now();
+      // The idle backstop waits for the worker, not for our own writes to a slow client.
+      last_part = last_write;
     }
     if (abort) {
       outcome = "truncated";
@@ -666,9 +695,12 @@ asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const Servic
     call.stop_watch();  // no write pending: the session may read the next request
     if (head.framing == StreamFraming::kClose) ex.close = true;
   } else {
-    // No terminating chunk (or short of the length): the client sees a truncated body.
+    // No terminating chunk (or short of the length): the client sees a truncated body. A
+    // close-delimited body has no such mark, so it ends with a reset; the others keep the FIN,
+    // which lets the client read what was written.
     call.cancel();
     ex.close = true;
+    ex.reset = head.framing == StreamFraming::kClose;
     ex.cancelled = outcome == "cancelled";
   }
   metrics_.stream_finished(svc.name, outcome);

@@ -407,5 +407,60 @@ TEST_F(BrokerClientTest, CreditAndCancelGoThroughTheBrokerCarryingTheRequest) {
   EXPECT_EQ(second->size(), 1u);
 }
 
+TEST_F(BrokerClientTest, MoreBodyBytesThanGrantedAbortAtOnceAndCancel) {
+  ScriptedBroker a(context_, kServes);
+  BrokerClient client(context_, options({&a}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a}));
+  auto parts = submit_stream(client);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 1; }));
+  const auto r = a.requests[0];
+  a.head(r);
+  a.stream(r, StreamPart::kData, std::string(protocol::kInitialStreamWindow, 'x'));
+  ASSERT_TRUE(pump_until({&a}, [&] { return parts->size() == 2; }));
+  client.credit(r.id, 10);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.credits.size() == 1; }));
+  a.stream(r, StreamPart::kData, "0123456789");  // exactly the credit
+  a.stream(r, StreamPart::kEnd, "!");            // one byte past it
+  ASSERT_TRUE(pump_until({&a}, [&] { return parts->size() == 4 && a.cancels.size() == 1; }));
+  const auto got = parts->snapshot();
+  EXPECT_EQ(got[2], std::make_pair(Kind::kData, std::string("0123456789")));
+  EXPECT_EQ(got[3], std::make_pair(Kind::kAbort,
+                                   std::string("protocol error: more body bytes than the window "
+                                               "granted")));
+  EXPECT_EQ(a.cancels[0].id, r.id);
+  EXPECT_EQ(client.stream_protocol_errors(), 1u);
+  EXPECT_EQ(client.pending(), 0u);
+}
+
+TEST_F(BrokerClientTest, AfterTheHeadPartsFromAnotherBrokerAreLateAndCancelledThere) {
+  ScriptedBroker a(context_, kServes), b(context_, kServes);
+  BrokerClient client(context_, options({&a, &b}));
+  client.start();
+  ASSERT_TRUE(settle(client, {&a, &b}));
+  auto on_a_parts = submit_stream(client);
+  auto parts = submit_stream(client);
+  ASSERT_TRUE(
+      pump_until({&a, &b}, [&] { return a.requests.size() == 1 && b.requests.size() == 1; }));
+  const auto r = b.requests[0];
+  b.head(r);
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return parts->size() == 1; }));
+  // Broker a speaks for b's stream (as one still running a failed-over copy would).
+  auto stray = r;
+  stray.peer = a.requests[0].peer;
+  a.stream(stray, StreamPart::kData, "stray");
+  a.reply(stray, "a whole reply");
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return a.cancels.size() == 2; }));
+  EXPECT_EQ(a.cancels[0].id, r.id);
+  EXPECT_EQ(a.cancels[1].id, r.id);
+  EXPECT_EQ(client.late_replies(), 2u);
+  EXPECT_EQ(client.stream_protocol_errors(), 0u);
+  // The stream is untouched and goes on through b.
+  b.stream(r, StreamPart::kEnd, "fin");
+  ASSERT_TRUE(pump_until({&a, &b}, [&] { return parts->size() == 2; }));
+  EXPECT_EQ(parts->snapshot()[1], std::make_pair(Kind::kEnd, std::string("fin")));
+  EXPECT_TRUE(b.cancels.empty());
+}
+
 }  // namespace
 }  // namespace courier::gateway

@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 #include <spdlog/spdlog.h>
 
+#include <array>
+#include <functional>
 #include <thread>
 
 #include "gateway/server.hpp"
@@ -36,12 +38,14 @@ class ServerStreamTest : public ::testing::Test {
     client_->stop();
   }
 
-  void start_server(std::chrono::milliseconds sse_keepalive = 0ms) {
+  void start_server(std::chrono::milliseconds sse_keepalive = 0ms,
+                    const std::function<void(ServiceConfig&)>& tune = {}) {
     Settings settings;
     ServiceConfig svc;
     svc.name = "svc";
     svc.upstream.text = "http://svc:80";
     svc.sse_keepalive = sse_keepalive;
+    if (tune) tune(svc);
     settings.services["svc"] = svc;
     ServerOptions options;
     options.listen_address = "127.0.0.1";
@@ -62,7 +66,10 @@ class ServerStreamTest : public ::testing::Test {
       beast::error_code ec;
       const auto n = http_.read_some(asio::buffer(buf), ec);
       if (ec == asio::error::would_block) return closed_;
-      if (ec) return closed_ = true;
+      if (ec) {
+        ended_ = ec;
+        return closed_ = true;
+      }
       received_.append(buf, n);
     }
   }
@@ -86,6 +93,7 @@ class ServerStreamTest : public ::testing::Test {
   tcp::socket http_{io_};
   std::string received_;
   bool closed_ = false;
+  beast::error_code ended_;  // how the gateway closed: eof for a FIN, connection_reset for a reset
 };
 
 constexpr std::string_view kGet = "GET /svc/events HTTP/1.1\r\nHost: x\r\n\r\n";
@@ -129,6 +137,77 @@ TEST_F(ServerStreamTest, AnAbortClosesTheConnectionWithoutTheLastChunk) {
   ASSERT_TRUE(pump_until([&] { return closed_; })) << received_;
   EXPECT_NE(received_.find("partial"), std::string::npos);
   EXPECT_EQ(received_.find("0\r\n\r\n"), std::string::npos) << received_;
+  // The missing last chunk shows the truncation: a FIN, so the client reads all that was written.
+  EXPECT_EQ(ended_, asio::error::eof) << ended_.message();
+}
+
+TEST_F(ServerStreamTest, ATruncatedCloseDelimitedBodyEndsWithAResetNotAFin) {
+  start_server();
+  send("GET /svc/events HTTP/1.0\r\n\r\n");
+  ASSERT_TRUE(pump_until([&] { return broker_.requests.size() == 1; }));
+  const auto r = broker_.requests[0];
+  broker_.head(r);
+  broker_.stream(r, StreamPart::kData, "partial");
+  ASSERT_TRUE(pump_until([&] { return received_.find("partial") != std::string::npos; }));
+  EXPECT_EQ(received_.find("chunked"), std::string::npos) << received_;
+  broker_.stream(r, StreamPart::kAbort, "worker lost");
+  ASSERT_TRUE(pump_until([&] { return closed_; })) << received_;
+  // A FIN would end a close-delimited body as if it were complete.
+  EXPECT_EQ(ended_, asio::error::connection_reset) << ended_.message();
+}
+
+TEST_F(ServerStreamTest, ACompleteCloseDelimitedBodyEndsWithAFin) {
+  start_server();
+  send("GET /svc/events HTTP/1.0\r\n\r\n");
+  ASSERT_TRUE(pump_until([&] { return broker_.requests.size() == 1; }));
+  const auto r = broker_.requests[0];
+  broker_.head(r);
+  broker_.stream(r, StreamPart::kEnd, "whole");
+  ASSERT_TRUE(pump_until([&] { return closed_; })) << received_;
+  EXPECT_TRUE(received_.ends_with("\r\n\r\nwhole")) << received_;
+  EXPECT_EQ(ended_, asio::error::eof) << ended_.message();
+}
+
+TEST_F(ServerStreamTest, ASlowButSteadyReaderOfALargeBatchIsNotCut) {
+  constexpr std::size_t kBody = 8u << 20;
+  start_server(0ms, [](ServiceConfig& svc) {
+    svc.stream_idle_timeout = 500ms;
+    svc.stream_window = 2 * kBody;
+  });
+  // A small receive window, so that the gateway's writes wait for this reader.
+  http_.close();
+  http_ = tcp::socket(io_);
+  http_.open(tcp::v4());
+  http_.set_option(asio::socket_base::receive_buffer_size(8192));
+  http_.connect(tcp::endpoint(asio::ip::make_address("127.0.0.1"), port_));
+  send(kGet);
+  http_.non_blocking(true);
+  ASSERT_TRUE(pump_until([&] { return broker_.requests.size() == 1; }));
+  const auto r = broker_.requests[0];
+  broker_.head(r);
+  ASSERT_TRUE(pump_until([&] { return !broker_.credits.empty(); }));  // the window raised
+  // One part far larger than the socket buffers: written as one batch that takes the reader
+  // longer than stream_idle_timeout, though no piece of it stalls.
+  broker_.stream(r, StreamPart::kData, std::string(kBody, 'x'));
+  broker_.stream(r, StreamPart::kEnd, "");
+  const auto until = Clock::now() + 30s;
+  std::array<char, 16384> buf;
+  beast::error_code ec;
+  while (!received_.ends_with("0\r\n\r\n") && Clock::now() < until) {
+    broker_.pump(0ms);
+    const auto n = http_.read_some(asio::buffer(buf), ec);
+    if (ec == asio::error::would_block) {
+      ec = {};
+      std::this_thread::sleep_for(1ms);
+      continue;
+    }
+    if (ec) break;
+    received_.append(buf.data(), n);
+    std::this_thread::sleep_for(2ms);  // pacing the reader, not synchronisation
+  }
+  EXPECT_FALSE(ec) << ec.message();
+  EXPECT_TRUE(received_.ends_with("0\r\n\r\n")) << received_.size();
+  EXPECT_TRUE(broker_.cancels.empty());
 }
 
 TEST_F(ServerStreamTest, ALengthFramedStreamKeepsTheUpstreamsContentLength) {
