@@ -136,6 +136,11 @@ asio::awaitable<Exchange> stream_response(beast::tcp_stream& stream, beast::flat
   beast::error_code failure;
   auto end = StreamEnd::kComplete;
   for (;;) {
+    // Checked first: a sink that broke cancels the request too, and this is why it ended.
+    if (out.broken()) {
+      end = StreamEnd::kSendFailed;
+      break;
+    }
     if (is_cancelled(cancel)) {
       end = StreamEnd::kCancelled;
       break;
@@ -181,7 +186,9 @@ asio::awaitable<Exchange> stream_response(beast::tcp_stream& stream, beast::flat
     }
     if (!bytes.empty()) out.data(bytes);
     if (!ec) continue;
-    if (is_cancelled(cancel)) {
+    if (out.broken()) {
+      end = StreamEnd::kSendFailed;
+    } else if (is_cancelled(cancel)) {
       end = StreamEnd::kCancelled;
     } else if (ec == beast::error::timeout) {
       end = Clock::now() >= until ? StreamEnd::kDurationCap : StreamEnd::kIdleTimeout;
@@ -191,9 +198,15 @@ asio::awaitable<Exchange> stream_response(beast::tcp_stream& stream, beast::flat
     }
     break;
   }
+  if (end == StreamEnd::kComplete && out.broken()) {  // the END itself could not be sent
+    end = StreamEnd::kSendFailed;
+    exchange.reusable = false;
+  }
   if (end != StreamEnd::kComplete) {
     close_now(stream);
-    if (end == StreamEnd::kUpstreamFailed) {
+    if (end == StreamEnd::kSendFailed) {
+      // The stream already sent its one ABORT.
+    } else if (end == StreamEnd::kUpstreamFailed) {
       out.abort("upstream failed mid-body: " + failure.message());
       exchange.result.ec = failure;
     } else {
@@ -320,6 +333,8 @@ const char* to_string(FetchResult::StreamEnd end) {
       return "client not reading";
     case FetchResult::StreamEnd::kCancelled:
       return "cancelled";
+    case FetchResult::StreamEnd::kSendFailed:
+      return "worker could not send part of the stream";
   }
   return "unknown";
 }
@@ -415,8 +430,9 @@ asio::awaitable<std::error_code> ConnectionPool::connect(Connection& connection,
   co_await connection.stream.async_connect(endpoints,
                                            asio::redirect_error(asio::use_awaitable, ec));
   if (ec) {
-    // A restarted upstream container may come back at a new address.
-    endpoints_.reset();
+    // A restarted upstream container may come back at a new address. A connect the client
+    // cancelled says nothing about the address, and resolving again would cost every request.
+    if (!is_cancelled(cancel)) endpoints_.reset();
     co_return ec;
   }
   connection.stream.socket().set_option(tcp::no_delay(true), ec);  // best effort
@@ -442,6 +458,7 @@ asio::awaitable<std::error_code> ConnectionPool::resolve(TimePoint deadline, Can
   }
   if (ec) co_return ec;
   endpoints_ = std::move(results);
+  ++stats_.resolves;
   co_return std::error_code{};
 }
 

@@ -50,6 +50,7 @@ struct FetchResult {
     kDurationCap,       // stream_max_duration for the whole body
     kClientNotReading,  // no credit for stream_idle_timeout
     kCancelled,
+    kSendFailed,  // the sink could not send a part (its ABORT is kSendFailedReason)
   } stream_end = StreamEnd::kComplete;
   std::uint64_t streamed_bytes = 0;
 };
@@ -89,6 +90,7 @@ struct PoolStats {
   std::uint64_t idle_found_closed = 0;
   // Reused connections lost after the request went out, not replayed: not retry-safe.
   std::uint64_t replays_refused = 0;
+  std::uint64_t resolves = 0;  // name resolutions that succeeded (the endpoints are then cached)
 };
 
 // Keep-alive connections to one upstream. Not thread-safe: every call must come from the

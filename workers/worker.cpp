@@ -51,38 +51,49 @@ struct Worker::Link {
 // Sends a streamed reply's parts as STREAM messages through the broker that sent the request.
 class Worker::Stream final : public ReplyStream {
  public:
-  Stream(Worker& owner, std::size_t link, const protocol::CorrelationId& id)
-      : ReplyStream(owner.io_.get_executor()), owner_(owner), link_(link), id_(id) {}
+  Stream(Worker& owner, std::size_t link, const protocol::CorrelationId& id, Cancellation& cancel)
+      : ReplyStream(owner.io_.get_executor()),
+        owner_(owner),
+        link_(link),
+        id_(id),
+        cancel_(cancel) {}
 
  protected:
-  void send_head(const ReplyEnvelope& head) override {
+  bool send_head(const ReplyEnvelope& head) override {
     // The broker holds the request until then: the longest this stream may run from its head.
     until_ms_ = protocol::unix_ms_now() +
                 static_cast<std::uint64_t>(owner_.service_.stream_max_duration.count());
     const auto payload = encode(head);
-    send_frames(protocol::StreamPart::kHead, zmq::message_t(payload.data(), payload.size()));
+    return send_frames(protocol::StreamPart::kHead, zmq::message_t(payload.data(), payload.size()));
   }
-  void send(protocol::StreamPart part, std::string_view payload) override {
-    send_frames(part, zmq::message_t(payload.data(), payload.size()));
+  bool send(protocol::StreamPart part, std::string_view payload) override {
+    return send_frames(part, zmq::message_t(payload.data(), payload.size()));
   }
+  // The rest of the stream can no longer reach the gateway: stop reading the upstream (the
+  // forwarder's stream log line says why it ended).
+  void on_send_failed() override { cancel_.cancel(); }
 
  private:
-  void send_frames(protocol::StreamPart part, zmq::message_t payload) {
+  // At once rather than post(): a post that finds the queue full is dropped and only counted,
+  // and a stream must know, or it would go on and END with a hole in the body. The request runs
+  // on the io thread that runs the links, where send_now may be called.
+  bool send_frames(protocol::StreamPart part, zmq::message_t payload) {
     protocol::Frames frames;
     frames.reserve(protocol::kStreamFrames);
     protocol::add_stream(frames, {id_, part, until_ms_}, std::move(payload));
-    owner_.links_[link_]->peer.link().post(std::move(frames));
+    return owner_.links_[link_]->peer.link().send_now(frames);
   }
 
   Worker& owner_;
   const std::size_t link_;
   const protocol::CorrelationId id_;
+  Cancellation& cancel_;
   std::uint64_t until_ms_ = 0;
 };
 
 struct Worker::Control {
   Control(Worker& owner, std::size_t link_, const protocol::CorrelationId& id)
-      : link(link_), stream(owner, link_, id) {}
+      : link(link_), stream(owner, link_, id, cancel) {}
   const std::size_t link;
   Cancellation cancel;
   Stream stream;
@@ -188,11 +199,16 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
                      });
       return;
     }
-    case Command::kDisconnect:
-      // The broker does not know us (it restarted, or declared us dead): register again.
-      spdlog::info("broker {} asked us to register again", link.endpoint());
+    case Command::kDisconnect: {
+      // The broker does not know us (it restarted, or declared us dead): nothing we send for the
+      // requests it gave us reaches their clients any more, so stop them (streams end, upstream
+      // connections close) instead of running them for nobody. Then register again.
+      const auto orphaned = cancel_requests_of(link);
+      spdlog::info("broker {} asked us to register again; {} requests from it cancelled",
+                   link.endpoint(), orphaned);
       send_ready(link);
       return;
+    }
     case Command::kHeartbeat:
       return;
     case Command::kCredit:
@@ -222,10 +238,22 @@ void Worker::on_control(Link& link, Command command, protocol::Frames& frames) {
     return;
   }
   if (command == Command::kCredit) {
-    it->second->stream.add_credit(bytes);
+    if (!it->second->stream.add_credit(bytes)) excess_credits_.fetch_add(1);
   } else {
     it->second->cancel.cancel();
   }
+}
+
+std::size_t Worker::cancel_requests_of(const Link& link) {
+  // Keys first: a cancel hook must not find the map changing under the loop.
+  std::vector<ControlKey> keys;
+  for (const auto& [key, control] : controls_) {
+    if (key.first == link.index) keys.push_back(key);
+  }
+  for (const auto& key : keys) {
+    if (const auto it = controls_.find(key); it != controls_.end()) it->second->cancel.cancel();
+  }
+  return keys.size();
 }
 
 asio::awaitable<void> Worker::run_request(std::size_t link, protocol::CorrelationId id,

@@ -54,6 +54,9 @@ class Worker {
   std::uint64_t malformed_requests() const { return malformed_requests_.load(); }
   // CREDIT and CANCEL messages for an id this worker does not hold from that broker (any thread).
   std::uint64_t ignored_controls() const { return ignored_controls_.load(); }
+  // CREDIT messages that would have raised a stream's credit past kMaxStreamCredit: the excess
+  // was ignored (any thread).
+  std::uint64_t excess_credits() const { return excess_credits_.load(); }
 
  private:
   // Everything below runs on the io thread (io_), which runs the broker links and the upstream
@@ -67,6 +70,8 @@ class Worker {
   // CREDIT or CANCEL: acts on the control of the id if `link` sent that request.
   void on_control(Link& link, protocol::Command command, protocol::Frames& frames);
   void on_tick(Link& link, std::chrono::steady_clock::time_point now);
+  // Cancels every request held from `link` (its broker forgot us); returns how many.
+  std::size_t cancel_requests_of(const Link& link);
   // What a due heartbeat carries: READY until the broker answers (it registers us on arrival),
   // then HEARTBEAT with this worker's status.
   void heartbeat(Link& link, protocol::Frames& frames, bool alive);
@@ -113,6 +118,7 @@ class Worker {
   std::uint32_t running_ = 0;
   std::deque<asio::steady_timer*> waiting_;
   std::atomic<std::uint64_t> ignored_controls_{0};
+  std::atomic<std::uint64_t> excess_credits_{0};
 };
 
 }  // namespace courier::workers

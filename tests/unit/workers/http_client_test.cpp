@@ -1,6 +1,7 @@
 #include "workers/http_client.hpp"
 
 #include <gtest/gtest.h>
+#include <sys/socket.h>
 
 #include "tests/unit/workers/scripted_upstream.hpp"
 
@@ -170,6 +171,41 @@ TEST_F(HttpClientTest, ConnectionRefusedIsConnectFailure) {
   EXPECT_EQ(result.outcome, FetchOutcome::kConnectFailed);
   EXPECT_EQ(result.ec.value(), static_cast<int>(std::errc::connection_refused));
   EXPECT_FALSE(result.request_sent);
+}
+
+TEST_F(HttpClientTest, ACancelledConnectKeepsTheResolvedEndpoints) {
+  // A listener that accepts nothing, its backlog full: further connects hang (the SYN is dropped).
+  tcp::acceptor blackhole(ioc_, {asio::ip::make_address("127.0.0.1"), 0});
+  blackhole.listen(0);
+  std::vector<tcp::socket> fillers;
+  for (int i = 0; i < 4; ++i) {
+    fillers.emplace_back(ioc_);
+    fillers.back().open(tcp::v4());
+    fillers.back().non_blocking(true);
+    // Not asio's connect, which waits for the handshake even on a non-blocking socket.
+    const auto to = blackhole.local_endpoint();
+    (void)::connect(fillers.back().native_handle(), to.data(), to.size());
+  }
+  ConnectionPool pool(ioc_.get_executor(), {"localhost", blackhole.local_endpoint().port(), "", ""},
+                      4);
+
+  Cancellation cancel;
+  asio::steady_timer timer(ioc_, 100ms);
+  timer.async_wait([&](const beast::error_code&) { cancel.cancel(); });
+  auto cancelled =
+      testing::run_for(ioc_, pool.fetch(get(), Clock::now() + 5s, FetchOptions{nullptr, &cancel}));
+  ASSERT_TRUE(cancelled);
+  EXPECT_EQ(cancelled->outcome, FetchOutcome::kCancelled);
+  EXPECT_EQ(pool.stats().resolves, 1u);
+
+  ioc_.restart();
+  const auto timed_out = fetch(pool, get(), 100ms);
+  EXPECT_EQ(timed_out.outcome, FetchOutcome::kConnectFailed);
+  EXPECT_EQ(pool.stats().resolves, 1u) << "the cached endpoints were used";
+  // A connect that failed on its own does reset them: the upstream may have moved.
+  ioc_.restart();
+  fetch(pool, get(), 100ms);
+  EXPECT_EQ(pool.stats().resolves, 2u);
 }
 
 TEST_F(HttpClientTest, SilentUpstreamTimesOut) {

@@ -53,6 +53,9 @@ class RecordingStream final : public ReplyStream {
   std::optional<ReplyEnvelope> head_envelope;
   // Grants credit back for every byte received, as a gateway writing to a fast client would.
   bool auto_credit = false;
+  // Refuses the send of this part (0 is the HEAD), as a link whose queue is full would.
+  std::optional<std::size_t> refuse_part;
+  int send_failures_reported = 0;  // on_send_failed() calls
 
   std::string body() const {
     std::string out;
@@ -65,17 +68,68 @@ class RecordingStream final : public ReplyStream {
   const Part& last() const { return parts.back(); }
 
  protected:
-  void send_head(const ReplyEnvelope& head) override {
+  bool send_head(const ReplyEnvelope& head) override {
+    if (refused()) return false;
     head_envelope = head;
     parts.push_back({StreamPart::kHead, "", Clock::now()});
+    return true;
   }
-  void send(StreamPart part, std::string_view payload) override {
+  bool send(StreamPart part, std::string_view payload) override {
+    if (refused()) return false;
     parts.push_back({part, std::string(payload), Clock::now()});
     if (auto_credit && !payload.empty() && part == StreamPart::kData) {
       add_credit(static_cast<std::uint32_t>(payload.size()));
     }
+    return true;
   }
+  void on_send_failed() override { ++send_failures_reported; }
+
+ private:
+  bool refused() { return refuse_part && sends_++ == *refuse_part; }
+  std::size_t sends_ = 0;
 };
+
+TEST(ReplyStream, AfterARefusedPartOnlyOneAbortGoesOutAndNeverAnEnd) {
+  asio::io_context ioc;
+  RecordingStream stream(ioc);
+  stream.refuse_part = 2;  // the second DATA
+  stream.head(ReplyEnvelope{});
+  stream.data("one");
+  stream.data("two");
+  EXPECT_TRUE(stream.broken());
+  EXPECT_TRUE(stream.finished());
+  stream.data("three");
+  stream.end("four");
+  stream.abort("later");
+  ASSERT_EQ(stream.parts.size(), 3u);
+  EXPECT_EQ(stream.parts[1].payload, "one");
+  EXPECT_EQ(stream.last().part, StreamPart::kAbort);
+  EXPECT_EQ(stream.last().payload, kSendFailedReason);
+  EXPECT_EQ(stream.send_failures_reported, 1);
+}
+
+TEST(ReplyStream, ARefusedEndIsFollowedByAnAbort) {
+  asio::io_context ioc;
+  RecordingStream stream(ioc);
+  stream.refuse_part = 1;
+  stream.head(ReplyEnvelope{});
+  stream.end("all");
+  ASSERT_EQ(stream.parts.size(), 2u);
+  EXPECT_EQ(stream.last().part, StreamPart::kAbort);
+  EXPECT_EQ(stream.send_failures_reported, 1);
+}
+
+TEST(ReplyStream, CreditBeyondTheLargestWindowIsIgnored) {
+  asio::io_context ioc;
+  RecordingStream stream(ioc);
+  EXPECT_TRUE(stream.add_credit(kMaxStreamCredit - stream.credit()));
+  EXPECT_EQ(stream.credit(), kMaxStreamCredit);
+  EXPECT_FALSE(stream.add_credit(1));
+  EXPECT_FALSE(stream.add_credit(protocol::kMaxCredit));
+  EXPECT_EQ(stream.credit(), kMaxStreamCredit);
+  stream.data("x");
+  EXPECT_TRUE(stream.add_credit(1));
+}
 
 // One connection at a time: reads a request, then runs the test's script on the socket. Counts
 // requests and notes when the client closed the connection (a read ends in EOF or a reset).
@@ -410,6 +464,33 @@ TEST_F(StreamingTest, CancelWhileStreamingAbortsAndClosesTheUpstream) {
   EXPECT_LT(*upstream.client_closed_at - cancelled_at_, 100ms);
   EXPECT_EQ(forwarder.stats().cancelled, 1u);
   EXPECT_EQ(forwarder.stats().stream_aborts, 1u);
+}
+
+TEST_F(StreamingTest, APartTheSinkCannotSendStopsTheStreamAndClosesTheUpstream) {
+  LiveUpstream upstream(ioc_, [&](tcp::socket& s) -> asio::awaitable<void> {
+    co_await upstream.write(s, std::string(kChunkedHead) + chunk("first"));
+    co_await pause(20ms);
+    co_await upstream.write(s, chunk("second"));
+    co_await pause(20ms);
+    co_await upstream.write(s, chunk("third") + "0\r\n\r\n");
+    co_await upstream.until_closed(s);
+  });
+  Forwarder forwarder(ioc_.get_executor(), service(upstream.url()), "worker-1", 1);
+  RecordingStream stream(ioc_);
+  stream.refuse_part = 2;  // "second"
+
+  EXPECT_FALSE(forward(forwarder, stream).has_value());
+  EXPECT_EQ(stream.body(), "first");
+  ASSERT_EQ(stream.parts.size(), 3u);
+  EXPECT_EQ(stream.last().part, StreamPart::kAbort);
+  EXPECT_EQ(stream.last().payload, kSendFailedReason);
+  EXPECT_EQ(stream.send_failures_reported, 1);
+  ioc_.restart();
+  ioc_.run_for(200ms);
+  EXPECT_TRUE(upstream.client_closed_at) << "the upstream is not read for nobody";
+  EXPECT_EQ(forwarder.stats().stream_aborts, 1u);
+  EXPECT_EQ(forwarder.stats().cancelled, 0u);
+  EXPECT_EQ(upstream.requests(), 1) << "never sent again";
 }
 
 TEST_F(StreamingTest, CancelBeforeTheFirstAttemptSendsNothing) {

@@ -122,6 +122,12 @@ class HandBroker {
     protocol::add_cancel(out, id);
     send(out);
   }
+  // What a broker that does not know the worker sends it.
+  void disconnect() {
+    protocol::Frames out = routed();
+    protocol::add_header(out, Command::kDisconnect);
+    send(out);
+  }
   void credit(const protocol::CorrelationId& id, std::uint32_t bytes) {
     protocol::Frames out = routed();
     protocol::add_credit(out, id, bytes);
@@ -304,6 +310,46 @@ TEST_F(WorkerTest, CancelFromAnotherBrokerIsIgnored) {
   const auto reply = reply_envelope(*frames);
   ASSERT_TRUE(reply);
   EXPECT_EQ(reply->status, 499);
+}
+
+TEST_F(WorkerTest, DisconnectFromABrokerCancelsEveryRequestItSentAndOnlyThose) {
+  ThreadedUpstream upstream;
+  HandBroker first(context_);
+  HandBroker second(context_);
+  auto config = service(upstream.url());
+  config.worker_concurrency = 4;
+  Worker worker(context_, options({first.endpoint(), second.endpoint()}), config);
+  worker.start();
+  ASSERT_TRUE(first.wait_ready());
+  ASSERT_TRUE(second.wait_ready());
+
+  first.request(get(1, "/think"));
+  first.request(get(2, "/think"));
+  second.request(get(3, "/think"));
+  ASSERT_TRUE(eventually([&] { return upstream.requests.load() == 3; }));
+  first.disconnect();
+  EXPECT_TRUE(eventually([&] { return upstream.closed.load() == 2; }, 1s));
+  EXPECT_TRUE(eventually([&] { return worker.in_flight() == 1; }));
+  EXPECT_TRUE(first.next(Command::kReady)) << "it registers again";
+  std::this_thread::sleep_for(50ms);
+  EXPECT_EQ(upstream.closed.load(), 2) << "the other broker's request runs on";
+}
+
+TEST_F(WorkerTest, CreditBeyondTheLargestStreamWindowIsIgnoredAndCounted) {
+  ThreadedUpstream upstream;
+  HandBroker broker(context_);
+  Worker worker(context_, options({broker.endpoint()}), service(upstream.url()));
+  worker.start();
+  ASSERT_TRUE(broker.wait_ready());
+
+  const auto request = get(4, "/think");
+  broker.request(request);
+  ASSERT_TRUE(eventually([&] { return upstream.requests.load() == 1; }));
+  broker.credit(request.id, kMaxStreamCredit - protocol::kInitialStreamWindow);
+  broker.credit(request.id, 1);
+  broker.credit(request.id, protocol::kMaxCredit);
+  EXPECT_TRUE(eventually([&] { return worker.excess_credits() == 2; }));
+  EXPECT_EQ(worker.ignored_controls(), 0u);
 }
 
 }  // namespace
