@@ -386,9 +386,14 @@ void Server::record(const Exchange& ex) {
   const auto ms = std::chrono::duration<double, std::milli>(elapsed).count();
   const auto method = std::string(ex.request.method_string());
   const auto target = std::string(ex.request.target());
-  const std::string_view service = ex.service.empty() ? "-" : ex.service;
-  const std::string_view request_id = ex.request_id.empty() ? "-" : ex.request_id;
-  const std::string_view subject = ex.subject.empty() ? "-" : ex.subject;
+  // string_view on both arms: with "-" : std::string the ternary would make a temporary string
+  // and leave the view dangling.
+  const auto or_dash = [](const std::string& s) {
+    return s.empty() ? std::string_view("-") : std::string_view(s);
+  };
+  const std::string_view service = or_dash(ex.service);
+  const std::string_view request_id = or_dash(ex.request_id);
+  const std::string_view subject = or_dash(ex.subject);
   if (ex.stream_outcome.empty()) {
     spdlog::info(
         "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
