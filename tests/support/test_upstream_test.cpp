@@ -188,7 +188,14 @@ TEST(TestUpstreamStream, WritesEachPartAtItsTimeAndTheClientTimesEachRead) {
   const auto blocks = r.sse_blocks();
   ASSERT_EQ(blocks.size(), 2u);
   EXPECT_EQ(blocks[1].text, "data: b");
-  const auto sent = upstream.streams("/s");
+  // The upstream marks the stream finished after its last write returns, which may be a moment
+  // after the client has read it: poll, with a deadline.
+  auto sent = upstream.streams("/s");
+  for (const auto until = std::chrono::steady_clock::now() + 2s;
+       (sent.empty() || !sent[0].finished) && std::chrono::steady_clock::now() < until;
+       sent = upstream.streams("/s")) {
+    std::this_thread::sleep_for(5ms);
+  }
   ASSERT_EQ(sent.size(), 1u);
   ASSERT_EQ(sent[0].parts_at.size(), 2u);
   EXPECT_TRUE(sent[0].finished);
