@@ -125,13 +125,15 @@ void Worker::stop_links() {
 }
 
 void Worker::start() {
-  started_ = Clock::now();
-  io_thread_ = std::thread([this] { run_io(io_, "worker"); });
-  for (auto& link : links_) link->peer.start();
+  // Logged before the io thread exists: the first log call creates spdlog's registry, and
+  // libspdlog (not built with TSan) would otherwise race the io thread's first use in its eyes.
   std::string brokers;
   for (const auto& b : options_.brokers) brokers += (brokers.empty() ? "" : ", ") + b;
   spdlog::info("worker {} for {} -> {} (capacity {}), broker {}", options_.worker_id, service_.name,
                service_.upstream.text, service_.worker_concurrency, brokers);
+  started_ = Clock::now();
+  io_thread_ = std::thread([this] { run_io(io_, "worker"); });
+  for (auto& link : links_) link->peer.start();
 }
 
 std::uint32_t Worker::share_for(const Link& link) const {
