@@ -24,7 +24,7 @@ HttpResponse json_response(unsigned status, std::string body, const HttpRequest&
 bool is_admin_endpoint(http::verb method, std::string_view target) {
   if (method != http::verb::get && method != http::verb::head) return false;
   return target == "/healthz" || target == "/readyz" || target == "/services" ||
-         target == "/metrics" || target == "/dashboard";
+         target == "/services/history" || target == "/metrics" || target == "/dashboard";
 }
 
 HttpResponse admin_response(const HttpRequest& request, const AdminState& state) {
@@ -33,6 +33,7 @@ HttpResponse admin_response(const HttpRequest& request, const AdminState& state)
   if (target == "/dashboard") return dashboard(request);
   if (target == "/metrics") return metrics(request, state);
   if (target == "/readyz") return readyz(request, state);
+  if (target == "/services/history") return service_history(request, state);
   return services(request, state);
 }
 
@@ -109,6 +110,12 @@ HttpResponse services(const HttpRequest& request, const AdminState& state) {
                      {"timeouts", g.timeouts},       {"late_replies", g.late_replies},
                      {"failovers", g.failovers}};
   return json_response(200, body.dump(2), request);
+}
+
+HttpResponse service_history(const HttpRequest& request, const AdminState& state) {
+  auto res = json_response(200, state.service_stats.history(state.now).dump(), request);
+  res.set(http::field::cache_control, "no-store");
+  return res;
 }
 
 }  // namespace courier::gateway

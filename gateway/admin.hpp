@@ -1,4 +1,5 @@
-// The gateway's own endpoints (/healthz, /readyz, /services, /metrics, /dashboard), answered
+// The gateway's own endpoints (/healthz, /readyz, /services, /services/history, /metrics,
+// /dashboard), answered
 // without the broker and without credentials: pure functions of the snapshots they show.
 #pragma once
 
@@ -26,6 +27,7 @@ struct AdminState {
   GatewaySnapshot gateway;
   std::uint64_t requests = 0;  // requests handled, this one included
   std::vector<BrokerStatus> brokers;
+  ServiceHistory::Clock::time_point now = ServiceHistory::Clock::now();
 };
 
 // The answer to an admin request (is_admin_endpoint holds); HEAD bodies are the caller's to drop.
@@ -39,5 +41,7 @@ HttpResponse metrics(const HttpRequest& request, const AdminState& state);
 HttpResponse readyz(const HttpRequest& request, const AdminState& state);
 // Configured services joined with what the brokers report and the gateway's own counts.
 HttpResponse services(const HttpRequest& request, const AdminState& state);
+// This gateway's last 15 minutes per service (ServiceStats::history), for the dashboard's plots.
+HttpResponse service_history(const HttpRequest& request, const AdminState& state);
 
 }  // namespace courier::gateway

@@ -24,6 +24,11 @@ ServiceStats::ServiceStats(const std::vector<std::string>& services) {
 }
 
 void ServiceStats::record(const std::string& service, unsigned status, double ms) {
+  record(service, status, ms, ServiceHistory::Clock::now());
+}
+
+void ServiceStats::record(const std::string& service, unsigned status, double ms,
+                          ServiceHistory::Clock::time_point now) {
   const auto it = entries_.find(service);
   if (it == entries_.end()) return;
   Entry& e = *it->second;
@@ -31,6 +36,7 @@ void ServiceStats::record(const std::string& service, unsigned status, double ms
   ++e.requests;
   if (status >= 500) ++e.errors;
   e.latency.record(ms);
+  e.history.record(now, status, ms);
 }
 
 nlohmann::json ServiceStats::snapshot(const std::string& service) const {
@@ -43,6 +49,22 @@ nlohmann::json ServiceStats::snapshot(const std::string& service) const {
     latency = {{"p50", e.latency.percentile(50)}, {"p99", e.latency.percentile(99)}};
   }
   return {{"requests", e.requests}, {"errors", e.errors}, {"latency_ms", std::move(latency)}};
+}
+
+nlohmann::json ServiceStats::history(ServiceHistory::Clock::time_point now) const {
+  auto out = ServiceHistory::window(now);
+  out["scope"] = "gateway";
+  auto services = nlohmann::json::object();
+  for (const auto& [name, entry] : entries_) {
+    ServiceHistory copy;  // summed outside the lock that recording takes
+    {
+      std::lock_guard lock(entry->mutex);
+      copy = entry->history;
+    }
+    services[name] = copy.snapshot(now);
+  }
+  out["services"] = std::move(services);
+  return out;
 }
 
 }  // namespace courier::gateway

@@ -1,5 +1,6 @@
-// Per-service request counts and recent latency percentiles as the gateway sees them, for
-// /services and the dashboard. Thread-safe; recording is one short critical section.
+// Per-service request counts, recent latency percentiles and a 15-minute history as the gateway
+// sees them, for /services, /services/history and the dashboard. Thread-safe; recording is one
+// short critical section.
 #pragma once
 
 #include <array>
@@ -11,6 +12,8 @@
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
+
+#include "gateway/service_history.hpp"
 
 namespace courier::gateway {
 
@@ -31,8 +34,14 @@ class ServiceStats {
  public:
   explicit ServiceStats(const std::vector<std::string>& services);
   void record(const std::string& service, unsigned status, double ms);
+  void record(const std::string& service, unsigned status, double ms,
+              ServiceHistory::Clock::time_point now);
   // {"requests", "errors" (status >= 500), "latency_ms": {"p50", "p99"}} for one service.
   nlohmann::json snapshot(const std::string& service) const;
+  // Every service's ServiceHistory, one document: ServiceHistory::window(now) plus
+  // "scope": "gateway" (what this gateway saw, not the whole system) and
+  // "services": {name: ServiceHistory::snapshot(now)}.
+  nlohmann::json history(ServiceHistory::Clock::time_point now) const;
 
  private:
   struct Entry {
@@ -40,6 +49,7 @@ class ServiceStats {
     std::uint64_t requests = 0;
     std::uint64_t errors = 0;
     LatencyWindow latency;
+    ServiceHistory history;
   };
   std::map<std::string, std::unique_ptr<Entry>> entries_;  // fixed after construction
 };

@@ -51,7 +51,8 @@ class AdminTest : public ::testing::Test {
 };
 
 TEST(IsAdminEndpoint, OnlyGetOrHeadOfTheGatewaysOwnPaths) {
-  for (const auto* path : {"/healthz", "/readyz", "/services", "/metrics", "/dashboard"}) {
+  for (const auto* path :
+       {"/healthz", "/readyz", "/services", "/services/history", "/metrics", "/dashboard"}) {
     EXPECT_TRUE(is_admin_endpoint(http::verb::get, path)) << path;
     EXPECT_TRUE(is_admin_endpoint(http::verb::head, path)) << path;
     EXPECT_FALSE(is_admin_endpoint(http::verb::post, path)) << path;
@@ -140,6 +141,21 @@ TEST_F(AdminTest, MetricsRendersTheSnapshotAsPrometheusText) {
   EXPECT_EQ(res.result_int(), 200);
   EXPECT_EQ(res[http::field::content_type], kMetricsContentType);
   EXPECT_EQ(res.body(), metrics_.render(s.gateway, s.brokers));
+}
+
+TEST_F(AdminTest, ServiceHistoryIsThisGatewaysWindowPerService) {
+  auto s = state(true, {});
+  s.now = std::chrono::system_clock::time_point(std::chrono::seconds(1796083200));
+  service_stats_.record("svc", 503, 12, s.now);
+  const auto res = admin_response(get("/services/history"), s);
+  EXPECT_EQ(res.result_int(), 200);
+  EXPECT_EQ(res[http::field::content_type], "application/json");
+  EXPECT_EQ(res[http::field::cache_control], "no-store");
+  const auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["scope"], "gateway");
+  EXPECT_EQ(body["services"]["svc"]["requests"].back(), 1);
+  EXPECT_EQ(body["services"]["svc"]["errors"].back(), 1);
+  EXPECT_EQ(body["services"]["other"]["requests"].back(), 0);
 }
 
 TEST_F(AdminTest, DashboardIsUncachedHtml) {
