@@ -1,8 +1,11 @@
 #include "common/errors.hpp"
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <nlohmann/json.hpp>
+#include <regex>
+#include <set>
 
 namespace courier {
 namespace {
@@ -42,6 +45,85 @@ TEST(Errors, ReplyCarriesStatusBodyAndError) {
   EXPECT_EQ(r.error->code, "RULE_ENGINE_UNAVAILABLE");
   EXPECT_EQ(r.error->detail, "no workers");
   EXPECT_EQ(nlohmann::json::parse(r.body)["code"], "RULE_ENGINE_UNAVAILABLE");
+}
+
+// Every kind of the catalogue: error_code answers INTERNAL_ERROR past the last one.
+std::vector<ErrorKind> all_kinds() {
+  std::vector<ErrorKind> kinds;
+  for (int i = 0; i < 1000; ++i) {
+    const auto kind = static_cast<ErrorKind>(i);
+    if (error_code(kind, "svc") == "INTERNAL_ERROR") break;
+    kinds.push_back(kind);
+  }
+  return kinds;
+}
+
+std::set<std::string> enum_of(const YAML::Node& schema) {
+  std::set<std::string> out;
+  for (const auto& v : schema["enum"]) out.insert(v.as<std::string>());
+  return out;
+}
+
+// A "$ref": "#/a/b" inside the document, followed.
+YAML::Node follow(const YAML::Node& doc, YAML::Node node) {
+  while (node["$ref"]) {
+    const auto ref = node["$ref"].as<std::string>();
+    EXPECT_EQ(ref.rfind("#/", 0), 0u) << ref;
+    YAML::Node at = doc;
+    std::size_t begin = 2;
+    while (begin <= ref.size()) {
+      const auto end = std::min(ref.find('/', begin), ref.size());
+      at.reset(at[ref.substr(begin, end - begin)]);
+      begin = end + 1;
+    }
+    node.reset(at);
+  }
+  return node;
+}
+
+// docs/openapi.yaml describes the catalogue: its code enums are exactly the codes the code makes,
+// and the proxy route documents each status with the codes that come with it.
+TEST(Errors, OpenApiListsEveryCodeOfTheCatalogue) {
+  const auto doc = YAML::LoadFile(std::string(COURIER_SOURCE_DIR) + "/docs/openapi.yaml");
+  const auto schemas = doc["components"]["schemas"];
+  std::set<std::string> fixed, suffixes;
+  const auto kinds = all_kinds();
+  ASSERT_GE(kinds.size(), 12u);
+  for (const auto kind : kinds) {
+    const auto a = error_code(kind, "first-service");
+    const auto b = error_code(kind, "x");
+    if (a == b) {
+      fixed.insert(a);
+    } else {
+      ASSERT_EQ(a.rfind("FIRST_SERVICE_", 0), 0u) << a;
+      suffixes.insert(a.substr(std::string("FIRST_SERVICE").size()));
+    }
+  }
+  EXPECT_EQ(enum_of(schemas["FixedErrorCode"]), fixed);
+  EXPECT_EQ(enum_of(schemas["ServiceErrorSuffix"]), suffixes);
+  const std::regex per_service(schemas["ServiceErrorCode"]["pattern"].as<std::string>());
+  for (const auto kind : kinds) {
+    for (const auto* service : {"rule-engine", "ai-gm", "x2"}) {
+      const auto code = error_code(kind, service);
+      if (fixed.count(code)) continue;
+      EXPECT_TRUE(std::regex_search(code, per_service)) << code;
+    }
+  }
+  // The proxy route: each status a client can get has a response naming its codes (<SVC> for the
+  // service prefix); 499 never reaches a client.
+  const auto responses = doc["paths"]["/{service}/{path}"]["get"]["responses"];
+  for (const auto kind : kinds) {
+    const int status = error_status(kind);
+    if (status == 499) continue;
+    const auto code =
+        fixed.count(error_code(kind, "x")) ? error_code(kind, "x") : "<SVC>" + error_code(kind, "");
+    const auto response = follow(doc, responses[std::to_string(status)]);
+    ASSERT_TRUE(response.IsMap()) << "no response for " << status;
+    const auto description = response["description"].as<std::string>();
+    EXPECT_NE(description.find(code), std::string::npos) << status << " does not name " << code;
+    const auto schema = follow(doc, response["content"]["application/json"]["schema"]);
+    EXPECT_TRUE(schema["properties"]["code"]) << status << ": not the Error schema";
+  }
 }
 
 }  // namespace
