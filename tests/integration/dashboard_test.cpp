@@ -146,6 +146,11 @@ TEST(Dashboard, WorkersAreOneRowEachAcrossBrokers) {
       << dom;
   EXPECT_EQ(shown_text(dom, key + "state"), "live");
   EXPECT_EQ(shown(dom, key + "capacity"), shown(dom, "rule-engine\\.capacity"));
+  // And the brokers, each with its state.
+  EXPECT_EQ(shown_text(dom, "broker\\.0\\.id"), "test-broker-1") << dom;
+  EXPECT_EQ(shown_text(dom, "broker\\.1\\.id"), "test-broker-2") << dom;
+  EXPECT_EQ(shown_text(dom, "broker\\.0\\.state"), "connected");
+  EXPECT_EQ(shown_text(dom, "broker\\.1\\.state"), "connected");
 }
 
 #ifdef COURIER_HAVE_PNG
