@@ -58,7 +58,7 @@ for port in $UP $FRONT $BACK $GW; do
     exit 1
   fi
 done
-export RULE_ENGINE_URL=http://127.0.0.1:$UP AI_GM_URL=http://127.0.0.1:9 COURIER_LOG_LEVEL=warn
+export RULE_ENGINE_URL=http://127.0.0.1:$UP AI_GM_URL=http://127.0.0.1:9 COURIER_LOG_LEVEL=warn COURIER_ACCESS_LOG=false
 export COURIER_MAX_CONNECTIONS=$((CONNECTIONS + 1000)) COURIER_MAX_QUEUE=$((CONNECTIONS * 2))
 "$BIN/demo/courier-demo-upstream" --role rule-engine --listen "127.0.0.1:$UP" --threads 1 \
   --latency-ms 1000 --log-level warn >"$OUT/upstream.log" 2>&1 & pids+=($!)

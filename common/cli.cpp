@@ -58,7 +58,9 @@ std::string host_name(const std::string& fallback) {
 }
 
 LogOptions CommonOptions::log(const ConfigFile& file) const {
-  return {flags.text(options::kLogLevel, file), flags.text(options::kLogFormat, file)};
+  return {flags.text(options::kLogLevel, file), flags.text(options::kLogFormat, file),
+          flags.boolean(options::kAccessLog, file), flags.text(options::kAccessLogSkip, file),
+          flags.boolean(options::kLogQuery, file)};
 }
 
 void add_common_options(CLI::App& app, CommonOptions& options) {
@@ -69,6 +71,9 @@ void add_common_options(CLI::App& app, CommonOptions& options) {
       ->type_name("KEY=VALUE");
   options.flags.add(app, options::kLogLevel);
   options.flags.add(app, options::kLogFormat);
+  options.flags.add(app, options::kAccessLog);
+  options.flags.add(app, options::kAccessLogSkip);
+  options.flags.add(app, options::kLogQuery);
 }
 
 int run_main(CLI::App& app, int argc, char** argv, const std::function<int()>& body) {

@@ -48,7 +48,7 @@ std::string host_name(const std::string& fallback);
 struct CommonOptions {
   std::string config_path;             // --config / COURIER_CONFIG
   std::vector<std::string> overrides;  // --set KEY=VALUE
-  OptionFlags flags;                   // --log-level, --log-format and the binary's own
+  OptionFlags flags;  // --log-level, --log-format, --access-log... and the binary's own
   ConfigSources sources() const { return {config_path, overrides, process_env()}; }
   LogOptions log(const ConfigFile& file) const;
 };

@@ -6,41 +6,13 @@
 
 #include <chrono>
 #include <memory>
+#include <nlohmann/json.hpp>
 
+#include "common/access_log.hpp"
 #include "common/config.hpp"
 
 namespace courier {
 namespace {
-
-void append_escaped(std::string_view s, spdlog::memory_buf_t& out) {
-  static constexpr char kHex[] = "0123456789abcdef";
-  for (unsigned char c : s) {
-    switch (c) {
-      case '"':
-        out.append(std::string_view("\\\""));
-        break;
-      case '\\':
-        out.append(std::string_view("\\\\"));
-        break;
-      case '\n':
-        out.append(std::string_view("\\n"));
-        break;
-      case '\r':
-        out.append(std::string_view("\\r"));
-        break;
-      case '\t':
-        out.append(std::string_view("\\t"));
-        break;
-      default:
-        if (c < 0x20) {
-          const char esc[] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
-          out.append(esc, esc + sizeof esc);
-        } else {
-          out.push_back(static_cast<char>(c));
-        }
-    }
-  }
-}
 
 // Formats each record as one JSON object per line.
 class JsonFormatter final : public spdlog::formatter {
@@ -48,19 +20,17 @@ class JsonFormatter final : public spdlog::formatter {
   explicit JsonFormatter(std::string component) : component_(std::move(component)) {}
 
   void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
-    const auto ms =
-        std::chrono::duration_cast<std::chrono::milliseconds>(msg.time.time_since_epoch()).count();
+    nlohmann::ordered_json j;
+    j["time"] = access::iso8601(msg.time);
     const auto level = spdlog::level::to_string_view(msg.level);
-    dest.append(std::string_view("{\"ts_ms\":"));
-    const auto ts = std::to_string(ms);
-    dest.append(ts.data(), ts.data() + ts.size());
-    dest.append(std::string_view(",\"level\":\""));
-    dest.append(level.data(), level.data() + level.size());
-    dest.append(std::string_view("\",\"component\":\""));
-    append_escaped(component_, dest);
-    dest.append(std::string_view("\",\"msg\":\""));
-    append_escaped(std::string_view(msg.payload.data(), msg.payload.size()), dest);
-    dest.append(std::string_view("\"}\n"));
+    j["level"] = std::string_view(level.data(), level.size());
+    j["component"] = component_;
+    j["msg"] = std::string_view(msg.payload.data(), msg.payload.size());
+    // A message may quote bytes from the network: invalid UTF-8 becomes U+FFFD, so the line
+    // stays valid JSON whatever it holds.
+    const auto line = j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+    dest.append(line.data(), line.data() + line.size());
+    dest.push_back('\n');
   }
 
   std::unique_ptr<spdlog::formatter> clone() const override {
@@ -85,10 +55,16 @@ void setup_logging(const std::string& component, const LogOptions& options) {
   if (options.format == "json") {
     logger->set_formatter(std::make_unique<JsonFormatter>(component));
   } else if (options.format == "text") {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ [%n] %v");
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%eZ %^%l%$ [%n] %v", spdlog::pattern_time_type::utc);
   } else {
     throw ConfigError("--log-format: '" + options.format + "' must be text or json");
   }
+  access::configure(
+      {.enabled = options.access_log,
+       .skip = access::parse_skip_list(options::kAccessLogSkip.setting(), options.access_log_skip),
+       .log_query = options.log_query,
+       .json = options.format == "json"},
+      component);
   logger->set_level(level);
   logger->flush_on(spdlog::level::warn);
   spdlog::set_default_logger(std::move(logger));

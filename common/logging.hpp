@@ -1,5 +1,6 @@
 // spdlog set-up shared by all binaries: one line per event, as text or as JSON objects.
-// JSON lines carry ts, level, component and msg, with the message properly escaped.
+// JSON lines carry time, level, component and msg; access records (common/access_log) their own
+// fields at top level.
 #pragma once
 
 #include <string>
@@ -11,6 +12,9 @@ namespace courier {
 struct LogOptions {
   std::string level = options::kLogLevel.default_text();    // trace, debug, info, ... off
   std::string format = options::kLogFormat.default_text();  // text or json
+  bool access_log = options::kAccessLog.default_bool();
+  std::string access_log_skip = options::kAccessLogSkip.default_text();  // comma-separated paths
+  bool log_query = options::kLogQuery.default_bool();
 };
 
 // Throws ConfigError naming the option when a value is not recognised.

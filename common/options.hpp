@@ -55,6 +55,15 @@ inline constexpr ComponentOption kLogLevel{"logging.level", "--log-level", "COUR
                                            "trace, debug, info, warn, error, critical or off"};
 inline constexpr ComponentOption kLogFormat{"logging.format", "--log-format", "COURIER_LOG_FORMAT",
                                             "text", "text or json"};
+inline constexpr ComponentOption kAccessLog{
+    "logging.access_log", "--access-log", "COURIER_ACCESS_LOG", "true",
+    "One access record per request (gateway and worker), whatever logging.level says"};
+inline constexpr ComponentOption kAccessLogSkip{
+    "logging.access_log_skip", "--access-log-skip", "COURIER_ACCESS_LOG_SKIP",
+    "/healthz,/readyz,/metrics", "Request paths never access-logged (exact, comma-separated)"};
+inline constexpr ComponentOption kLogQuery{"logging.log_query", "--log-query", "COURIER_LOG_QUERY",
+                                           "false",
+                                           "Log query values too (off: only the keys, /p?token=)"};
 
 namespace gateway {
 inline constexpr ComponentOption kListen{"gateway.listen", "--listen", "COURIER_GATEWAY_LISTEN",
@@ -249,6 +258,9 @@ inline constexpr ComponentOption kCurveBrokerKeyFile{
 inline constexpr const ComponentOption* kAll[] = {
     &kLogLevel,
     &kLogFormat,
+    &kAccessLog,
+    &kAccessLogSkip,
+    &kLogQuery,
     &gateway::kListen,
     &gateway::kBroker,
     &gateway::kThreads,

@@ -175,6 +175,7 @@ ClientReply response_for(BrokerResult&& result, const HttpRequest& request,
   } else if (const auto ec = decode(protocol::view(result.envelope), reply)) {
     ClientReply out;
     out.problem = "invalid reply envelope: " + ec.message();
+    out.code = error_code(ErrorKind::kBadResponse, service);
     out.response = error_response(static_cast<int>(ErrorKind::kBadResponse), service, out.problem,
                                   &request, request_id);
     return out;

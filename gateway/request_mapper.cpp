@@ -198,6 +198,14 @@ MappedRequest to_envelope(HttpRequest& request, EnvelopeContext context) {
   } else {
     out.request_id = to_hex(context.id);
   }
+  std::vector<std::string_view> traceparents;
+  std::vector<std::string_view> tracestates;
+  for (const auto& field : request) {
+    if (iequals(field.name_string(), "traceparent")) traceparents.push_back(field.value());
+    if (iequals(field.name_string(), "tracestate")) tracestates.push_back(field.value());
+  }
+  auto trace = trace::next_hop(traceparents, tracestates, context.trace_ids);
+  out.trace_id = trace.trace_id;
   const auto bad_request = [&](std::string_view detail) {
     return error_response(static_cast<int>(ErrorKind::kBadRequest), service.name, detail, &request,
                           out.request_id);
@@ -233,6 +241,14 @@ MappedRequest to_envelope(HttpRequest& request, EnvelopeContext context) {
   }
   // The upstream sees the id we settled on, whatever the client sent.
   std::erase_if(envelope.headers, [](const Header& h) { return iequals(h.name, "x-request-id"); });
+  // ... and the trace context this hop settled on.
+  std::erase_if(envelope.headers, [](const Header& h) {
+    return iequals(h.name, "traceparent") || iequals(h.name, "tracestate");
+  });
+  envelope.headers.push_back({"traceparent", std::move(trace.traceparent)});
+  if (!trace.tracestate.empty()) {
+    envelope.headers.push_back({"tracestate", std::move(trace.tracestate)});
+  }
   envelope.body = std::move(request.body());
   envelope.deadline_ms = context.now_ms + static_cast<std::uint64_t>(budget->count());
   envelope.request_id = out.request_id;
@@ -324,8 +340,12 @@ ClientReply checked_response(ReplyEnvelope&& reply, const HttpRequest& request,
                              std::string_view service, std::string_view request_id) {
   ClientReply out;
   out.attempts = reply.attempts;
+  out.worker = reply.worker_id;
+  if (reply.attempts > 0) out.upstream_us = reply.upstream_us;
+  if (reply.error) out.code = reply.error->code;
   out.problem = reply_problem(reply, request);
   if (!out.problem.empty()) {
+    out.code = error_code(ErrorKind::kBadResponse, service);
     out.response = error_response(static_cast<int>(ErrorKind::kBadResponse), service,
                                   "invalid reply: " + out.problem, &request, request_id);
     return out;

@@ -12,6 +12,7 @@
 #include "common/config.hpp"
 #include "common/envelope.hpp"
 #include "common/frames.hpp"
+#include "common/trace_context.hpp"
 #include "gateway/trusted_proxies.hpp"
 
 namespace courier::gateway {
@@ -86,11 +87,15 @@ struct EnvelopeContext {
   // The X-Request-ID to use when the client sent no valid one (IdGenerator::next_request_id:
   // random, unrelated to `id`). Empty: the correlation id in hex, as before (tests, fuzzing).
   std::string generated_request_id{};
+  // The ids a new trace or this hop's span take (W3C trace context, common/trace_context).
+  trace::FreshIds trace_ids = trace::FreshIds::random();
 };
 
 struct MappedRequest {
   // The client's X-Request-ID when valid, else the generated one; set even on `error`.
   std::string request_id;
+  // The trace the upstream sees (the caller's continued, or a new one); set even on `error`.
+  std::string trace_id;
   // The request cannot go (bad X-Request-Timeout, dot segments in the path): answer this.
   std::optional<HttpResponse> error;
   std::chrono::milliseconds budget{0};
@@ -99,7 +104,9 @@ struct MappedRequest {
 };
 
 // The envelope for `request` and the frames' header (deadline, retry-safe flag). Moves the body
-// out of `request`; the rest stays for the response and the access log.
+// out of `request`; the rest stays for the response and the access log. The upstream gets a
+// traceparent for this hop and the caller's tracestate when its traceparent was valid
+// (trace::next_hop); whatever the client sent under those names is replaced.
 MappedRequest to_envelope(HttpRequest& request, EnvelopeContext context);
 
 // Limits on the head of a reply written to a client. A worker reads at most 64 KiB of an
@@ -127,6 +134,9 @@ struct ClientReply {
   // Why the reply was refused with 502 <SVC>_BAD_RESPONSE, for the log; "" when it went through.
   std::string problem;
   std::uint32_t attempts = 0;  // the worker's upstream attempts, for the access log
+  std::string code;            // Courier's error code when Courier made the reply, else ""
+  std::string worker;          // the worker that answered
+  std::optional<std::uint64_t> upstream_us;  // its time on the upstream, when it went there
 };
 
 // to_http after reply_problem: the reply, or 502 <SVC>_BAD_RESPONSE (the usual JSON error, with

@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "common/access_log.hpp"
+#include "common/errors.hpp"
 #include "common/frames.hpp"
 #include "common/io_loop.hpp"
 #include "gateway/broker_call.hpp"
@@ -19,8 +21,13 @@ struct Server::Exchange {
   std::string client;
   std::string service;
   std::string request_id;
-  std::string subject;                // authenticated caller, when auth is on
-  std::optional<Admission> admitted;  // decided on the head; a refusal is answered as it is
+  std::string subject;                       // authenticated caller, when auth is on
+  std::string trace_id;                      // the trace the upstream sees
+  std::string code;                          // Courier's error code when Courier made the answer
+  std::string worker;                        // the worker that answered
+  std::optional<std::uint64_t> upstream_us;  // its time on the upstream, as its reply says
+  std::uint64_t bytes_in = 0;                // request body bytes
+  std::optional<Admission> admitted;         // decided on the head; a refusal is answered as it is
   std::uint32_t attempts = 0;
   Clock::time_point start;
   beast::tcp_stream* stream = nullptr;  // the client's connection
@@ -36,6 +43,11 @@ struct Server::Exchange {
   std::uint64_t stream_bytes = 0;
 
   unsigned status() const { return cancelled ? 499 : response.result_int(); }
+  // The answer is Courier's own error.
+  void fail(HttpResponse res, ErrorKind kind, std::string_view svc) {
+    response = std::move(res);
+    code = error_code(kind, svc);
+  }
 };
 
 namespace {
@@ -270,6 +282,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
     ex.client = client;
     ex.start = Clock::now();
     ex.request = parser.release();
+    ex.bytes_in = ex.request.body().size();
     ex.admitted = std::move(read.admission);
     // While the request is away (up to a minute for a slow service) its connection holds no read
     // buffer; bytes of a pipelined next request keep it.
@@ -289,6 +302,9 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
       stream.expires_after(options_.body_timeout);
       co_await http::async_write(stream, ex.response,
                                  asio::redirect_error(asio::use_awaitable, ec));
+      // The client hung up before it had the whole response: 499, as in NGINX. A client that
+      // stopped reading (write timeout) keeps the status it was sent.
+      if (ec && ec != beast::error::timeout) ex.cancelled = true;
     }
     counters_.in_flight.fetch_sub(1);
     record(ex);
@@ -354,7 +370,15 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, const Refusal& r
   counters_.bad_requests.fetch_add(1);
   auto res = refusal_response(refusal, nullptr, auth_);
   metrics_.observe("none", res.result_int(), std::chrono::duration<double>(0));
-  spdlog::info("access client={} status={} error=\"{}\"", client, res.result_int(), refusal.detail);
+  // Refused before a request was complete: no path, id or service to tell.
+  access::Record r;
+  r.time = std::chrono::system_clock::now();
+  r.component = "gateway";
+  r.client = client;
+  r.status = res.result_int();
+  r.code = error_code(refusal.kind, "");
+  r.reason = sanitize_reason(refusal.detail);
+  access::write(r);
   beast::error_code ec;
   stream.expires_after(options_.body_timeout);
   co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
@@ -383,30 +407,30 @@ void Server::record(const Exchange& ex) {
     service_stats_.record(ex.service, status,
                           std::chrono::duration<double, std::milli>(elapsed).count());
   }
-  const auto ms = std::chrono::duration<double, std::milli>(elapsed).count();
-  const auto method = std::string(ex.request.method_string());
-  const auto target = std::string(ex.request.target());
-  // string_view on both arms: with "-" : std::string the ternary would make a temporary string
-  // and leave the view dangling.
-  const auto or_dash = [](const std::string& s) {
-    return s.empty() ? std::string_view("-") : std::string_view(s);
-  };
-  const std::string_view service = or_dash(ex.service);
-  const std::string_view request_id = or_dash(ex.request_id);
-  const std::string_view subject = or_dash(ex.subject);
-  if (ex.stream_outcome.empty()) {
-    spdlog::info(
-        "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
-        "request_id={} subject={} bytes={}",
-        ex.client, method, target, service, status, ex.attempts, ms, request_id, subject,
-        ex.written ? ex.stream_bytes : ex.response.body().size());
-  } else {
-    spdlog::info(
-        "access client={} method={} target=\"{}\" service={} status={} attempts={} ms={:.1f} "
-        "request_id={} subject={} bytes={} stream={} reason=\"{}\"",
-        ex.client, method, target, service, status, ex.attempts, ms, request_id, subject,
-        ex.stream_bytes, ex.stream_outcome, ex.stream_reason);
-  }
+  const auto target = ex.request.target();
+  if (!access::wanted(target)) return;
+  access::Record r;
+  r.time = std::chrono::system_clock::now();
+  r.component = "gateway";
+  r.request_id = ex.request_id;
+  r.trace_id = ex.trace_id;
+  r.client = ex.client;
+  r.service = ex.service;
+  r.method = std::string(ex.request.method_string());
+  r.path = access::loggable_path(target, access::options().log_query);
+  r.status = status;
+  r.code = ex.cancelled ? error_code(ErrorKind::kCancelled, "") : ex.code;
+  r.attempts = ex.attempts;
+  r.duration_ms = std::chrono::duration<double, std::milli>(elapsed).count();
+  if (ex.upstream_us) r.upstream_ms = static_cast<double>(*ex.upstream_us) / 1000.0;
+  r.worker = ex.worker;
+  r.subject = ex.subject;
+  r.bytes_in = ex.bytes_in;
+  r.bytes_out = ex.written ? ex.stream_bytes : ex.cancelled ? 0 : ex.response.body().size();
+  r.user_agent = std::string(ex.request[http::field::user_agent]);
+  r.stream = ex.stream_outcome;
+  r.reason = ex.stream_reason;
+  access::write(r);
 }
 
 asio::awaitable<void> Server::handle(Exchange& ex) {
@@ -440,7 +464,7 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
                        : admit(ex.request, auth_, settings_, std::chrono::system_clock::now());
   ex.subject = std::move(admission.subject);
   if (admission.refusal) {
-    ex.response = refusal_response(*admission.refusal, &ex.request, auth_);
+    ex.fail(refusal_response(*admission.refusal, &ex.request, auth_), admission.refusal->kind, "");
     co_return;
   }
   const auto& svc = *admission.service;
@@ -455,8 +479,9 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
                                          .trusted_proxies = &options_.trusted_proxies,
                                          .generated_request_id = ids_.next_request_id()});
   ex.request_id = mapped.request_id;
+  ex.trace_id = mapped.trace_id;
   if (mapped.error) {
-    ex.response = std::move(*mapped.error);
+    ex.fail(std::move(*mapped.error), ErrorKind::kBadRequest, svc.name);
     co_return;
   }
   auto frame = encode(mapped.envelope);
@@ -471,9 +496,10 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   if (outcome.wake == BrokerCall::Wake::kTimeout) {
     call.stop_watch();
     counters_.timeouts.fetch_add(1);
-    ex.response = error_response(static_cast<int>(ErrorKind::kTimeout), svc.name,
-                                 "no reply within " + std::to_string(mapped.budget.count()) + " ms",
-                                 &ex.request, ex.request_id);
+    ex.fail(error_response(static_cast<int>(ErrorKind::kTimeout), svc.name,
+                           "no reply within " + std::to_string(mapped.budget.count()) + " ms",
+                           &ex.request, ex.request_id),
+            ErrorKind::kTimeout, svc.name);
     co_return;
   }
   auto& result = *outcome.result;
@@ -496,14 +522,18 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
     spdlog::warn("bad reply service={} request_id={}: {}", svc.name, ex.request_id, answer.problem);
   }
   ex.attempts = answer.attempts;
+  ex.code = std::move(answer.code);
+  ex.worker = std::move(answer.worker);
+  ex.upstream_us = answer.upstream_us;
   ex.response = std::move(answer.response);
 }
 
 void Server::bad_reply(Exchange& ex, std::string_view service, std::string problem) {
   metrics_.bad_response(service);
   spdlog::warn("bad reply service={} request_id={}: {}", service, ex.request_id, problem);
-  ex.response = error_response(static_cast<int>(ErrorKind::kBadResponse), service, problem,
-                               &ex.request, ex.request_id);
+  ex.fail(error_response(static_cast<int>(ErrorKind::kBadResponse), service, problem, &ex.request,
+                         ex.request_id),
+          ErrorKind::kBadResponse, service);
 }
 
 asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
@@ -518,13 +548,15 @@ asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const Servic
   }
   auto head = stream_head(std::move(envelope), ex.request, svc.name, ex.request_id);
   ex.attempts = head.attempts;
+  ex.worker = head.worker;
+  ex.upstream_us = head.upstream_us;
   if (!head.problem.empty()) {
     call.cancel();
     call.stop_watch();
     metrics_.bad_response(svc.name);
     spdlog::warn("bad reply service={} request_id={}: invalid stream head: {}", svc.name,
                  ex.request_id, head.problem);
-    ex.response = std::move(head.response);
+    ex.fail(std::move(head.response), ErrorKind::kBadResponse, svc.name);
     co_return;
   }
 

@@ -28,6 +28,8 @@ StreamHead stream_head(ReplyEnvelope&& head, const HttpRequest& request, std::st
                        std::string_view request_id) {
   StreamHead out;
   out.attempts = head.attempts;
+  out.worker = head.worker_id;
+  out.upstream_us = head.upstream_us;
   out.problem = reply_problem(head, request);
   std::string length;
   for (const auto& h : head.headers) {

@@ -28,6 +28,8 @@ struct StreamHead {
   std::uint64_t length = 0;   // kLength: the body's announced size
   bool event_stream = false;  // text/event-stream
   std::uint32_t attempts = 0;
+  std::string worker;             // for the access log: who streams it,
+  std::uint64_t upstream_us = 0;  // and its time on the upstream up to the head
 };
 
 // A stream's HEAD envelope checked like a reply (reply_problem: status, names, values, counts)

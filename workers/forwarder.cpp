@@ -6,8 +6,10 @@
 #include <cctype>
 #include <optional>
 
+#include "common/access_log.hpp"
 #include "common/errors.hpp"
 #include "common/http_headers.hpp"
+#include "common/trace_context.hpp"
 
 namespace courier::workers {
 namespace {
@@ -245,15 +247,20 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward_impl(RequestEnv
                                                                       ReplyStream* stream,
                                                                       Cancellation* cancel) {
   ++stats_.requests;
+  const auto started = Clock::now();
   const auto deadline =
-      request_deadline(request.deadline_ms, SystemClock::now(), Clock::now(), service_.timeout);
+      request_deadline(request.deadline_ms, SystemClock::now(), started, service_.timeout);
   Progress progress;
   auto reply = co_await run_attempts(request, deadline, progress, stream, cancel);
-  if (!reply) co_return reply;  // streamed: the HEAD carried the stamped fields
+  if (!reply) {  // streamed: the HEAD carried the stamped fields
+    log_stream(request, progress, started);
+    co_return reply;
+  }
   if (reply->error) ++stats_.error_replies;
   // The forwarder owns every field of the reply it returns, stamped here and nowhere else: what
   // it measured (attempts, upstream time) and whose reply it is (id, worker id).
   stamp(*reply, request, progress.attempts, progress.upstream_time);
+  log_access(request, *reply, started);
   co_return reply;
 }
 
@@ -353,10 +360,11 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
           counts_as_upstream_failure(fetched, service_.circuit_failure_statuses, short_budget);
       stats_.circuit_failures += failed;
       give_back(failed);
-      spdlog::info("stream request_id={} service={} status={} end=\"{}\" bytes={} stream_ms={:.1f}",
-                   request.request_id, service_.name, fetched.response.result_int(), to_string(end),
-                   fetched.streamed_bytes, static_cast<double>(took.count()) / 1000.0);
+      // Its access record (log_stream) tells how it ended.
       if (end == StreamEnd::kCancelled) note_cancelled(request, "streaming");
+      progress.stream_status = fetched.response.result_int();
+      progress.stream_bytes = fetched.streamed_bytes;
+      progress.stream_end = end;
       co_return std::nullopt;
     }
 
@@ -457,11 +465,63 @@ ReplyEnvelope Forwarder::final_reply(Attempt attempt, TimePoint deadline) const 
   return make_error_reply(ErrorKind::kBadResponse, service_.name, "unknown outcome");
 }
 
+namespace {
+
+access::Record access_record(const RequestEnvelope& request, std::string_view service,
+                             std::string_view worker, TimePoint started) {
+  access::Record r;
+  r.time = SystemClock::now();
+  r.component = "worker";
+  r.request_id = request.request_id;
+  for (const auto& h : request.headers) {
+    if (iequals(h.name, "traceparent")) r.trace_id = trace::trace_id_of(h.value);
+  }
+  r.service = std::string(service);
+  r.method = request.method;
+  r.path = access::loggable_path(request.target, access::options().log_query);
+  r.duration_ms = std::chrono::duration<double, std::milli>(Clock::now() - started).count();
+  r.worker = std::string(worker);
+  r.bytes_in = request.body.size();
+  return r;
+}
+
+}  // namespace
+
+void Forwarder::log_access(const RequestEnvelope& request, const ReplyEnvelope& reply,
+                           TimePoint started) const {
+  if (!access::options().enabled) return;
+  auto r = access_record(request, service_.name, worker_id_, started);
+  r.status = reply.status;
+  if (reply.error) r.code = reply.error->code;
+  r.attempts = reply.attempts;
+  if (reply.attempts > 0) r.upstream_ms = static_cast<double>(reply.upstream_us) / 1000.0;
+  r.bytes_out = reply.body.size();
+  access::write(r);
+}
+
+void Forwarder::log_stream(const RequestEnvelope& request, const Progress& progress,
+                           TimePoint started) const {
+  if (!access::options().enabled) return;
+  using StreamEnd = FetchResult::StreamEnd;
+  auto r = access_record(request, service_.name, worker_id_, started);
+  const auto end = progress.stream_end.value_or(StreamEnd::kComplete);
+  r.status = end == StreamEnd::kCancelled ? 499 : progress.stream_status;
+  if (end == StreamEnd::kCancelled) r.code = error_code(ErrorKind::kCancelled, "");
+  r.attempts = progress.attempts;
+  r.upstream_ms = static_cast<double>(progress.upstream_time.count()) / 1000.0;
+  r.bytes_out = progress.stream_bytes;
+  r.stream = end == StreamEnd::kComplete    ? "complete"
+             : end == StreamEnd::kCancelled ? "cancelled"
+                                            : "truncated";
+  if (end != StreamEnd::kComplete && end != StreamEnd::kCancelled) r.reason = to_string(end);
+  access::write(r);
+}
+
 void Forwarder::log_attempt(const RequestEnvelope& request, const Attempt& attempt, int number,
                             microseconds took) const {
-  // The query string stays out of logs: clients put tokens there.
-  const std::string_view target = request.target;
-  const auto path = target.substr(0, target.find('?'));
+  // The query string stays out of logs (values, unless logging.log_query): clients put tokens
+  // there.
+  const auto path = access::loggable_path(request.target, access::options().log_query);
   const auto result =
       attempt.fetch.outcome == FetchOutcome::kOk
           ? std::to_string(attempt.fetch.response.result_int())

@@ -86,6 +86,10 @@ class Forwarder {
                                                         ReplyStream& stream, Cancellation& cancel);
   // Counts and logs a request cancelled before it reached the forwarder (`where` it waited).
   void note_cancelled(const RequestEnvelope& request, std::string_view where);
+  // The worker's access record of a request that was decoded (common/access_log): `reply` is
+  // what went back, `started` when the worker took it.
+  void log_access(const RequestEnvelope& request, const ReplyEnvelope& reply,
+                  TimePoint started) const;
 
   const ServiceConfig& service() const { return service_; }
   const ForwarderStats& stats() const { return stats_; }
@@ -98,6 +102,10 @@ class Forwarder {
   struct Progress {
     std::uint32_t attempts = 0;
     std::chrono::microseconds upstream_time{0};
+    // Set when the reply was streamed: for the access record.
+    unsigned stream_status = 0;
+    std::uint64_t stream_bytes = 0;
+    std::optional<FetchResult::StreamEnd> stream_end;
   };
 
   // nullopt: streamed.
@@ -114,6 +122,8 @@ class Forwarder {
   ReplyEnvelope cancelled_reply(const RequestEnvelope& request, std::string_view where);
   Attempt classify(FetchResult result, std::chrono::system_clock::time_point now) const;
   ReplyEnvelope final_reply(Attempt attempt, TimePoint deadline) const;
+  void log_stream(const RequestEnvelope& request, const Progress& progress,
+                  TimePoint started) const;
   void log_attempt(const RequestEnvelope& request, const Attempt& attempt, int number,
                    std::chrono::microseconds took) const;
   void log_transition(const CircuitTransition& transition) const;

@@ -277,6 +277,7 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
   };
   std::optional<ReplyEnvelope> result;
   bool holds_slot = false;
+  const auto started = std::chrono::steady_clock::now();
   try {
     RequestEnvelope request;
     protocol::RequestHeader header;
@@ -297,6 +298,7 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
       if (control->cancel.cancelled() && !control->stream.started()) {
         forwarder_->note_cancelled(request, "queued");
         result = refuse(ErrorKind::kCancelled, "cancelled by the client (queued)");
+        forwarder_->log_access(request, *result, started);
       } else {
         result = co_await forwarder_->forward(std::move(request), control->stream, control->cancel);
       }

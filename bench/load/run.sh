@@ -172,7 +172,7 @@ start_courier() {  # start_courier CONNECTIONS
   # Same knobs for every scenario: access log off (warn level, like NGINX's access_log off), the
   # keep-alive pool as large as NGINX's, enough credit and queue that nothing is rejected.
   export RULE_ENGINE_URL=http://127.0.0.1:$UP_PORT AI_GM_URL=http://127.0.0.1:9
-  export COURIER_LOG_LEVEL=warn COURIER_MAX_CONNECTIONS=$((SLOW_CONNECTIONS + 1000))
+  export COURIER_LOG_LEVEL=warn COURIER_ACCESS_LOG=false COURIER_MAX_CONNECTIONS=$((SLOW_CONNECTIONS + 1000))
   export COURIER_MAX_QUEUE=$((2 * SLOW_CONNECTIONS)) COURIER_WORKER_CONCURRENCY=$concurrency
   start broker "$BIN/broker/courier-broker" --frontend "tcp://127.0.0.1:$BR_FRONT" \
     --backend "tcp://127.0.0.1:$BR_BACK" --id bench

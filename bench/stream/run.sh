@@ -177,7 +177,7 @@ if on "$TARGETS" courier; then
   # Access log off (warn level, like NGINX's access_log off); enough worker slots for the held
   # streams plus a riddle round, so nothing queues.
   export RULE_ENGINE_URL=http://127.0.0.1:$UP_PORT AI_GM_URL=http://127.0.0.1:9
-  export COURIER_LOG_LEVEL=warn COURIER_MAX_CONNECTIONS=4096 COURIER_MAX_QUEUE=4096
+  export COURIER_LOG_LEVEL=warn COURIER_ACCESS_LOG=false COURIER_MAX_CONNECTIONS=4096 COURIER_MAX_QUEUE=4096
   concurrency=$((HOLD_STREAMS + 2 * STREAMS + 64))
   export COURIER_WORKER_CONCURRENCY=$concurrency
   start broker "$BIN/broker/courier-broker" --frontend "tcp://127.0.0.1:$BR_FRONT" \

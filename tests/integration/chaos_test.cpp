@@ -45,7 +45,8 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
                  {"PROXY_RETRY_MAX_WAIT", "0.05"},
                  {"PROXY_TIMEOUT", "5"},
                  {"COURIER_WORKER_DRAIN_TIMEOUT", "5"},
-                 {"COURIER_LOG_LEVEL", "warn"}};
+                 {"COURIER_LOG_LEVEL", "warn"},
+                 {"COURIER_ACCESS_LOG", "false"}};
   Topology topology(options);
   topology.start_broker();
   topology.start_worker("ai-gm");  // bystander: readiness needs every service; never killed
