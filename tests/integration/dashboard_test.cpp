@@ -55,9 +55,9 @@ TEST(Dashboard, RenderedValuesFollowTraffic) {
   options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
   Topology topology(options);
   ASSERT_TRUE(topology.wait_ready()) << topology.logs();
-  const auto url = "http://127.0.0.1:" + std::to_string(topology.gateway_port()) + "/dashboard";
+  const auto url = "http://127.0.0.1:" + std::to_string(topology.admin_port()) + "/dashboard";
 
-  const auto page = topology.get("/dashboard");
+  const auto page = topology.admin("/dashboard");
   ASSERT_EQ(page.status, 200u);
   EXPECT_EQ(page.header("Content-Type"), "text/html; charset=utf-8");
   EXPECT_EQ(page.body.find("http://"), std::string::npos) << "the page must load no external asset";
