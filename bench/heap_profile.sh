@@ -68,7 +68,7 @@ heaptrack -o "$OUT/heaptrack.worker" "$BIN/workers/courier-worker" --service rul
   --broker "tcp://127.0.0.1:$BACK" --id heap-1 --concurrency $((CONNECTIONS * 2)) \
   >"$OUT/worker.log" 2>&1 & pids+=($!)
 heaptrack -o "$OUT/heaptrack.gateway" "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GW" \
-  --broker "tcp://127.0.0.1:$FRONT" --threads 1 --max-connections $((CONNECTIONS * 2 + 1000)) \
+  --admin-listen off --broker "tcp://127.0.0.1:$FRONT" --threads 1 --max-connections $((CONNECTIONS * 2 + 1000)) \
   --max-connections-per-client 0 >"$OUT/gateway.log" 2>&1 & pids+=($!)
 
 deadline=$((SECONDS + 30))

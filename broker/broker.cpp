@@ -59,6 +59,18 @@ void block_termination_signals() {
   }
 }
 
+void check_plain_endpoints(const BrokerOptions& options) {
+  if (options.curve) return;
+  for (const auto* endpoint : {&options.frontend, &options.backend}) {
+    if (!curve::is_loopback_endpoint(*endpoint) && !options.insecure) {
+      throw ConfigError("refusing to listen on " + *endpoint +
+                        " without CURVE: anyone who can reach it would be trusted. Configure "
+                        "broker.curve.* (see docs/security.md), or set broker.insecure "
+                        "(--insecure, COURIER_BROKER_INSECURE=true) to run so anyway");
+    }
+  }
+}
+
 Broker::Broker(BrokerOptions options)
     : options_(std::move(options)),
       frontend_(context_, zmq::socket_type::router),
@@ -101,14 +113,7 @@ Broker::Broker(BrokerOptions options)
       monitor->connect(name);
     }
   } else {
-    for (const auto* endpoint : {&options_.frontend, &options_.backend}) {
-      if (!curve::is_loopback_endpoint(*endpoint) && !options_.insecure) {
-        throw ConfigError("refusing to listen on " + *endpoint +
-                          " without CURVE: anyone who can reach it would be trusted. Configure "
-                          "broker.curve.* (see docs/security.md), or set broker.insecure "
-                          "(--insecure, COURIER_BROKER_INSECURE=true) to run so anyway");
-      }
-    }
+    check_plain_endpoints(options_);
   }
   try {
     frontend_.bind(options_.frontend);

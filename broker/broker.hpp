@@ -40,6 +40,10 @@ struct BrokerOptions {
   bool insecure = false;
 };
 
+// Without CURVE, a non-loopback endpoint needs broker.insecure: the broker refuses to start (and
+// --check-config to pass) otherwise. Throws ConfigError.
+void check_plain_endpoints(const BrokerOptions& options);
+
 class Broker : private Outbox {
  public:
   explicit Broker(BrokerOptions options);

@@ -64,7 +64,9 @@ int main(int argc, char** argv) {
     const auto sources = common.sources();
     const ConfigFile file(sources);
     setup_logging("broker", common.log(file));
-    const Settings settings = load_settings(sources);
+    std::vector<TracedSetting> trace;
+    const Settings settings = load_settings(sources, &trace);
+    if (insecure_flag) flags.given(opt::kInsecure, "true");
     broker::BrokerOptions options;
     options.frontend = flags.text(opt::kFrontend, file);
     options.backend = flags.text(opt::kBackend, file);
@@ -75,7 +77,7 @@ int main(int argc, char** argv) {
     options.dispatcher.liveness = heartbeat.liveness;
     options.dispatcher.no_worker_grace = flags.seconds(opt::kNoWorkerGrace, file);
     options.drain_timeout = flags.seconds(opt::kDrainTimeout, file);
-    options.insecure = insecure_flag || flags.boolean(opt::kInsecure, file);
+    options.insecure = flags.boolean(opt::kInsecure, file);
     options.curve = load_curve(flags, file);
     for (const auto& [name, svc] : settings.services) {
       options.dispatcher.max_queue[name] = svc.max_queue;
@@ -111,6 +113,14 @@ int main(int argc, char** argv) {
         static_cast<std::size_t>(flags.integer(opt::kMaxGateways, file));
     options.max_request_message = flags.integer(opt::kMaxRequestMessage, file);
     options.max_reply_message = flags.integer(opt::kMaxReplyMessage, file);
+    broker::check_plain_endpoints(options);
+    if (config_only(app, common, [&] {
+          auto rows = option_rows(flags, file, "broker.");
+          for (auto& row : service_rows(trace)) rows.push_back(std::move(row));
+          return rows;
+        })) {
+      return 0;
+    }
     if (options.dispatcher.services.empty()) {
       spdlog::warn("broker accepts workers for any service (broker.services=*), at most {}",
                    options.dispatcher.max_services);

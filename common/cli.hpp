@@ -6,7 +6,9 @@
 #include <chrono>
 #include <functional>
 #include <map>
+#include <ostream>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "common/config.hpp"
@@ -19,9 +21,14 @@ namespace courier {
 // else the table's default (the same order as for the service settings).
 class OptionFlags {
  public:
-  // Registers the option's flag (`names` replaces it, e.g. "-s,--service"), with its default and
-  // env var in the help. The env var is not given to CLI11: it would then beat --set.
+  // Registers the option's flag (`names` replaces it, e.g. "-s,--service"), with its type, default
+  // and env var in the help. The env var is not given to CLI11: it would then beat --set.
   CLI::Option* add(CLI::App& app, const ComponentOption& option, const std::string& names = "");
+  // The option was given by a flag registered elsewhere (a plain on/off flag such as --insecure).
+  void given(const ComponentOption& option, std::string value);
+
+  // The value and where it came from: flag, --set, env, file or default.
+  SourcedValue sourced(const ComponentOption& option, const ConfigFile& file) const;
 
   std::string text(const ComponentOption& option, const ConfigFile& file) const;
   std::chrono::milliseconds seconds(const ComponentOption& option, const ConfigFile& file) const;
@@ -48,12 +55,37 @@ std::string host_name(const std::string& fallback);
 struct CommonOptions {
   std::string config_path;             // --config / COURIER_CONFIG
   std::vector<std::string> overrides;  // --set KEY=VALUE
-  OptionFlags flags;  // --log-level, --log-format, --access-log... and the binary's own
+  OptionFlags flags;         // --log-level, --log-format, --access-log... and the binary's own
+  bool check_config = false;  // --check-config: validate everything, start nothing
+  bool print_config = false;  // --print-config: the effective values and their sources
   ConfigSources sources() const { return {config_path, overrides, process_env()}; }
   LogOptions log(const ConfigFile& file) const;
 };
 
+// --config, --set, --log-level, --log-format, --version, --check-config and --print-config.
 void add_common_options(CLI::App& app, CommonOptions& options);
+
+// "courier-gateway 0.1.0 (v0.1.0-12-gabcdef)": what --version prints.
+std::string version_line(std::string_view program);
+
+// One line of --print-config.
+struct ConfigRow {
+  std::string key;
+  std::string value;  // "<redacted>" for a secret that is set
+  std::string source;
+};
+// The logging.* options and those under `section` ("gateway."), in the table's order. A secret's
+// value is never copied: it shows as "<redacted>" when set.
+std::vector<ConfigRow> option_rows(const OptionFlags& flags, const ConfigFile& file,
+                                   std::string_view section);
+std::vector<ConfigRow> service_rows(const std::vector<TracedSetting>& trace);
+// An aligned table, a header line then one row per setting: KEY VALUE SOURCE ("" for empty).
+void print_config(std::ostream& out, const std::vector<ConfigRow>& rows);
+// What a main does once its configuration is loaded and checked, before it binds or connects
+// anything: with --print-config, print `rows()`; with --check-config, print "<program>:
+// configuration ok". Returns true when either was asked for (the main then exits 0).
+bool config_only(const CLI::App& app, const CommonOptions& options,
+                 const std::function<std::vector<ConfigRow>()>& rows);
 
 // Parses the command line and runs `body`; CLI11 errors, ConfigError and other start-up
 // exceptions print "<program>: <message>" and return 2. --help prints usage and returns 0.

@@ -120,6 +120,9 @@ namespace detail {
 struct Found {
   std::string value;
   std::string origin;
+  ConfigSource source;
+  std::string name;  // env var or file
+  SourcedValue sourced() const { return {value, source, name}; }
 };
 
 class Layers {
@@ -135,13 +138,15 @@ class Layers {
 
   std::optional<Found> get(const std::string& key, const std::string& env_name) const {
     if (auto it = overrides_.find(key); it != overrides_.end()) {
-      return Found{it->second, "--set " + key};
+      return Found{it->second, "--set " + key, ConfigSource::kSet, ""};
     }
     if (!env_name.empty() && env_) {
-      if (auto v = env_(env_name); v && !v->empty()) return Found{*v, env_name};
+      if (auto v = env_(env_name); v && !v->empty()) {
+        return Found{*v, env_name, ConfigSource::kEnv, env_name};
+      }
     }
     if (auto it = file_.find(key); it != file_.end()) {
-      return Found{it->second, key + " (" + file_path_ + ")"};
+      return Found{it->second, key + " (" + file_path_ + ")", ConfigSource::kFile, file_path_};
     }
     return std::nullopt;
   }
@@ -539,7 +544,23 @@ const ServiceField* find_service_field(std::string_view key) {
   return nullptr;
 }
 
-Settings load_settings(const ConfigSources& sources) {
+std::string SourcedValue::describe() const {
+  switch (source) {
+    case ConfigSource::kFile:
+      return "file " + name;
+    case ConfigSource::kEnv:
+      return "env " + name;
+    case ConfigSource::kSet:
+      return "--set";
+    case ConfigSource::kFlag:
+      return "flag " + name;
+    case ConfigSource::kDefault:
+      break;
+  }
+  return "default";
+}
+
+Settings load_settings(const ConfigSources& sources, std::vector<TracedSetting>* trace) {
   const detail::Layers layers(sources);
   Settings settings;
   for (const auto& name : layers.service_names()) {
@@ -552,7 +573,6 @@ Settings load_settings(const ConfigSources& sources) {
     const auto prefix = service_env_prefix(name);
     std::optional<detail::Found> auth_mode;
     for (const auto& field : kServiceFields) {
-      if (!field.apply) continue;
       const std::string key(field.key);
       const auto own_key = "services." + name + "." + key;
       const auto own_env = prefix + "_" + std::string(field.env_suffix);
@@ -560,15 +580,21 @@ Settings load_settings(const ConfigSources& sources) {
       if (!v && !field.default_env.empty()) {
         v = layers.get("defaults." + key, std::string(field.default_env));
       }
+      if (!field.apply) {  // where the auth secret comes from: read below, traced when set
+        if (v && trace) trace->push_back({own_key, v->sourced()});
+        continue;
+      }
       if (v) {
         field.apply(svc, v->origin, v->value);
         if (key == "auth.mode") auth_mode = v;
+        if (trace) trace->push_back({own_key, v->sourced()});
         continue;
       }
       // Only the built-in services have an upstream by default.
       const auto fallback = key == "upstream" ? builtin_url(name) : std::string(field.fallback);
       if (fallback.empty()) throw ConfigError(own_key + " (or " + own_env + ") is required");
       field.apply(svc, "default for " + name, fallback);
+      if (trace) trace->push_back({own_key, {fallback, ConfigSource::kDefault, ""}});
     }
     if (svc.retry_max_wait < svc.retry_min_wait) {
       throw ConfigError("services." + name + ": retry_max_wait (PROXY_RETRY_MAX_WAIT) is below " +
@@ -584,6 +610,12 @@ Settings load_settings(const ConfigSources& sources) {
 
 ConfigFile::ConfigFile(const ConfigSources& sources)
     : layers_(std::make_shared<const detail::Layers>(sources)) {}
+
+std::optional<SourcedValue> ConfigFile::lookup(const std::string& key,
+                                               const std::string& env_name) const {
+  if (auto found = layers_->get(key, env_name)) return found->sourced();
+  return std::nullopt;
+}
 
 std::optional<std::string> ConfigFile::get(const std::string& key,
                                            const std::string& env_name) const {

@@ -99,6 +99,22 @@ std::string service_env_prefix(const std::string& service);
 using EnvLookup = std::function<std::optional<std::string>(const std::string&)>;
 EnvLookup process_env();
 
+// Where a setting's value came from, for --print-config.
+enum class ConfigSource { kDefault, kFile, kEnv, kSet, kFlag };
+struct SourcedValue {
+  std::string value;
+  ConfigSource source = ConfigSource::kDefault;
+  std::string name;  // the env var (kEnv), the file (kFile) or the flag (kFlag)
+  // "default", "file courier.yaml", "env COURIER_LISTEN", "--set" or "flag --listen".
+  std::string describe() const;
+};
+
+// One resolved per-service setting, services.<name>.<key>, as load_settings found it.
+struct TracedSetting {
+  std::string key;
+  SourcedValue value;
+};
+
 struct Settings {
   std::map<std::string, ServiceConfig> services;
   const ServiceConfig* find(const std::string& name) const;
@@ -112,7 +128,9 @@ struct ConfigSources {
   std::vector<std::string> overrides;
   EnvLookup env = process_env();
 };
-Settings load_settings(const ConfigSources& sources);
+// With `trace`, every service setting it resolved is appended there with its source (the auth
+// secret itself is not a setting: only where it comes from is).
+Settings load_settings(const ConfigSources& sources, std::vector<TracedSetting>* trace = nullptr);
 
 namespace detail {
 class Layers;  // the sources read once, and the precedence rule; shared with load_settings
@@ -124,6 +142,8 @@ class ConfigFile {
  public:
   explicit ConfigFile(const ConfigSources& sources);
   std::optional<std::string> get(const std::string& key, const std::string& env_name) const;
+  // The same, with where the value came from.
+  std::optional<SourcedValue> lookup(const std::string& key, const std::string& env_name) const;
 
  private:
   std::shared_ptr<const detail::Layers> layers_;

@@ -21,6 +21,24 @@ long long ComponentOption::default_integer() const {
 
 bool ComponentOption::default_bool() const { return parse_bool(setting(), default_text()); }
 
+std::string ComponentOption::type_name() const {
+  switch (kind) {
+    case ValueKind::kSeconds:
+      return "SECONDS";
+    case ValueKind::kInteger:
+      return "INT in [" + std::to_string(min) + ", " + std::to_string(max) + "]";
+    case ValueKind::kBoolean:
+      return "BOOL";
+    case ValueKind::kEndpoints:
+      return "ENDPOINTS";
+    case ValueKind::kHostPort:
+      return "HOST:PORT";
+    case ValueKind::kText:
+      break;
+  }
+  return "TEXT";
+}
+
 std::string host_of(std::string_view host_port) {
   auto host = host_port.substr(0, host_port.rfind(':'));
   if (host.size() > 1 && host.front() == '[' && host.back() == ']') {

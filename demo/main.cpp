@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "common/cli.hpp"
 #include "common/logging.hpp"
 #include "demo/demo_upstream.hpp"
 
@@ -105,6 +106,9 @@ int main(int argc, char** argv) {
       ->envname("COURIER_DEMO_LOG_LEVEL")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error", "critical", "off"}))
       ->capture_default_str();
+
+  app.set_version_flag("--version", version_line(app.get_name()),
+                       "Print the version and source revision, and exit");
 
   try {
     app.parse(argc, argv);

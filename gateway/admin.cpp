@@ -1,8 +1,10 @@
 #include "gateway/admin.hpp"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <string>
 
+#include "common/errors.hpp"
 #include "gateway/broker_view.hpp"
 #include "gateway/dashboard_html.hpp"
 
@@ -19,21 +21,74 @@ HttpResponse json_response(unsigned status, std::string body, const HttpRequest&
   return res;
 }
 
+constexpr std::string_view kReadyzPrefix = "/readyz/";
+
+bool get_or_head(http::verb method) {
+  return method == http::verb::get || method == http::verb::head;
+}
+
+bool probe_path(std::string_view target) {
+  return target == "/healthz" || target == "/readyz" || target.starts_with(kReadyzPrefix);
+}
+
+bool admin_path(std::string_view target) {
+  return probe_path(target) || target == "/services" || target == "/services/history" ||
+         target == "/metrics" || target == "/dashboard";
+}
+
+HttpResponse error(http::status status, std::string_view code, std::string_view message,
+                   std::string_view detail, const HttpRequest& req) {
+  HttpResponse res{status, req.version()};
+  res.set(http::field::content_type, "application/json");
+  res.keep_alive(req.keep_alive());
+  res.body() = error_json(code, message, detail);
+  res.prepare_payload();
+  return res;
+}
+
+// Live workers of `name` across the connected brokers (0 when none knows it).
+int workers_of(const nlohmann::json& services, const std::string& name) {
+  const auto it = services.find(name);
+  return it == services.end() ? 0 : it->value("workers", 0);
+}
+
+std::string dump(const nlohmann::json& j) {
+  // Replace invalid UTF-8 rather than throw: a service name in the path is the client's.
+  return j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+}
+
 }  // namespace
 
+bool is_probe_endpoint(http::verb method, std::string_view target) {
+  return get_or_head(method) && probe_path(target);
+}
+
 bool is_admin_endpoint(http::verb method, std::string_view target) {
-  if (method != http::verb::get && method != http::verb::head) return false;
-  return target == "/healthz" || target == "/readyz" || target == "/services" ||
-         target == "/services/history" || target == "/metrics" || target == "/dashboard";
+  return get_or_head(method) && admin_path(target);
 }
 
 HttpResponse admin_response(const HttpRequest& request, const AdminState& state) {
   const auto target = request.target();
+  if (!admin_path(target)) {
+    return error(http::status::not_found, "NOT_FOUND", "No such admin endpoint",
+                 "the admin listener serves /healthz, /readyz, /readyz/<service>, /metrics, "
+                 "/services, /services/history and /dashboard",
+                 request);
+  }
+  if (!get_or_head(request.method())) {
+    auto res = error(http::status::method_not_allowed, "METHOD_NOT_ALLOWED", "Method not allowed",
+                     "admin endpoints answer GET and HEAD", request);
+    res.set(http::field::allow, "GET, HEAD");
+    return res;
+  }
   if (target == "/healthz") return healthz(request);
   if (target == "/dashboard") return dashboard(request);
   if (target == "/metrics") return metrics(request, state);
   if (target == "/readyz") return readyz(request, state);
   if (target == "/services/history") return service_history(request, state);
+  if (target.starts_with(kReadyzPrefix)) {
+    return readyz_service(request, state, target.substr(kReadyzPrefix.size()));
+  }
   return services(request, state);
 }
 
@@ -63,20 +118,52 @@ HttpResponse metrics(const HttpRequest& request, const AdminState& state) {
 HttpResponse readyz(const HttpRequest& request, const AdminState& state) {
   const auto stats = merge_broker_stats(state.brokers);
   const auto& services = stats["services"];
-  std::vector<std::string> missing;
+  const auto required = [&](const std::string& name) {
+    return state.required.empty() ||
+           std::find(state.required.begin(), state.required.end(), name) != state.required.end();
+  };
+  nlohmann::json per_service = nlohmann::json::object();
+  std::vector<std::string> ready, missing;
   for (const auto& [name, svc] : state.settings.services) {
-    const auto it = services.find(name);
-    if (it == services.end() || it->value("workers", 0) == 0) missing.push_back(name);
+    const int workers = state.gateway.broker_connected ? workers_of(services, name) : 0;
+    per_service[name] = {{"workers", workers}, {"required", required(name)}};
+    if (workers > 0) {
+      ready.push_back(name);
+    } else if (required(name)) {
+      missing.push_back(name);
+    }
   }
-  nlohmann::json body;
+  nlohmann::json body = {{"status", "ready"}};
   if (!state.gateway.broker_connected) {
     body = {{"status", "not ready"}, {"reason", "broker not connected"}};
   } else if (!missing.empty()) {
-    body = {{"status", "not ready"}, {"reason", "no workers"}, {"services", missing}};
-  } else {
-    body = {{"status", "ready"}};
+    body = {{"status", "not ready"}, {"reason", "no workers"}};
   }
-  return json_response(body["status"] == "ready" ? 200 : 503, body.dump(), request);
+  body["ready"] = ready;
+  body["missing"] = missing;
+  body["services"] = std::move(per_service);
+  return json_response(body["status"] == "ready" ? 200 : 503, dump(body), request);
+}
+
+HttpResponse readyz_service(const HttpRequest& request, const AdminState& state,
+                            std::string_view service) {
+  const std::string name(service);
+  if (!state.settings.find(name)) {
+    return error(http::status::not_found, error_code(ErrorKind::kUnknownService, ""),
+                 error_message(ErrorKind::kUnknownService),
+                 "no service '" + name + "' is configured", request);
+  }
+  nlohmann::json body = {{"service", name}};
+  if (!state.gateway.broker_connected) {
+    body.update({{"status", "not ready"}, {"reason", "broker not connected"}, {"workers", 0}});
+  } else {
+    const auto stats = merge_broker_stats(state.brokers);
+    const int workers = workers_of(stats["services"], name);
+    body["status"] = workers > 0 ? "ready" : "not ready";
+    if (workers == 0) body["reason"] = "no workers";
+    body["workers"] = workers;
+  }
+  return json_response(body["status"] == "ready" ? 200 : 503, dump(body), request);
 }
 
 HttpResponse services(const HttpRequest& request, const AdminState& state) {

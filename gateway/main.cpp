@@ -1,6 +1,8 @@
 // courier-gateway: the HTTP front door; forwards /{service}/... through the broker.
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "common/asio.hpp"
 #include "common/cli.hpp"
 #include "common/signals.hpp"
@@ -9,21 +11,45 @@
 
 namespace {
 
-std::pair<std::string, std::uint16_t> parse_listen(const std::string& value) {
+courier::gateway::ListenAddress parse_listen(const courier::ComponentOption& option,
+                                             const std::string& value) {
+  const auto setting = option.setting();
   const auto colon = value.rfind(':');
   if (colon == std::string::npos) {
-    throw courier::ConfigError("--listen (gateway.listen): '" + value + "' must be HOST:PORT");
+    throw courier::ConfigError(setting + ": '" + value + "' must be HOST:PORT");
   }
   std::string host = value.substr(0, colon);
   if (host.size() > 1 && host.front() == '[' && host.back() == ']')
     host = host.substr(1, host.size() - 2);
   boost::system::error_code ec;
   boost::asio::ip::make_address(host, ec);
-  if (ec)
-    throw courier::ConfigError("--listen (gateway.listen): '" + host + "' is not an IP address");
-  const auto port =
-      courier::parse_int("--listen (gateway.listen) port", value.substr(colon + 1), 0, 65535);
+  if (ec) throw courier::ConfigError(setting + ": '" + host + "' is not an IP address");
+  const auto port = courier::parse_int(setting + " port", value.substr(colon + 1), 0, 65535);
   return {host, static_cast<std::uint16_t>(port)};
+}
+
+// "rule-engine,ai-gm": each a configured service, none twice; empty: every configured one.
+std::vector<std::string> parse_required(const courier::ComponentOption& option,
+                                        const std::string& value,
+                                        const courier::Settings& settings) {
+  std::vector<std::string> out;
+  std::string item;
+  for (std::size_t i = 0; i <= value.size(); ++i) {
+    if (i < value.size() && value[i] != ',') {
+      if (value[i] != ' ') item += value[i];
+      continue;
+    }
+    if (item.empty()) continue;
+    if (!settings.find(item)) {
+      std::string known;
+      for (const auto& [name, s] : settings.services) known += (known.empty() ? "" : ", ") + name;
+      throw courier::ConfigError(option.setting() + ": unknown service '" + item +
+                                 "' (configured: " + known + ")");
+    }
+    if (std::find(out.begin(), out.end(), item) == out.end()) out.push_back(item);
+    item.clear();
+  }
+  return out;
 }
 
 // Off unless a JWT secret or API keys are configured. Secrets come from the environment, a file
@@ -77,11 +103,23 @@ int main(int argc, char** argv) {
     const auto sources = common.sources();
     const ConfigFile file(sources);
     setup_logging("gateway", common.log(file));
-    Settings settings = load_settings(sources);
+    std::vector<TracedSetting> trace;
+    Settings settings = load_settings(sources, &trace);
 
     gateway::ServerOptions server;
-    std::tie(server.listen_address, server.listen_port) =
-        parse_listen(flags.text(opt::kListen, file));
+    const auto listen = parse_listen(opt::kListen, flags.text(opt::kListen, file));
+    server.listen_address = listen.address;
+    server.listen_port = listen.port;
+    if (const auto admin = flags.text(opt::kAdminListen, file); admin != "off" && !admin.empty()) {
+      server.admin_listen = parse_listen(opt::kAdminListen, admin);
+      if (server.admin_listen->port != 0 && server.admin_listen->port == listen.port &&
+          server.admin_listen->address == listen.address) {
+        throw ConfigError(opt::kAdminListen.setting() + ": must differ from " +
+                          opt::kListen.setting());
+      }
+    }
+    server.required_services =
+        parse_required(opt::kRequiredServices, flags.text(opt::kRequiredServices, file), settings);
     server.threads = static_cast<int>(flags.integer(opt::kThreads, file));
     server.max_body = static_cast<std::size_t>(flags.integer(opt::kMaxBody, file));
     server.max_header = static_cast<std::size_t>(flags.integer(opt::kMaxHeader, file));
@@ -108,6 +146,13 @@ int main(int argc, char** argv) {
     link.curve = curve::load_client_keys(
         opt::kCurveSecretKeyFile.setting(), flags.text(opt::kCurveSecretKeyFile, file),
         opt::kCurveBrokerKeyFile.setting(), flags.text(opt::kCurveBrokerKeyFile, file));
+    if (config_only(app, common, [&] {
+          auto rows = option_rows(flags, file, "gateway.");
+          for (auto& row : service_rows(trace)) rows.push_back(std::move(row));
+          return rows;
+        })) {
+      return 0;
+    }
     if (link.curve) {
       spdlog::info("broker links: CURVE on, public key {}", link.curve->own.public_key);
     } else {

@@ -41,6 +41,7 @@ struct Server::Exchange {
   std::string stream_outcome;  // a stream's: complete, truncated or cancelled
   std::string stream_reason;   // why it was not complete, sanitized
   std::uint64_t stream_bytes = 0;
+  bool admin = false;  // on the admin listener: admin endpoints only, no client auth
 
   unsigned status() const { return cancelled ? 499 : response.result_int(); }
   // The answer is Courier's own error.
@@ -100,6 +101,9 @@ asio::awaitable<void> write_in_pieces(beast::tcp_stream& stream,
   }
 }
 
+// Operators and scrapers, not clients: a few connections, all possibly from one address.
+constexpr std::size_t kAdminMaxConnections = 64;
+
 const char* refusal_reason(ConnectionTable::Refused why) {
   return why == ConnectionTable::Refused::kClientLimit
              ? "gateway.max_connections_per_client reached for this address"
@@ -120,21 +124,40 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
       }()),
       connections_({.max_total = options_.max_connections,
                     .max_per_client = options_.max_connections_per_client}),
-      acceptor_(io_) {}
+      admin_connections_({.max_total = kAdminMaxConnections, .max_per_client = 0}),
+      acceptor_(io_),
+      admin_acceptor_(io_) {}
 
 Server::~Server() {
   if (!threads_.empty()) stop(std::chrono::milliseconds(0));
 }
 
+namespace {
+
+std::uint16_t listen_on(tcp::acceptor& acceptor, const std::string& address, std::uint16_t port) {
+  const tcp::endpoint endpoint(asio::ip::make_address(address), port);
+  acceptor.open(endpoint.protocol());
+  acceptor.set_option(asio::socket_base::reuse_address(true));
+  acceptor.bind(endpoint);
+  acceptor.listen(asio::socket_base::max_listen_connections);
+  return acceptor.local_endpoint().port();
+}
+
+}  // namespace
+
 std::uint16_t Server::start() {
-  const tcp::endpoint endpoint(asio::ip::make_address(options_.listen_address),
-                               options_.listen_port);
-  acceptor_.open(endpoint.protocol());
-  acceptor_.set_option(asio::socket_base::reuse_address(true));
-  acceptor_.bind(endpoint);
-  acceptor_.listen(asio::socket_base::max_listen_connections);
-  const auto port = acceptor_.local_endpoint().port();
-  asio::co_spawn(io_, accept_loop(), [](std::exception_ptr e) { log_exception(e, "accept"); });
+  const auto port = listen_on(acceptor_, options_.listen_address, options_.listen_port);
+  if (const auto& admin = options_.admin_listen) {
+    admin_port_ = listen_on(admin_acceptor_, admin->address, admin->port);
+    spdlog::info("gateway admin listening on {}:{} (/metrics, /services, /dashboard, probes)",
+                 admin->address, admin_port_);
+    asio::co_spawn(io_, accept_loop(admin_acceptor_, admin_connections_, true),
+                   [](std::exception_ptr e) { log_exception(e, "admin accept"); });
+  } else {
+    spdlog::info("gateway admin listener off: /metrics, /services and /dashboard are not served");
+  }
+  asio::co_spawn(io_, accept_loop(acceptor_, connections_, false),
+                 [](std::exception_ptr e) { log_exception(e, "accept"); });
   int n = options_.threads > 0
               ? options_.threads
               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
@@ -148,6 +171,7 @@ void Server::stop(std::chrono::milliseconds grace) {
   asio::post(io_, [this] {
     beast::error_code ec;
     acceptor_.close(ec);
+    admin_acceptor_.close(ec);
   });
   const auto until = Clock::now() + grace;
   while (counters_.in_flight.load() > 0 && Clock::now() < until) {
@@ -164,13 +188,14 @@ void Server::wait() {
   threads_.clear();
 }
 
-asio::awaitable<void> Server::accept_loop() {
+asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, ConnectionTable& connections,
+                                          bool admin) {
   LogThrottle refused_log;
   LogThrottle evicted_log;
   for (;;) {
     beast::error_code ec;
-    auto socket = co_await acceptor_.async_accept(asio::make_strand(io_),
-                                                  asio::redirect_error(asio::use_awaitable, ec));
+    auto socket = co_await acceptor.async_accept(asio::make_strand(io_),
+                                                 asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping_.load()) co_return;
       // EMFILE and friends: keep serving the connections we have.
@@ -194,7 +219,7 @@ asio::awaitable<void> Server::accept_loop() {
         if (auto s = weak.lock()) s->cancel();
       });
     };
-    auto admission = connections_.open(client, std::move(evict));
+    auto admission = connections.open(client, std::move(evict));
     if (!admission.lease) {
       counters_.rejected_connections.fetch_add(1);
       if (admission.refused == ConnectionTable::Refused::kClientLimit) {
@@ -217,7 +242,7 @@ asio::awaitable<void> Server::accept_loop() {
       }
     }
     stream->socket().set_option(tcp::no_delay(true), ec);
-    asio::co_spawn(executor, session(std::move(stream), std::move(*admission.lease), client),
+    asio::co_spawn(executor, session(std::move(stream), std::move(*admission.lease), client, admin),
                    [](std::exception_ptr e) { log_exception(e, "session"); });
   }
 }
@@ -237,12 +262,16 @@ struct Server::ReadResult {
 };
 
 asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
-                                      ConnectionTable::Lease lease, std::string client) {
-  counters_.connections.fetch_add(1);
+                                      ConnectionTable::Lease lease, std::string client,
+                                      bool admin) {
+  // Client connections only: scrapes and probes on the admin listener are not traffic.
   struct Release {
-    std::atomic<std::int64_t>& n;
-    ~Release() { n.fetch_sub(1); }
-  } release{counters_.connections};
+    std::atomic<std::int64_t>* n;
+    ~Release() {
+      if (n) n->fetch_sub(1);
+    }
+  } release{admin ? nullptr : &counters_.connections};
+  if (release.n) release.n->fetch_add(1);
 
   beast::error_code ec;
   bool reset = false;
@@ -271,7 +300,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
     }
     RequestParser parser;
     apply_limits(parser, options_.max_header, options_.max_body);
-    auto read = co_await read_request(stream, buffer, parser, head_deadline);
+    auto read = co_await read_request(stream, buffer, parser, head_deadline, admin);
     if (read.outcome == ReadResult::Outcome::kClosed) break;
     if (read.outcome == ReadResult::Outcome::kRejected) {
       co_await reject(stream, read.refusal, client);
@@ -279,6 +308,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
     }
 
     Exchange ex;
+    ex.admin = admin;
     ex.client = client;
     ex.start = Clock::now();
     ex.request = parser.release();
@@ -322,7 +352,8 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
 asio::awaitable<Server::ReadResult> Server::read_request(beast::tcp_stream& stream,
                                                          beast::flat_buffer& buffer,
                                                          RequestParser& parser,
-                                                         Clock::time_point head_deadline) {
+                                                         Clock::time_point head_deadline,
+                                                         bool admin) {
   beast::error_code ec;
   auto result = ReadResult::request();
   std::optional<HeadSnapshot> head_only;
@@ -338,7 +369,7 @@ asio::awaitable<Server::ReadResult> Server::read_request(beast::tcp_stream& stre
     // Decided on the head, before any body is read: with auth on, always, so that a stranger's
     // body is never buffered; and when the client waits for 100 Continue, so that a body is never
     // invited only to be refused. Only a small body is drained to keep the connection.
-    if ((expect || auth_.enabled()) && !is_admin_endpoint(head.method(), head.target())) {
+    if ((expect || auth_.enabled()) && !admin && !is_probe_endpoint(head.method(), head.target())) {
       auto admission = admit(head, auth_, settings_, std::chrono::system_clock::now());
       if (admission.refusal && (expect || !cheap_to_drain(parser))) {
         co_return ReadResult::rejected(std::move(*admission.refusal));
@@ -435,7 +466,9 @@ void Server::record(const Exchange& ex) {
 
 asio::awaitable<void> Server::handle(Exchange& ex) {
   counters_.requests.fetch_add(1);
-  if (is_admin_endpoint(ex.request.method(), ex.request.target())) {
+  // The public port answers the probes (load balancers ask there) and sends everything else,
+  // /metrics too, to a service; the admin listener answers nothing but its own endpoints.
+  if (ex.admin || is_probe_endpoint(ex.request.method(), ex.request.target())) {
     ex.response = admin_response(ex.request, admin_state());
     co_return;
   }
@@ -455,6 +488,7 @@ AdminState Server::admin_state() const {
   state.gateway.broker_connected = broker_.connected();
   state.requests = counters_.requests.load();
   state.brokers = broker_.brokers();
+  state.required = options_.required_services;
   return state;
 }
 

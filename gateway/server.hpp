@@ -27,6 +27,12 @@
 
 namespace courier::gateway {
 
+// An address to listen on: an IP address and a port (0: any free one).
+struct ListenAddress {
+  std::string address;
+  std::uint16_t port = 0;
+};
+
 struct ServerOptions {
   std::string listen_address = host_of(options::gateway::kListen.fallback);
   std::uint16_t listen_port = port_of(options::gateway::kListen.fallback);
@@ -49,6 +55,10 @@ struct ServerOptions {
   std::chrono::milliseconds linger{2'000};
   AuthOptions auth;                // off unless a secret or API keys are configured
   TrustedProxies trusted_proxies;  // whose Forwarded/X-Forwarded-* headers are kept; none
+  // The admin listener (/metrics, /services, /dashboard and the probes, no client auth). None
+  // here, so that tests bind no fixed port; main reads gateway.admin_listen.
+  std::optional<ListenAddress> admin_listen;
+  std::vector<std::string> required_services;  // for /readyz; empty: every configured service
 };
 
 struct ServerCounters {
@@ -71,6 +81,8 @@ class Server {
 
   // Binds and starts the worker threads; returns the bound port.
   std::uint16_t start();
+  // The admin listener's bound port once started; 0 when there is none.
+  std::uint16_t admin_port() const { return admin_port_; }
   // Stops accepting, lets in-flight requests finish (up to `grace`), then stops the threads.
   void stop(std::chrono::milliseconds grace);
   void wait();
@@ -78,13 +90,16 @@ class Server {
   const ServerCounters& counters() const { return counters_; }
 
  private:
-  asio::awaitable<void> accept_loop();
+  // One per listener; `admin` connections reach the admin endpoints only.
+  asio::awaitable<void> accept_loop(tcp::acceptor& acceptor, ConnectionTable& connections,
+                                    bool admin);
   asio::awaitable<void> session(std::shared_ptr<beast::tcp_stream> stream,
-                                ConnectionTable::Lease lease, std::string client);
+                                ConnectionTable::Lease lease, std::string client, bool admin);
   struct ReadResult;
   asio::awaitable<ReadResult> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
                                            RequestParser& parser,
-                                           std::chrono::steady_clock::time_point head_deadline);
+                                           std::chrono::steady_clock::time_point head_deadline,
+                                           bool admin);
   asio::awaitable<void> reject(beast::tcp_stream& stream, const Refusal& refusal,
                                const std::string& client);
   struct Exchange;
@@ -106,6 +121,8 @@ class Server {
   ServiceStats service_stats_;
   IdGenerator ids_;
   ConnectionTable connections_;
+  ConnectionTable admin_connections_;  // apart, so a flood of clients cannot lock operators out
+  std::uint16_t admin_port_ = 0;
   std::vector<std::thread> threads_;
   ServerCounters counters_;
   std::atomic<bool> stopping_{false};
@@ -113,6 +130,7 @@ class Server {
   // grace) are destroyed with it, and their leases and counters must still exist then.
   asio::io_context io_;
   tcp::acceptor acceptor_;
+  tcp::acceptor admin_acceptor_;
 };
 
 }  // namespace courier::gateway

@@ -10,6 +10,8 @@ int main(int argc, char** argv) {
       "courier-keys: makes CURVE key pairs for the broker links (z85; see docs/security.md)",
       "courier-keys"};
   app.require_subcommand(1);
+  app.set_version_flag("--version", version_line(app.get_name()),
+                       "Print the version and source revision, and exit");
 
   std::string name, out_dir = ".";
   bool force = false;

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Starts the local Courier topology: broker, gateway and workers per service, plus demo upstreams
 # for any of RULE_ENGINE_URL / AI_GM_URL left unset. Ctrl-C stops everything it started.
-#   WORKERS_PER_SERVICE=2  GATEWAY_PORT=8080  BROKER_PORT=5555 (and +1)  DEMO_PORT=8031 (and +1)
+#   WORKERS_PER_SERVICE=2  GATEWAY_PORT=8080  ADMIN_PORT=9901  BROKER_PORT=5555 (and +1)
+#   DEMO_PORT=8031 (and +1)
 #   BROKERS=1 (more: broker k uses BROKER_PORT+2k and +2k+1; gateway and workers use them all)
 #   CURVE=1 (broker links authenticated and encrypted; keys made on first start in run/keys;
 #            CURVE=0: without, which the broker allows on loopback only)
@@ -11,6 +12,7 @@ scripts/setup.sh
 
 BIN=${COURIER_BUILD_DIR:-build}
 GATEWAY_PORT=${GATEWAY_PORT:-8080}
+ADMIN_PORT=${ADMIN_PORT:-9901}
 BROKER_PORT=${BROKER_PORT:-5555}
 DEMO_PORT=${DEMO_PORT:-8031}
 WORKERS=${WORKERS_PER_SERVICE:-2}
@@ -70,7 +72,8 @@ for service in rule-engine ai-gm; do
       --broker "$backends" --id "$service-$n" "${worker_keys[@]}"
   done
 done
-start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GATEWAY_PORT" --broker "$frontends" \
+start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GATEWAY_PORT" \
+  --admin-listen "127.0.0.1:$ADMIN_PORT" --broker "$frontends" \
   "${gateway_keys[@]}"
 
 ready=""
@@ -88,7 +91,8 @@ cat <<MSG
 Courier is up (Rule Engine: $RULE_ENGINE_URL, AI GM: $AI_GM_URL). Try:
   curl http://127.0.0.1:$GATEWAY_PORT/rule-engine/health
   curl -X POST http://127.0.0.1:$GATEWAY_PORT/ai-gm/api/v1/game/turn -d '{"action":"look"}'
-  curl http://127.0.0.1:$GATEWAY_PORT/services
+  curl http://127.0.0.1:$ADMIN_PORT/services      # admin listener: /services, /metrics
+  and in a browser: http://127.0.0.1:$ADMIN_PORT/dashboard
 Press Ctrl-C to stop.
 MSG
 wait -n "${pids[@]}" || true

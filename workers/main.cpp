@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
     const auto sources = common.sources();
     const ConfigFile file(sources);
     setup_logging("worker", common.log(file));
-    const Settings settings = load_settings(sources);
+    std::vector<TracedSetting> trace;
+    const Settings settings = load_settings(sources, &trace);
     const auto service = flags.text(opt::kService, file);
     if (service.empty()) throw ConfigError("--service (COURIER_SERVICE) is required");
     const ServiceConfig* svc = settings.find(service);
@@ -57,6 +58,21 @@ int main(int argc, char** argv) {
     options.curve = curve::load_client_keys(
         opt::kCurveSecretKeyFile.setting(), flags.text(opt::kCurveSecretKeyFile, file),
         opt::kCurveBrokerKeyFile.setting(), flags.text(opt::kCurveBrokerKeyFile, file));
+    if (config_only(app, common, [&] {
+          auto rows = option_rows(flags, file, "worker.");
+          // Only its own service's settings, with --concurrency where it was given.
+          const auto own = "services." + service + ".";
+          for (auto& row : service_rows(trace)) {
+            if (!row.key.starts_with(own)) continue;
+            if (row.key == own + "concurrency" && !concurrency.empty()) {
+              row = {row.key, concurrency, "flag --concurrency"};
+            }
+            rows.push_back(std::move(row));
+          }
+          return rows;
+        })) {
+      return 0;
+    }
     if (options.curve) {
       spdlog::info("broker links: CURVE on, public key {}", options.curve->own.public_key);
     } else {

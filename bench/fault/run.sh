@@ -33,7 +33,7 @@ WORKERS=${WORKERS:-2}
 CONNECTIONS=${CONNECTIONS:-64}
 PORT_BASE=${PORT_BASE:-18500}
 UP_PORT=$((PORT_BASE + 1)) GW_PORT=$((PORT_BASE + 2))
-BR_FRONT=$((PORT_BASE + 3)) BR_BACK=$((PORT_BASE + 4))
+BR_FRONT=$((PORT_BASE + 3)) BR_BACK=$((PORT_BASE + 4)) ADMIN_PORT=$((PORT_BASE + 5))
 OUT=${BENCH_OUT:-run/bench-fault}
 
 BENCH_NAME=fault source bench/prerequisites.sh
@@ -76,7 +76,7 @@ wait_until() {  # wait_until SECONDS CMD...: poll every 0.05 s
     sleep 0.05
   done
 }
-services() { curl -fsS -m 2 "http://127.0.0.1:$GW_PORT/services"; }
+services() { curl -fsS -m 2 "http://127.0.0.1:$ADMIN_PORT/services"; }
 courier_ready() {
   services | jq -e --argjson n "$WORKERS" '.broker_connected and (.services["rule-engine"].workers >= $n)'
 }
@@ -101,7 +101,7 @@ for ((n=1; n<=WORKERS; n++)); do
     --broker "tcp://127.0.0.1:$BR_BACK" --id "fault-$n"
 done
 start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GW_PORT" \
-  --broker "tcp://127.0.0.1:$BR_FRONT" --threads 1
+  --admin-listen "127.0.0.1:$ADMIN_PORT" --broker "tcp://127.0.0.1:$BR_FRONT" --threads 1
 wait_until 15 courier_ready
 GW=http://127.0.0.1:$GW_PORT
 

@@ -55,7 +55,7 @@ SLOW_CONNECTIONS=${SLOW_CONNECTIONS:-5000}
 SLOW_LATENCY_MS=${SLOW_LATENCY_MS:-1000}
 PORT_BASE=${PORT_BASE:-18400}
 UP_PORT=$((PORT_BASE + 1)) NGINX_PORT=$((PORT_BASE + 2)) GW_PORT=$((PORT_BASE + 3))
-BR_FRONT=$((PORT_BASE + 4)) BR_BACK=$((PORT_BASE + 5))
+BR_FRONT=$((PORT_BASE + 4)) BR_BACK=$((PORT_BASE + 5)) ADMIN_PORT=$((PORT_BASE + 6))
 OUT=${BENCH_OUT:-run/bench-load}
 LUA_DIR=$ROOT/bench/load
 CLK_TCK=$(getconf CLK_TCK)
@@ -84,7 +84,7 @@ if (($(ulimit -n) < want_fds)); then
   echo "bench: WARNING: ulimit -n is $(ulimit -n), scenario 2 wants $want_fds (raise the hard limit)" >&2
 fi
 
-for port in $UP_PORT $NGINX_PORT $GW_PORT $BR_FRONT $BR_BACK; do
+for port in $UP_PORT $NGINX_PORT $GW_PORT $BR_FRONT $BR_BACK $ADMIN_PORT; do
   if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
     echo "bench: port $port is in use; set PORT_BASE to a free range" >&2
     exit 1
@@ -146,7 +146,7 @@ wait_until() {  # wait_until SECONDS CMD...: poll CMD every 0.1 s; fail when any
 }
 http_ok() { curl -fsS -m 5 -o /dev/null "$1"; }
 courier_ready() {
-  curl -fsS -m 2 "http://127.0.0.1:$GW_PORT/services" |
+  curl -fsS -m 2 "http://127.0.0.1:$ADMIN_PORT/services" |
     jq -e --argjson n "$WORKERS" '.broker_connected and (.services["rule-engine"].workers >= $n)'
 }
 
@@ -182,7 +182,7 @@ start_courier() {  # start_courier CONNECTIONS
       --broker "tcp://127.0.0.1:$BR_BACK" --id "bench-$n" --concurrency "$concurrency"
   done
   start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GW_PORT" \
-    --broker "tcp://127.0.0.1:$BR_FRONT" --threads "$GATEWAY_THREADS" \
+    --admin-listen "127.0.0.1:$ADMIN_PORT" --broker "tcp://127.0.0.1:$BR_FRONT" --threads "$GATEWAY_THREADS" \
     --max-connections $((2 * SLOW_CONNECTIONS + 1000)) --max-connections-per-client 0
   wait_until 15 courier_ready
   wait_until 10 http_ok "http://127.0.0.1:$GW_PORT/rule-engine/health"
@@ -267,7 +267,7 @@ measure() {
         for p in "${proxy_pids[@]}"; do rss_each+=" $(tr -d '\0' </proc/"$p"/comm 2>/dev/null):$(rss_kib "$p")"; done
       fi
       if [[ $target == courier && -z $inflight ]]; then
-        inflight=$(curl -fsS -m 2 "http://127.0.0.1:$GW_PORT/services" | jq -r '.gateway.in_flight' || true)
+        inflight=$(curl -fsS -m 2 "http://127.0.0.1:$ADMIN_PORT/services" | jq -r '.gateway.in_flight' || true)
       fi
       sleep 0.5
     done

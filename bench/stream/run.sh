@@ -51,7 +51,7 @@ HOLD_S=${HOLD_S:-5}
 if ((QUICK)); then ROUNDS=1; THROUGHPUT_ROUNDS=1; BYTES=$((64 << 20)); fi
 PORT_BASE=${PORT_BASE:-18500}
 UP_PORT=$((PORT_BASE + 1)) NGINX_PORT=$((PORT_BASE + 2)) GW_PORT=$((PORT_BASE + 3))
-BR_FRONT=$((PORT_BASE + 4)) BR_BACK=$((PORT_BASE + 5))
+BR_FRONT=$((PORT_BASE + 4)) BR_BACK=$((PORT_BASE + 5)) ADMIN_PORT=$((PORT_BASE + 6))
 OUT=${BENCH_OUT:-run/bench-stream}
 HERE=$ROOT/bench/stream
 CLIENT=(python3 "$HERE/stream_client.py")
@@ -77,7 +77,7 @@ build_type=$(sed -n 's/^CMAKE_BUILD_TYPE:STRING=//p' "$BIN/CMakeCache.txt" 2>/de
 [[ $build_type == Release ]] || echo "bench-stream: WARNING: $BIN is a '${build_type:-unknown}' build, not Release" >&2
 ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-for port in $UP_PORT $NGINX_PORT $GW_PORT $BR_FRONT $BR_BACK; do
+for port in $UP_PORT $NGINX_PORT $GW_PORT $BR_FRONT $BR_BACK $ADMIN_PORT; do
   if ss -Hltn "sport = :$port" 2>/dev/null | grep -q .; then
     echo "bench-stream: port $port is in use; set PORT_BASE to a free range" >&2
     exit 1
@@ -137,7 +137,7 @@ wait_until() {  # wait_until SECONDS CMD...: poll CMD every 0.1 s; fail when any
 }
 http_ok() { curl -fsS -m 5 -o /dev/null "$1"; }
 courier_ready() {
-  curl -fsS -m 2 "http://127.0.0.1:$GW_PORT/services" |
+  curl -fsS -m 2 "http://127.0.0.1:$ADMIN_PORT/services" |
     jq -e '.broker_connected and (.services["rule-engine"].workers >= 1)'
 }
 rss_kib() {  # rss_kib PID...: summed VmRSS
@@ -185,7 +185,7 @@ if on "$TARGETS" courier; then
   start worker "$BIN/workers/courier-worker" --service rule-engine \
     --broker "tcp://127.0.0.1:$BR_BACK" --id bench-stream-1 --concurrency "$concurrency"
   start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GW_PORT" \
-    --broker "tcp://127.0.0.1:$BR_FRONT" --threads "$GATEWAY_THREADS" \
+    --admin-listen "127.0.0.1:$ADMIN_PORT" --broker "tcp://127.0.0.1:$BR_FRONT" --threads "$GATEWAY_THREADS" \
     --max-connections 4096 --max-connections-per-client 0
   wait_until 15 courier_ready
   wait_until 10 http_ok "http://127.0.0.1:$GW_PORT/rule-engine/health"

@@ -79,7 +79,7 @@ TEST(BrokerWorkerLoss, KilledWorkersRequestsAreRequeuedOrAnsweredWorkerLost) {
   EXPECT_LT(took, 20s);
   // The requeued GETs reached the upstream a second time, through the survivor.
   EXPECT_GT(upstream.request_count(), static_cast<std::size_t>(2 * kEach));
-  const auto services = nlohmann::json::parse(topology.get("/services").body);
+  const auto services = nlohmann::json::parse(topology.admin("/services").body);
   EXPECT_GE(services["broker"]["counters"]["requeued"].get<int>(), 1);
   if (HasFailure()) std::cerr << topology.logs();
 }

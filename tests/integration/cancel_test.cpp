@@ -48,7 +48,7 @@ class CancelTest : public SharedTopologyTest<CancelTest> {
   }
 
   static nlohmann::json services() {
-    auto j = nlohmann::json::parse(topology_->get("/services").body, nullptr, false);
+    auto j = nlohmann::json::parse(topology_->admin("/services").body, nullptr, false);
     return j.is_object() ? j : nlohmann::json::object();
   }
 
@@ -109,12 +109,12 @@ TEST_F(CancelTest, ClientDisconnectWhileWaitingForASlowUpstreamClosesItWithinASe
   wait_until(
       [&] {
         gateway_cancelled =
-            metric_sum(topology_->get("/metrics").body, "courier_gateway_cancelled_total");
+            metric_sum(topology_->admin("/metrics").body, "courier_gateway_cancelled_total");
         broker_cancelled = broker_counter(services(), "cancelled_in_flight");
         return gateway_cancelled >= 1 && broker_cancelled >= 1;
       },
       5s, 100ms);
-  EXPECT_GE(gateway_cancelled, 1) << topology_->get("/metrics").body;
+  EXPECT_GE(gateway_cancelled, 1) << topology_->admin("/metrics").body;
   EXPECT_GE(broker_cancelled, 1) << services().dump();
   EXPECT_NE(topology_->gateway().log_text().find("499"), std::string::npos)
       << "no access log line with status 499";

@@ -122,7 +122,7 @@ protocol::Frames ready_frames() {
 }
 
 std::uint64_t broker_counter(const Topology& topology, const std::string& name) {
-  const auto r = topology.get("/services", {}, 1s);
+  const auto r = topology.admin("/services", {}, 1s);
   if (!r.ok() || r.status != 200) return 0;
   const auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (j.is_discarded()) return 0;
@@ -220,7 +220,7 @@ TEST(Curve, AWorkerWithTheWrongBrokerKeySaysCurveAndNeverRegisters) {
       wait_until([&] { return broker_counter(topology, "curve_denied_workers") >= 1; }, 10s, 50ms))
       << topology.logs();
   // Still the one worker of the topology.
-  const auto services = nlohmann::json::parse(topology.get("/services").body);
+  const auto services = nlohmann::json::parse(topology.admin("/services").body);
   EXPECT_EQ(services["services"]["rule-engine"].value("workers", 0), 1) << services.dump();
 }
 

@@ -60,7 +60,7 @@ std::optional<std::string> shown_text(const std::string& dom, const std::string&
 }
 
 std::string dashboard_url(const Topology& topology) {
-  return "http://127.0.0.1:" + std::to_string(topology.gateway_port()) + "/dashboard";
+  return "http://127.0.0.1:" + std::to_string(topology.admin_port()) + "/dashboard";
 }
 
 TEST(Dashboard, RenderedValuesFollowTraffic) {
@@ -72,7 +72,7 @@ TEST(Dashboard, RenderedValuesFollowTraffic) {
   ASSERT_TRUE(topology.wait_ready()) << topology.logs();
   const auto url = dashboard_url(topology);
 
-  const auto page = topology.get("/dashboard");
+  const auto page = topology.admin("/dashboard");
   ASSERT_EQ(page.status, 200u);
   EXPECT_EQ(page.header("Content-Type"), "text/html; charset=utf-8");
   // Self-contained: nothing loaded from elsewhere (the SVG namespace URI is a name, not a load).

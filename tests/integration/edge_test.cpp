@@ -302,13 +302,14 @@ void expect_closed_at_accept(std::uint16_t port, const std::string& from) {
   EXPECT_EQ(r.error, make_error_code(ClientError::kClosed)) << r.status << " " << r.body;
 }
 
-// Holds the connection until the gateway counts it as its only one (it answers on it).
-std::unique_ptr<TestHttpConnection> sole_connection(std::uint16_t port) {
-  auto c = open_idle(port, "127.0.0.1", "/healthz");
+// Holds the connection until the gateway counts it as its only one (the admin listener's
+// connections are not counted).
+std::unique_ptr<TestHttpConnection> sole_connection(const Topology& topology) {
+  auto c = open_idle(topology.gateway_port(), "127.0.0.1", "/healthz");
   if (!c) return c;
   const bool alone = wait_until(
       [&] {
-        const auto r = c->request("GET", "/metrics", {}, {}, 2s);
+        const auto r = topology.admin("/metrics", {}, 2s);
         return r.ok() && prometheus_text::parse(r.body).value("courier_gateway_connections") == 1.0;
       },
       5s, 20ms);
@@ -347,7 +348,7 @@ TEST_F(EdgeLimitsTest, OneAddressOverItsLimitIsClosedAtAcceptAndOthersAreServed)
   ASSERT_FALSE(other.connect_from("127.0.0.2", port()));
   EXPECT_EQ(other.request("GET", "/rule-engine/other").status, 200u);
   EXPECT_EQ(other.request("GET", "/healthz").status, 200u);
-  const auto metrics = other.request("GET", "/metrics");
+  const auto metrics = topology_->admin("/metrics");
   EXPECT_GE(prometheus_text::parse(metrics.body)
                 .value("courier_gateway_rejected_connections_total")
                 .value_or(0),
@@ -363,7 +364,7 @@ TEST_F(EdgeLimitsTest, AtTheCapTheLongestIdleConnectionMakesRoomForANewClient) {
   constexpr int kCap = 6;
   start({"--max-connections", std::to_string(kCap)});
   std::vector<std::unique_ptr<TestHttpConnection>> idle;
-  idle.push_back(sole_connection(port()));
+  idle.push_back(sole_connection(*topology_));
   ASSERT_TRUE(idle.back());
   for (int i = 1; i < kCap; ++i) {
     idle.push_back(open_idle(port(), "127.0.0.1", "/rule-engine/idle"));
@@ -388,7 +389,7 @@ TEST_F(EdgeLimitsTest, AtTheCapConnectionsWithARequestInFlightAreNeverClosed) {
   start({"--max-connections", std::to_string(kCap)});
   upstream_.script("/slow", {Step::respond(200, "done").after(3s)});
   std::vector<std::unique_ptr<TestHttpConnection>> busy;
-  busy.push_back(sole_connection(port()));
+  busy.push_back(sole_connection(*topology_));
   ASSERT_TRUE(busy.back());
   ASSERT_FALSE(busy[0]->send("GET", "/rule-engine/slow"));
   for (int i = 1; i < kCap; ++i) {

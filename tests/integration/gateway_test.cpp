@@ -224,7 +224,7 @@ TEST_F(GatewayTest, MetricsAreValidPrometheusText) {
   // The broker's stats arrive every 0.5 s: wait for them to show.
   const bool has_broker = wait_until(
       [&] {
-        const auto r = topology_->get("/metrics");
+        const auto r = topology_->admin("/metrics");
         if (!r.ok() || r.status != 200) return false;
         EXPECT_EQ(r.header("Content-Type").value_or(""),
                   "text/plain; version=0.0.4; charset=utf-8");
@@ -255,7 +255,8 @@ TEST_F(GatewayTest, MetricsAreValidPrometheusText) {
           .value_or(0),
       1);
   EXPECT_EQ(parsed.value("courier_gateway_broker_connected"), 1);
-  EXPECT_GE(parsed.value("courier_gateway_connections").value_or(0), 1);
+  // Client connections only: the scrape's own, on the admin listener, is not one of them.
+  EXPECT_TRUE(parsed.value("courier_gateway_connections").has_value());
   EXPECT_GE(parsed.value("courier_gateway_in_flight").value_or(0), 1) << "the scrape itself";
   EXPECT_GE(parsed.value("courier_broker_workers", {{"service", "rule-engine"}}).value_or(0), 1);
   EXPECT_TRUE(parsed.value("courier_broker_queue_depth", {{"service", "ai-gm"}}).has_value());
@@ -339,7 +340,7 @@ TEST(GatewayBrokerLoss, FrozenBrokerIsDetectedByHeartbeatAndRecoversWhenItResume
   });
   ASSERT_TRUE(wait_until(
       [&] {
-        const auto s = nlohmann::json::parse(topology.get("/services").body, nullptr, false);
+        const auto s = nlohmann::json::parse(topology.admin("/services").body, nullptr, false);
         return s.is_object() && s["services"]["rule-engine"].value("queue_depth", 0) == 1;
       },
       5s, 10ms));
@@ -368,11 +369,11 @@ TEST(GatewayBrokerLoss, FrozenBrokerIsDetectedByHeartbeatAndRecoversWhenItResume
   // On waking, the broker saw its own stall and answered what it had queued, without running it.
   EXPECT_TRUE(wait_until(
       [&] {
-        const auto s = nlohmann::json::parse(topology.get("/services").body, nullptr, false);
+        const auto s = nlohmann::json::parse(topology.admin("/services").body, nullptr, false);
         return s.is_object() && s["broker"]["counters"].value("stall_drops", 0) >= 1;
       },
       5s, 20ms))
-      << topology.get("/services").body;
+      << topology.admin("/services").body;
   EXPECT_EQ(topology.get("/rule-engine/again").status, 200u);
 }
 
@@ -501,10 +502,18 @@ TEST_F(GatewayAuthTest, ApiKeyPassesWithItsSubject) {
   expect_error(get({{"X-API-Key", "wrong"}}), 401, "UNAUTHORIZED");
 }
 
-TEST_F(GatewayAuthTest, ProbesAndMetricsNeedNoCredentials) {
+TEST_F(GatewayAuthTest, ProbesAndTheAdminListenerNeedNoCredentials) {
   EXPECT_EQ(topology_->get("/healthz").status, 200u);
   EXPECT_EQ(topology_->get("/readyz").status, 200u);
-  EXPECT_EQ(topology_->get("/metrics").status, 200u);
+  EXPECT_EQ(topology_->get("/readyz/rule-engine").status, 200u);
+  EXPECT_EQ(topology_->admin("/metrics").status, 200u);
+  EXPECT_EQ(topology_->admin("/services").status, 200u);
+}
+
+TEST_F(GatewayAuthTest, OnThePublicPortAdminPathsAreServicePathsAndNeedCredentials) {
+  for (const auto* path : {"/metrics", "/services", "/dashboard"}) {
+    expect_error(topology_->get(path), 401, "UNAUTHORIZED");
+  }
 }
 
 TEST(GatewayAuthConfig, ShortSecretStopsStartup) {

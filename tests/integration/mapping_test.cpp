@@ -51,9 +51,10 @@ class ExtraGateway {
  public:
   ExtraGateway(const Topology& topology, const TestUpstream& upstream,
                std::vector<std::string> args, EnvList env = {}) {
-    std::vector<std::string> all = {"--listen",  "127.0.0.1:" + std::to_string(port_.port()),
-                                    "--broker",  topology.frontends(),
-                                    "--threads", "1"};
+    std::vector<std::string> all = {"--listen",       "127.0.0.1:" + std::to_string(port_.port()),
+                                    "--broker",       topology.frontends(),
+                                    "--threads",      "1",
+                                    "--admin-listen", "off"};
     all.insert(all.end(), args.begin(), args.end());
     EnvList e = {{"COURIER_HEARTBEAT", "0.1"},
                  {"RULE_ENGINE_URL", upstream.url()},
@@ -414,7 +415,7 @@ TEST(HostileWorker, ForgedRepliesAre502BadResponseAndNothingOfThemReachesTheClie
   }
 
   // Counted, by service, and logged.
-  const auto metrics = topology.get("/metrics");
+  const auto metrics = topology.admin("/metrics");
   ASSERT_TRUE(metrics.ok());
   const std::string series = "courier_gateway_bad_responses_total{service=\"rule-engine\"} ";
   const auto at = metrics.body.find(series);

@@ -20,7 +20,7 @@ using namespace std::chrono_literals;
 using nlohmann::json;
 
 json services(const Topology& topology) {
-  const auto r = topology.get("/services");
+  const auto r = topology.admin("/services");
   return r.ok() && r.status == 200 ? json::parse(r.body, nullptr, false) : json();
 }
 

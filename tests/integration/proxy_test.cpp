@@ -166,7 +166,7 @@ TEST_F(ProxyTest, InvalidRequestTimeoutHeaderIs400) {
 TEST_F(ProxyTest, HealthAndReadinessEndpointsAnswer) {
   EXPECT_EQ(topology_->get("/healthz").status, 200u);
   EXPECT_EQ(topology_->get("/readyz").status, 200u);
-  const auto services = topology_->get("/services");
+  const auto services = topology_->admin("/services");
   ASSERT_EQ(services.status, 200u);
   const auto j = nlohmann::json::parse(services.body);
   EXPECT_TRUE(j["broker_connected"].get<bool>());

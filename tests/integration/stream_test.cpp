@@ -366,14 +366,14 @@ TEST_F(StreamTest, MetricsCountStreams) {
   wait_until(
       [&] {
         gateway_streams =
-            metric_sum(topology_->get("/metrics").body, "courier_gateway_streams_total");
-        const auto s = nlohmann::json::parse(topology_->get("/services").body, nullptr, false);
+            metric_sum(topology_->admin("/metrics").body, "courier_gateway_streams_total");
+        const auto s = nlohmann::json::parse(topology_->admin("/services").body, nullptr, false);
         broker_streams = s.is_object() ? broker_counter(s, "streams") : -1;
         return gateway_streams >= 1 && broker_streams >= 1;
       },
       5s, 100ms);
-  EXPECT_GE(gateway_streams, 1) << topology_->get("/metrics").body;
-  EXPECT_GE(broker_streams, 1) << topology_->get("/services").body;
+  EXPECT_GE(gateway_streams, 1) << topology_->admin("/metrics").body;
+  EXPECT_GE(broker_streams, 1) << topology_->admin("/services").body;
 }
 
 // Its own topology: the worker is killed. A second worker stands by, so that a retry would have
@@ -419,12 +419,12 @@ TEST(StreamWorkerLoss, WorkerKilledMidStreamTruncatesTheResponseAndIsNotRetried)
   double aborts = -1;
   wait_until(
       [&] {
-        const auto s = nlohmann::json::parse(topology.get("/services").body, nullptr, false);
+        const auto s = nlohmann::json::parse(topology.admin("/services").body, nullptr, false);
         aborts = s.is_object() ? broker_counter(s, "stream_aborts") : -1;
         return aborts >= 1;
       },
       5s, 100ms);
-  EXPECT_GE(aborts, 1) << topology.get("/services").body;
+  EXPECT_GE(aborts, 1) << topology.admin("/services").body;
 }
 
 }  // namespace

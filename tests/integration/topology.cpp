@@ -23,6 +23,7 @@ Topology::Topology(TopologyOptions options) : options_(std::move(options)) {
     return reserved_.back()->port();
   };
   gateway_port_ = reserve();
+  admin_port_ = reserve();
   for (int i = 0; i < options_.brokers; ++i) {
     frontend_ports_.push_back(reserve());
     backend_ports_.push_back(reserve());
@@ -96,9 +97,10 @@ ChildProcess& Topology::start_worker(const std::string& service, std::vector<std
 }
 
 void Topology::start_gateway() {
-  std::vector<std::string> args = {"--listen",  "127.0.0.1:" + std::to_string(gateway_port_),
-                                   "--broker",  frontends(),
-                                   "--threads", "2"};
+  std::vector<std::string> args = {"--listen",       "127.0.0.1:" + std::to_string(gateway_port_),
+                                   "--admin-listen", "127.0.0.1:" + std::to_string(admin_port_),
+                                   "--broker",       frontends(),
+                                   "--threads",      "2"};
   args.insert(args.end(), options_.gateway_args.begin(), options_.gateway_args.end());
   gateway_ = std::make_unique<ChildProcess>(COURIER_GATEWAY_BIN, args, environment());
 }
@@ -117,7 +119,7 @@ bool Topology::wait_workers(const std::string& service, int count,
                             std::chrono::milliseconds timeout) {
   return wait_until(
       [&] {
-        const auto r = get("/services", {}, std::chrono::milliseconds(500));
+        const auto r = admin("/services", {}, std::chrono::milliseconds(500));
         if (!r.ok() || r.status != 200) return false;
         const auto j = nlohmann::json::parse(r.body, nullptr, false);
         if (j.is_discarded()) return false;
@@ -130,6 +132,11 @@ bool Topology::wait_workers(const std::string& service, int count,
 HttpResult Topology::get(const std::string& target, const HeaderList& headers,
                          std::chrono::milliseconds timeout) const {
   return http_request(gateway_port_, "GET", target, headers, {}, timeout);
+}
+
+HttpResult Topology::admin(const std::string& target, const HeaderList& headers,
+                           std::chrono::milliseconds timeout) const {
+  return http_request(admin_port_, "GET", target, headers, {}, timeout);
 }
 
 std::string Topology::logs() const {

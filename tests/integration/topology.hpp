@@ -1,5 +1,6 @@
 // Starts the real Courier binaries (broker, workers, gateway) on loopback ports chosen at run
-// time, for integration tests. Readiness is polled on the gateway's /readyz with a deadline.
+// time, for integration tests. Readiness is polled on the gateway's /readyz with a deadline. The
+// gateway's admin listener (/metrics, /services, /dashboard) gets a port of its own too.
 #pragma once
 
 #include <map>
@@ -34,12 +35,14 @@ class Topology {
   void start_gateway();
   // Waits until /readyz answers 200 (broker connected, a worker for every configured service).
   bool wait_ready(std::chrono::milliseconds timeout = std::chrono::seconds(15));
-  // Waits until the gateway's /services counts at least `count` workers for `service`. Readiness
-  // needs only one per service; a test that relies on several being registered waits for them.
+  // Waits until the gateway's /services (on the admin port) counts at least `count` workers for
+  // `service`. Readiness needs only one per service; a test that relies on several being registered
+  // waits for them.
   bool wait_workers(const std::string& service, int count,
                     std::chrono::milliseconds timeout = std::chrono::seconds(15));
 
   std::uint16_t gateway_port() const { return gateway_port_; }
+  std::uint16_t admin_port() const { return admin_port_; }
   // Every broker's endpoints, comma-separated (what --broker takes).
   std::string frontends() const;
   std::string backends() const;
@@ -47,8 +50,12 @@ class Topology {
   ChildProcess& gateway() { return *gateway_; }
   std::vector<std::unique_ptr<ChildProcess>>& workers() { return workers_; }
 
+  // GET on the gateway's public port.
   HttpResult get(const std::string& target, const HeaderList& headers = {},
                  std::chrono::milliseconds timeout = kDefaultClientTimeout) const;
+  // GET on the gateway's admin listener: /metrics, /services, /dashboard.
+  HttpResult admin(const std::string& target, const HeaderList& headers = {},
+                   std::chrono::milliseconds timeout = kDefaultClientTimeout) const;
   // Every process's log, for failure messages.
   std::string logs() const;
 
@@ -60,6 +67,7 @@ class Topology {
   std::vector<std::uint16_t> frontend_ports_;
   std::vector<std::uint16_t> backend_ports_;
   std::uint16_t gateway_port_ = 0;
+  std::uint16_t admin_port_ = 0;
   std::vector<std::unique_ptr<ChildProcess>> brokers_;
   std::unique_ptr<ChildProcess> gateway_;
   std::vector<std::unique_ptr<ChildProcess>> workers_;

@@ -74,7 +74,7 @@ std::chrono::milliseconds since(SteadyClock::time_point start) {
 
 // The breaker state the workers report in their heartbeats, as the gateway's /services shows it.
 std::string circuit_state(const Topology& topology, const std::string& service) {
-  const auto r = topology.get("/services", {}, 2s);
+  const auto r = topology.admin("/services", {}, 2s);
   const auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (!j.is_object() || !j.contains("services") || !j["services"].contains(service)) return "";
   return j["services"][service].value("circuit", "");
@@ -264,7 +264,7 @@ TopologyOptions default_breaker_options(const std::string& rule_engine_url,
 }
 
 nlohmann::json rule_engine_worker_status(const Topology& topology) {
-  const auto r = topology.get("/services", {}, 2s);
+  const auto r = topology.admin("/services", {}, 2s);
   auto j = nlohmann::json::parse(r.body, nullptr, false);
   if (!j.is_object()) return nlohmann::json::object();
   const auto& list = j["services"]["rule-engine"]["worker_list"];
@@ -376,7 +376,7 @@ TEST(WorkerFailure, RefusedUpstreamOpensTheCircuitThenItRecoversWhenTheUpstreamI
       3s))
       << status.dump();
   EXPECT_GE(status.value("circuit_rejections", 0), 1) << status.dump();
-  const auto metrics = topology->get("/metrics", {}, 2s).body;
+  const auto metrics = topology->admin("/metrics", {}, 2s).body;
   EXPECT_NE(metrics.find("courier_worker_circuit_opened_total{service=\"rule-engine\""),
             std::string::npos)
       << metrics;
@@ -442,7 +442,7 @@ TEST(WorkerFailure, AWorkerWhoseUpstreamIsUnreachableIsTakenOutOfTheRotation) {
   };
   // Until the broken worker's circuit opens, some requests reach it and fail.
   const auto broken_open = [&] {
-    const auto j = nlohmann::json::parse(topology.get("/services", {}, 2s).body, nullptr, false);
+    const auto j = nlohmann::json::parse(topology.admin("/services", {}, 2s).body, nullptr, false);
     return j.is_object() && j["services"]["rule-engine"].value("ejected", 0) == 1;
   };
   EXPECT_TRUE(wait_until(
@@ -451,10 +451,10 @@ TEST(WorkerFailure, AWorkerWhoseUpstreamIsUnreachableIsTakenOutOfTheRotation) {
         return broken_open();
       },
       20s, 10ms))
-      << topology.get("/services").body;
+      << topology.admin("/services").body;
 
   // Ejected: the healthy worker serves everything.
-  EXPECT_EQ(concurrent_gets(8, 25), 200) << topology.get("/services").body;
+  EXPECT_EQ(concurrent_gets(8, 25), 200) << topology.admin("/services").body;
   const auto logs = topology.logs();
   EXPECT_NE(logs.find("circuit open: taken out of the rotation"), std::string::npos) << logs;
   if (::testing::Test::HasFailure()) std::cerr << topology.logs();

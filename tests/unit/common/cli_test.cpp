@@ -5,6 +5,9 @@
 
 #include <filesystem>
 #include <fstream>
+#include <sstream>
+
+#include "common/version.hpp"
 
 namespace courier {
 namespace {
@@ -128,6 +131,146 @@ TEST(CommonOptions, TheLoggingSectionIsRead) {
   const auto log = common.log(ConfigFile(s));
   EXPECT_EQ(log.level, "debug");
   EXPECT_EQ(log.format, "json");
+}
+
+TEST(OptionFlags, SourcedSaysWhereEachValueCameFrom) {
+  const auto& o = options::broker::kDrainTimeout;
+  const std::string file = "broker:\n  drain_timeout: 1\n";
+  const std::map<std::string, std::string> env = {{"COURIER_BROKER_DRAIN_TIMEOUT", "2"}};
+  const std::vector<std::string> set = {"broker.drain_timeout=3"};
+  const auto sourced = [&](const Binary& b) { return b.flags.sourced(o, ConfigFile(b.sources)); };
+  const Binary flag({"--drain-timeout", "4"}, env, file, set);
+  EXPECT_EQ(sourced(flag).value, "4");
+  EXPECT_EQ(sourced(flag).describe(), "flag --drain-timeout");
+  EXPECT_EQ(sourced(Binary({}, env, file, set)).describe(), "--set");
+  EXPECT_EQ(sourced(Binary({}, env, file)).describe(), "env COURIER_BROKER_DRAIN_TIMEOUT");
+  const Binary in_file({}, {}, file);
+  EXPECT_EQ(sourced(in_file).value, "1");
+  EXPECT_EQ(sourced(in_file).describe(), "file " + in_file.sources.file_path);
+  EXPECT_EQ(sourced(Binary({}, {})).value, "5");
+  EXPECT_EQ(sourced(Binary({}, {})).describe(), "default");
+}
+
+TEST(OptionFlags, AFlagGivenElsewhereCountsAsAFlag) {
+  Binary b({}, {{"COURIER_BROKER_INSECURE", "false"}});
+  b.flags.given(options::broker::kInsecure, "true");
+  const auto v = b.flags.sourced(options::broker::kInsecure, ConfigFile(b.sources));
+  EXPECT_EQ(v.value, "true");
+  EXPECT_EQ(v.describe(), "flag --insecure");
+}
+
+// The gateway's rows, printed, for a given environment and file.
+std::string printed_gateway_config(std::map<std::string, std::string> env,
+                                   const std::string& file = "") {
+  Binary b({}, std::move(env), file);
+  std::ostringstream out;
+  print_config(out, option_rows(b.flags, ConfigFile(b.sources), "gateway."));
+  return out.str();
+}
+
+std::string row_of(const std::string& printed, const std::string& key) {
+  std::istringstream in(printed);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(key + " ", 0) == 0) return line;
+  }
+  return "";
+}
+
+TEST(PrintConfig, SecretsAreRedactedFromEverySource) {
+  const std::string secret = "a-jwt-secret-of-at-least-32-bytes-long";
+  const auto from_env = printed_gateway_config(
+      {{"COURIER_AUTH_JWT_SECRET", secret}, {"COURIER_AUTH_API_KEYS", "ops:" + secret}});
+  EXPECT_EQ(from_env.find(secret), std::string::npos) << from_env;
+  EXPECT_NE(row_of(from_env, "gateway.auth.jwt_secret").find("<redacted>"), std::string::npos);
+  EXPECT_NE(row_of(from_env, "gateway.auth.api_keys").find("<redacted>"), std::string::npos);
+  EXPECT_NE(row_of(from_env, "gateway.auth.jwt_secret").find("env COURIER_AUTH_JWT_SECRET"),
+            std::string::npos);
+
+  const auto from_file =
+      printed_gateway_config({}, "gateway:\n  auth:\n    jwt_secret: " + secret + "\n");
+  EXPECT_EQ(from_file.find(secret), std::string::npos) << from_file;
+  EXPECT_NE(row_of(from_file, "gateway.auth.jwt_secret").find("<redacted>"), std::string::npos);
+}
+
+TEST(PrintConfig, AnUnsetSecretShowsEmptyAndOtherValuesShowAsTheyAre) {
+  const auto printed = printed_gateway_config({{"COURIER_GATEWAY_THREADS", "3"}});
+  EXPECT_EQ(row_of(printed, "gateway.auth.jwt_secret").find("<redacted>"), std::string::npos);
+  EXPECT_NE(row_of(printed, "gateway.auth.jwt_secret").find("\"\""), std::string::npos);
+  EXPECT_NE(row_of(printed, "gateway.threads").find(" 3 "), std::string::npos);
+  EXPECT_EQ(row_of(printed, "broker.frontend"), "") << "another binary's options";
+  EXPECT_NE(row_of(printed, "logging.level"), "");
+}
+
+TEST(PrintConfig, ColumnsAreAligned) {
+  std::ostringstream out;
+  print_config(out, {{"a", "1", "default"}, {"longer.key", "\"quoted value\"", "--set"}});
+  EXPECT_EQ(out.str(),
+            "KEY         VALUE           SOURCE\n"
+            "a           1               default\n"
+            "longer.key  \"quoted value\"  --set\n");
+}
+
+TEST(ComponentOptions, TypeNamesForHelp) {
+  EXPECT_EQ(options::gateway::kThreads.type_name(), "INT in [0, 256]");
+  EXPECT_EQ(options::gateway::kIdleTimeout.type_name(), "SECONDS");
+  EXPECT_EQ(options::gateway::kListen.type_name(), "HOST:PORT");
+  EXPECT_EQ(options::gateway::kAdminListen.type_name(), "HOST:PORT");
+  EXPECT_EQ(options::gateway::kBroker.type_name(), "ENDPOINTS");
+  EXPECT_EQ(options::gateway::kAuthRequireExp.type_name(), "BOOL");
+  EXPECT_EQ(options::gateway::kAuthIssuer.type_name(), "TEXT");
+}
+
+// A new option in the table gets the kind its default and range say it has.
+TEST(ComponentOptions, EveryKindAgreesWithTheDefaultAndRange) {
+  for (const auto* o : options::kAll) {
+    const bool ranged = o->min < o->max;
+    EXPECT_EQ(ranged, o->kind == ValueKind::kInteger) << o->key << ": a range needs integer()";
+    if (o->fallback == "true" || o->fallback == "false") {
+      EXPECT_EQ(o->kind, ValueKind::kBoolean) << o->key << ": wrap it in boolean()";
+    }
+    if (o->fallback.empty()) continue;
+    switch (o->kind) {
+      case ValueKind::kSeconds:
+        EXPECT_NO_THROW(o->default_seconds()) << o->key;
+        break;
+      case ValueKind::kBoolean:
+        EXPECT_NO_THROW(o->default_bool()) << o->key;
+        break;
+      case ValueKind::kEndpoints:
+        EXPECT_NO_THROW(parse_endpoints(o->setting(), o->default_text())) << o->key;
+        break;
+      case ValueKind::kHostPort:
+        EXPECT_NO_THROW(port_of(o->fallback)) << o->key;
+        break;
+      default:
+        break;
+    }
+  }
+  EXPECT_TRUE(options::gateway::kJwtSecret.secret);
+  EXPECT_TRUE(options::gateway::kApiKeys.secret);
+  EXPECT_FALSE(options::gateway::kJwtSecretFile.secret) << "a path, not a secret";
+}
+
+TEST(OptionFlags, HelpShowsTypeDefaultAndEnv) {
+  CLI::App app{"test", "courier-test"};
+  CommonOptions common;
+  add_common_options(app, common);
+  common.flags.add(app, options::gateway::kThreads);
+  common.flags.add(app, options::gateway::kIdleTimeout);
+  const auto help = app.help();
+  EXPECT_NE(help.find("INT in [0, 256]"), std::string::npos) << help;
+  EXPECT_NE(help.find("SECONDS"), std::string::npos) << help;
+  EXPECT_NE(help.find("[60] (env COURIER_IDLE_TIMEOUT)"), std::string::npos) << help;
+  EXPECT_NE(help.find("--version"), std::string::npos) << help;
+  EXPECT_NE(help.find("--check-config"), std::string::npos) << help;
+  EXPECT_NE(help.find("--print-config"), std::string::npos) << help;
+}
+
+TEST(CommonOptions, VersionLineNamesTheProgramVersionAndRevision) {
+  const auto line = version_line("courier-test");
+  EXPECT_EQ(line, "courier-test " + std::string(version()) + " (" + std::string(revision()) + ")");
+  EXPECT_FALSE(version().empty());
+  EXPECT_FALSE(revision().empty());
 }
 
 }  // namespace

@@ -467,6 +467,38 @@ TEST(Docs, TheConfigurationPageListsEveryTableRow) {
   }
 }
 
+TEST(LoadSettings, TraceSaysWhereEachServiceSettingCameFrom) {
+  ConfigSources s;
+  s.env = env_of({{"PROXY_TIMEOUT", "20"},
+                  {"AI_GM_AUTH_MODE", "bearer"},
+                  {"AI_GM_AUTH_SECRET_ENV", "AI_GM_TOKEN"},
+                  {"AI_GM_TOKEN", "tok-secret"}});
+  s.file_path = write_temp("services:\n  ai-gm:\n    timeout: 90\n");
+  s.overrides = {"services.rule-engine.max_retries=2"};
+  std::vector<TracedSetting> trace;
+  load_settings(s, &trace);
+  std::map<std::string, SourcedValue> by_key;
+  for (const auto& t : trace) by_key[t.key] = t.value;
+  const auto at = [&](const std::string& key) {
+    const auto it = by_key.find(key);
+    return it == by_key.end() ? std::string("missing")
+                              : it->second.value + " " + it->second.describe();
+  };
+  EXPECT_EQ(at("services.ai-gm.timeout"), "90 file " + s.file_path) << "per service beats env";
+  EXPECT_EQ(at("services.rule-engine.timeout"), "20 env PROXY_TIMEOUT");
+  EXPECT_EQ(at("services.rule-engine.max_retries"), "2 --set");
+  EXPECT_EQ(at("services.rule-engine.upstream"), "http://localhost:8031 default");
+  EXPECT_EQ(at("services.ai-gm.auth.secret_env"), "AI_GM_TOKEN env AI_GM_AUTH_SECRET_ENV");
+  EXPECT_EQ(at("services.rule-engine.auth.secret_env"), "missing") << "unset: not a setting";
+  for (const auto& t : trace) {
+    EXPECT_EQ(t.value.value.find("tok-secret"), std::string::npos) << t.key;
+  }
+  // One row per setting that has a parser, for every service.
+  std::size_t parsed = 0;
+  for (const auto& f : service_fields()) parsed += f.apply ? 1 : 0;
+  EXPECT_EQ(trace.size(), 2 * parsed + 1);
+}
+
 TEST(Config, ServiceEnvPrefix) {
   EXPECT_EQ(service_env_prefix("rule-engine"), "RULE_ENGINE");
   EXPECT_EQ(service_env_prefix("ai-gm"), "AI_GM");

@@ -1,5 +1,6 @@
 // The gateway's own endpoints as pure functions of their snapshots: which paths are admin, what
-// /healthz, /readyz, /services, /metrics and /dashboard answer for a given broker view and counts.
+// /healthz, /readyz, /readyz/<service>, /services, /metrics and /dashboard answer for a given
+// broker view and counts, and what the admin listener answers for anything else.
 #include "gateway/admin.hpp"
 
 #include <gtest/gtest.h>
@@ -50,9 +51,21 @@ class AdminTest : public ::testing::Test {
   }
 };
 
+TEST(IsProbeEndpoint, OnlyGetOrHeadOfHealthzAndReadyz) {
+  for (const auto* path : {"/healthz", "/readyz", "/readyz/svc", "/readyz/"}) {
+    EXPECT_TRUE(is_probe_endpoint(http::verb::get, path)) << path;
+    EXPECT_TRUE(is_probe_endpoint(http::verb::head, path)) << path;
+    EXPECT_FALSE(is_probe_endpoint(http::verb::post, path)) << path;
+  }
+  for (const auto* path : {"/services", "/metrics", "/dashboard", "/readyzx", "/svc/readyz"}) {
+    EXPECT_FALSE(is_probe_endpoint(http::verb::get, path)) << path;
+  }
+}
+
 TEST(IsAdminEndpoint, OnlyGetOrHeadOfTheGatewaysOwnPaths) {
   for (const auto* path :
-       {"/healthz", "/readyz", "/services", "/services/history", "/metrics", "/dashboard"}) {
+       {"/healthz", "/readyz", "/readyz/svc", "/services", "/services/history", "/metrics",
+        "/dashboard"}) {
     EXPECT_TRUE(is_admin_endpoint(http::verb::get, path)) << path;
     EXPECT_TRUE(is_admin_endpoint(http::verb::head, path)) << path;
     EXPECT_FALSE(is_admin_endpoint(http::verb::post, path)) << path;
@@ -82,8 +95,11 @@ TEST_F(AdminTest, ResponsesFollowTheRequestsVersionAndKeepAlive) {
 TEST_F(AdminTest, ReadyzIsNotReadyWithoutABroker) {
   const auto res = admin_response(get("/readyz"), state(false, {}));
   EXPECT_EQ(res.result_int(), 503);
-  EXPECT_EQ(nlohmann::json::parse(res.body()),
-            nlohmann::json::parse(R"({"status":"not ready","reason":"broker not connected"})"));
+  const auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["status"], "not ready");
+  EXPECT_EQ(body["reason"], "broker not connected");
+  EXPECT_EQ(body["ready"], nlohmann::json::array());
+  EXPECT_EQ(body["missing"], nlohmann::json::array({"other", "svc"}));
 }
 
 TEST_F(AdminTest, ReadyzNamesTheServicesWithoutWorkers) {
@@ -92,7 +108,55 @@ TEST_F(AdminTest, ReadyzNamesTheServicesWithoutWorkers) {
   EXPECT_EQ(res.result_int(), 503);
   const auto body = nlohmann::json::parse(res.body());
   EXPECT_EQ(body["reason"], "no workers");
-  EXPECT_EQ(body["services"], nlohmann::json::array({"other"}));
+  EXPECT_EQ(body["ready"], nlohmann::json::array({"svc"}));
+  EXPECT_EQ(body["missing"], nlohmann::json::array({"other"}));
+  EXPECT_EQ(body["services"]["svc"], nlohmann::json::parse(R"({"workers":2,"required":true})"));
+  EXPECT_EQ(body["services"]["other"], nlohmann::json::parse(R"({"workers":0,"required":true})"));
+}
+
+TEST_F(AdminTest, ReadyzIgnoresServicesThatAreNotRequired) {
+  const std::vector<std::string> required = {"svc"};
+  auto s = state(true, {{"tcp://b:1", true, 0, parse_stats(kServesSvc)}});
+  s.required = required;
+  const auto res = admin_response(get("/readyz"), s);
+  EXPECT_EQ(res.result_int(), 200) << res.body();
+  const auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["status"], "ready");
+  EXPECT_EQ(body["missing"], nlohmann::json::array());
+  EXPECT_EQ(body["services"]["other"]["required"], false);
+
+  const std::vector<std::string> other = {"other"};
+  s.required = other;
+  EXPECT_EQ(admin_response(get("/readyz"), s).result_int(), 503);
+}
+
+TEST_F(AdminTest, ReadyzOfOneServiceAnswersForItAlone) {
+  const auto s = state(true, {{"tcp://b:1", true, 0, parse_stats(kServesSvc)}});
+  const auto ready = admin_response(get("/readyz/svc"), s);
+  EXPECT_EQ(ready.result_int(), 200);
+  EXPECT_EQ(nlohmann::json::parse(ready.body()),
+            nlohmann::json::parse(R"({"service":"svc","status":"ready","workers":2})"));
+  const auto missing = admin_response(get("/readyz/other"), s);
+  EXPECT_EQ(missing.result_int(), 503);
+  EXPECT_EQ(nlohmann::json::parse(missing.body())["reason"], "no workers");
+  EXPECT_EQ(admin_response(get("/readyz/svc"), state(false, {})).result_int(), 503);
+  for (const auto* unknown : {"/readyz/nope", "/readyz/", "/readyz/svc/x", "/readyz/\xff"}) {
+    const auto res = admin_response(get(unknown), s);
+    EXPECT_EQ(res.result_int(), 404) << unknown;
+    const auto body = nlohmann::json::parse(res.body());
+    EXPECT_EQ(body["code"], "UNKNOWN_SERVICE") << unknown;
+  }
+}
+
+TEST_F(AdminTest, TheAdminListenerRefusesOtherPathsAndMethods) {
+  const auto s = state(true, {});
+  const auto other = admin_response(get("/rule-engine/x"), s);
+  EXPECT_EQ(other.result_int(), 404);
+  EXPECT_EQ(nlohmann::json::parse(other.body())["code"], "NOT_FOUND");
+  const auto post = admin_response(get("/metrics", http::verb::post), s);
+  EXPECT_EQ(post.result_int(), 405);
+  EXPECT_EQ(post[http::field::allow], "GET, HEAD");
+  EXPECT_EQ(nlohmann::json::parse(post.body())["code"], "METHOD_NOT_ALLOWED");
 }
 
 TEST_F(AdminTest, ReadyzIsReadyWhenEveryServiceHasAWorker) {
@@ -100,7 +164,10 @@ TEST_F(AdminTest, ReadyzIsReadyWhenEveryServiceHasAWorker) {
   const auto res = admin_response(get("/readyz"),
                                   state(true, {{"tcp://b:1", true, 0, parse_stats(kServesSvc)}}));
   EXPECT_EQ(res.result_int(), 200);
-  EXPECT_EQ(res.body(), R"({"status":"ready"})");
+  const auto body = nlohmann::json::parse(res.body());
+  EXPECT_EQ(body["status"], "ready");
+  EXPECT_EQ(body["ready"], nlohmann::json::array({"svc"}));
+  EXPECT_EQ(body["missing"], nlohmann::json::array());
 }
 
 TEST_F(AdminTest, ServicesJoinsConfigBrokerViewAndGatewayCounts) {
