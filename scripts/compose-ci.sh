@@ -97,8 +97,8 @@ base_image() {
   if timeout 60 "$DOCKER" pull debian:bookworm-slim >/dev/null 2>&1; then say "base image pulled"; return 0; fi
   # No registry: the same Debian 12 from the mirror apt already uses.
   local mirror
-  mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+' /etc/apt/sources.list /etc/apt/sources.list.d/ \
-             2>/dev/null | grep -v security | head -1 | awk '{print $2}')
+  mirror=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list \
+             /etc/apt/sources.list.d/ 2>/dev/null | head -1 | awk '{print $2}') || true
   say "no registry: debootstrap --variant=minbase bookworm from ${mirror:-http://deb.debian.org/debian}"
   debootstrap --variant=minbase bookworm "$work/rootfs" "${mirror:-http://deb.debian.org/debian}" \
     >"$work/debootstrap.log" 2>&1 || { tail -20 "$work/debootstrap.log"; return 1; }
