@@ -55,7 +55,7 @@ std::string host_name(const std::string& fallback);
 struct CommonOptions {
   std::string config_path;             // --config / COURIER_CONFIG
   std::vector<std::string> overrides;  // --set KEY=VALUE
-  OptionFlags flags;         // --log-level, --log-format, --access-log... and the binary's own
+  OptionFlags flags;          // --log-level, --log-format, --access-log... and the binary's own
   bool check_config = false;  // --check-config: validate everything, start nothing
   bool print_config = false;  // --print-config: the effective values and their sources
   ConfigSources sources() const { return {config_path, overrides, process_env()}; }

@@ -84,9 +84,9 @@ inline constexpr ComponentOption kLogLevel{"logging.level", "--log-level", "COUR
                                            "trace, debug, info, warn, error, critical or off"};
 inline constexpr ComponentOption kLogFormat{"logging.format", "--log-format", "COURIER_LOG_FORMAT",
                                             "text", "text or json"};
-inline constexpr ComponentOption kAccessLog = boolean(
-    {"logging.access_log", "--access-log", "COURIER_ACCESS_LOG", "true",
-     "One access record per request (gateway and worker), whatever logging.level says"});
+inline constexpr ComponentOption kAccessLog =
+    boolean({"logging.access_log", "--access-log", "COURIER_ACCESS_LOG", "true",
+             "One access record per request (gateway and worker), whatever logging.level says"});
 inline constexpr ComponentOption kAccessLogSkip{
     "logging.access_log_skip", "--access-log-skip", "COURIER_ACCESS_LOG_SKIP",
     "/healthz,/readyz,/metrics", "Request paths never access-logged (exact, comma-separated)"};

@@ -41,12 +41,9 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
   TopologyOptions options;
   options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
   options.start = false;
-  options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"},
-                 {"PROXY_RETRY_MAX_WAIT", "0.05"},
-                 {"PROXY_TIMEOUT", "5"},
-                 {"COURIER_WORKER_DRAIN_TIMEOUT", "5"},
-                 {"COURIER_LOG_LEVEL", "warn"},
-                 {"COURIER_ACCESS_LOG", "false"}};
+  options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"}, {"PROXY_RETRY_MAX_WAIT", "0.05"},
+                 {"PROXY_TIMEOUT", "5"},           {"COURIER_WORKER_DRAIN_TIMEOUT", "5"},
+                 {"COURIER_LOG_LEVEL", "warn"},    {"COURIER_ACCESS_LOG", "false"}};
   Topology topology(options);
   topology.start_broker();
   topology.start_worker("ai-gm");  // bystander: readiness needs every service; never killed

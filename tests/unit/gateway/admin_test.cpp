@@ -63,9 +63,8 @@ TEST(IsProbeEndpoint, OnlyGetOrHeadOfHealthzAndReadyz) {
 }
 
 TEST(IsAdminEndpoint, OnlyGetOrHeadOfTheGatewaysOwnPaths) {
-  for (const auto* path :
-       {"/healthz", "/readyz", "/readyz/svc", "/services", "/services/history", "/metrics",
-        "/dashboard"}) {
+  for (const auto* path : {"/healthz", "/readyz", "/readyz/svc", "/services", "/services/history",
+                           "/metrics", "/dashboard"}) {
     EXPECT_TRUE(is_admin_endpoint(http::verb::get, path)) << path;
     EXPECT_TRUE(is_admin_endpoint(http::verb::head, path)) << path;
     EXPECT_FALSE(is_admin_endpoint(http::verb::post, path)) << path;
