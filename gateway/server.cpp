@@ -27,6 +27,7 @@ struct Server::Exchange {
   // The response went out already (a stream): the session writes nothing more.
   bool written = false;
   bool cancelled = false;  // the client left first: nothing to write, logged as 499
+  bool admin = false;      // one of the gateway's own endpoints: not in the request metrics
   bool close = false;      // the connection must close after this exchange
   // Close with a reset, not a FIN: a close-delimited body that is not complete, which a FIN
   // would present to the client as complete.
@@ -101,6 +102,7 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
       settings_(std::move(settings)),
       broker_(broker),
       auth_(options_.auth),
+      metrics_(gateway_latency_buckets(settings_, options_.deadline_slack)),
       service_stats_([this] {
         std::vector<std::string> names;
         for (const auto& [name, svc] : settings_.services) names.push_back(name);
@@ -353,7 +355,8 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, const Refusal& r
                                      const std::string& client) {
   counters_.bad_requests.fetch_add(1);
   auto res = refusal_response(refusal, nullptr, auth_);
-  metrics_.observe("none", res.result_int(), std::chrono::duration<double>(0));
+  metrics_.observe("none", res.result_int(), courier_error_code(res, settings_),
+                   std::chrono::duration<double>(0));
   spdlog::info("access client={} status={} error=\"{}\"", client, res.result_int(), refusal.detail);
   beast::error_code ec;
   stream.expires_after(options_.body_timeout);
@@ -374,7 +377,11 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, const Refusal& r
 void Server::record(const Exchange& ex) {
   const auto elapsed = Clock::now() - ex.start;
   const auto status = ex.status();
-  metrics_.observe(ex.service.empty() ? "none" : ex.service, status, elapsed);
+  if (!ex.admin) {
+    metrics_.observe(ex.service.empty() ? "none" : ex.service, status,
+                     ex.cancelled ? std::string() : courier_error_code(ex.response, settings_),
+                     elapsed);
+  }
   if (ex.cancelled) {
     counters_.cancelled.fetch_add(1);
     metrics_.cancelled(ex.service.empty() ? "none" : ex.service);
@@ -412,6 +419,7 @@ void Server::record(const Exchange& ex) {
 asio::awaitable<void> Server::handle(Exchange& ex) {
   counters_.requests.fetch_add(1);
   if (is_admin_endpoint(ex.request.method(), ex.request.target())) {
+    ex.admin = true;
     ex.response = admin_response(ex.request, admin_state());
     co_return;
   }
