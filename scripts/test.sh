@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Test-only tools: Chromium renders the dashboard, docker-compose validates compose.yaml offline.
-COURIER_EXTRA_PACKAGES="chromium docker-compose ${COURIER_EXTRA_PACKAGES:-}" \
+COURIER_EXTRA_PACKAGES="chromium docker-compose prometheus ${COURIER_EXTRA_PACKAGES:-}" \
   scripts/setup.sh -DCOURIER_BUILD_TESTS=ON
 BUILD_DIR=${COURIER_BUILD_DIR:-build}
 # Tests start real processes on loopback; each has its own deadline, ctest adds a hard cap.
