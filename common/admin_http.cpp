@@ -2,6 +2,7 @@
 
 #include <spdlog/spdlog.h>
 
+#include <array>
 #include <charconv>
 #include <nlohmann/json.hpp>
 
@@ -149,6 +150,7 @@ asio::awaitable<void> AdminHttpServer::serve(tcp::socket socket) {
   stream.expires_after(limits_.header_timeout);
   co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
   AdminResponse reply;
+  const bool refused = static_cast<bool>(ec);  // the head was not read whole
   unsigned version = 11;
   bool head = false;
   if (ec == http::error::header_limit || ec == http::error::buffer_overflow) {
@@ -185,6 +187,16 @@ asio::awaitable<void> AdminHttpServer::serve(tcp::socket socket) {
     co_await http::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
   }
   stream.socket().shutdown(tcp::socket::shutdown_send, ec);
+  if (!refused) co_return;
+  // Lingering close: the rest of a refused head may still be arriving; closing with it unread
+  // would reset the connection and the client could lose the answer. Bounded in time and bytes.
+  stream.expires_after(std::chrono::seconds(1));
+  std::array<char, 4096> sink;
+  std::size_t drained = 0;
+  while (!ec && drained < (64u << 10)) {
+    drained += co_await stream.async_read_some(asio::buffer(sink),
+                                               asio::redirect_error(asio::use_awaitable, ec));
+  }
 }
 
 }  // namespace courier
