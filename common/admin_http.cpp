@@ -56,8 +56,8 @@ tcp::endpoint parse_admin_listen(std::string_view setting, std::string_view list
 }
 
 AdminResponse json_status(unsigned status, std::string_view state, std::string_view reason) {
-  nlohmann::json body = {{"status", state}};
-  if (!reason.empty()) body["reason"] = reason;
+  nlohmann::json body = {{"status", std::string(state)}};
+  if (!reason.empty()) body["reason"] = std::string(reason);
   return {status, "application/json",
           body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)};
 }
