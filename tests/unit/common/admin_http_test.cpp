@@ -43,7 +43,7 @@ TEST(AdminHttpServer, RejectsAnAddressThatIsNotHostPortNamingTheSetting) {
   EXPECT_EQ(parse_admin_listen("x", "0.0.0.0:9903").address().to_string(), "0.0.0.0");
 }
 
-std::string exchange(std::uint16_t port, const std::string& request) {
+std::string admin_exchange(std::uint16_t port, const std::string& request) {
   asio::io_context io;
   tcp::socket socket(io);
   socket.connect({asio::ip::make_address("127.0.0.1"), port});
@@ -63,14 +63,14 @@ TEST(AdminHttpServer, ServesOverTcpAndRefusesAnOversizedHead) {
   AdminHttpServer server("x", "127.0.0.1:0", routes());
   server.start();
   const auto port = server.endpoint().port();
-  const auto ok = exchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto ok = admin_exchange(port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_EQ(ok.rfind("HTTP/1.1 200", 0), 0u) << ok;
   EXPECT_NE(ok.find("m 1\n"), std::string::npos) << ok;
-  const auto head = exchange(port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
+  const auto head = admin_exchange(port, "HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n");
   EXPECT_NE(head.find("Content-Length: 4"), std::string::npos) << head;
   EXPECT_EQ(head.find("m 1\n"), std::string::npos) << head;
   const auto big =
-      exchange(port, "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n");
+      admin_exchange(port, "GET /metrics HTTP/1.1\r\nX: " + std::string(9000, 'a') + "\r\n\r\n");
   EXPECT_EQ(big.rfind("HTTP/1.1 431", 0), 0u) << big;
   server.stop();
   server.stop();  // idempotent
