@@ -5,6 +5,7 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <system_error>
@@ -215,6 +216,24 @@ void Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
   c.curve_denied_workers = authenticator_.denied(kWorkerDomain) + failed_handshakes_[1];
 }
 
+std::optional<BrokerStats> Broker::snapshot(std::chrono::milliseconds wait) const {
+  std::unique_lock lock(snapshot_mutex_);
+  const auto generation = snapshot_generation_;
+  snapshot_wanted_.store(true);
+  snapshot_ready_.wait_for(lock, wait, [&] { return snapshot_generation_ != generation; });
+  return snapshot_;
+}
+
+void Broker::publish_snapshot() {
+  auto stats = dispatcher_.stats(Now::current());
+  {
+    std::lock_guard lock(snapshot_mutex_);
+    snapshot_ = std::move(stats);
+    ++snapshot_generation_;
+  }
+  snapshot_ready_.notify_all();
+}
+
 bool Broker::to_gateway(protocol::Frames& frames) { return send(frontend_, frames); }
 bool Broker::to_worker(protocol::Frames& frames) { return send(backend_, frames); }
 
@@ -269,8 +288,11 @@ int Broker::run(bool handle_signals) {
       4 * tick);
   auto last_wake = Clock::now();
   std::optional<Clock::time_point> drain_until;
+  serving_.store(true);
   while (true) {
+    if (snapshot_wanted_.exchange(false)) publish_snapshot();
     if (stop_.load() && !drain_until) {
+      serving_.store(false);
       drain_until = Clock::now() + options_.drain_timeout;
       dispatcher_.begin_shutdown(Now::current());
       spdlog::info("broker stopping: waiting up to {} ms for {} requests in flight",
@@ -296,10 +318,13 @@ int Broker::run(bool handle_signals) {
     }
     const int signal_index = signal_fd >= 0 ? count++ : -1;
     if (signal_index >= 0) items[signal_index] = {nullptr, signal_fd, ZMQ_POLLIN, 0};
+    // At most 100 ms, so that a snapshot asked for by the admin thread is made soon whatever the
+    // heartbeat interval.
     const auto wait =
-        std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now());
+        std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now()),
+                   std::chrono::milliseconds(0), std::chrono::milliseconds(100));
     try {
-      zmq::poll(items, count, std::max(wait, std::chrono::milliseconds(0)));
+      zmq::poll(items, count, wait);
     } catch (const zmq::error_t& e) {
       if (e.num() != EINTR) throw;
     }
@@ -330,7 +355,9 @@ int Broker::run(bool handle_signals) {
       next_tick = Clock::now() + tick;
     }
   }
+  serving_.store(false);
   if (signal_fd >= 0) ::close(signal_fd);
+  publish_snapshot();  // the final counts, for a scrape during shutdown
   const auto& c = dispatcher_.counters();
   spdlog::info("broker stopped: {} requests, {} replies, {} malformed, {} unroutable", c.requests,
                c.replies, c.malformed, c.unroutable);

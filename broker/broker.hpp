@@ -5,7 +5,9 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -59,6 +61,12 @@ class Broker : private Outbox {
   // Not synchronised with run(): read only before run() starts or after it returns.
   const Counters& counters() const { return dispatcher_.counters(); }
 
+  // From any thread (the admin listener): a STATS snapshot the loop made after this call, or,
+  // if it made none within `wait` (busy, stopped, not started), the last one it made, if any.
+  std::optional<BrokerStats> snapshot(std::chrono::milliseconds wait) const;
+  // From any thread: true while run() serves (sockets bound, not stopping).
+  bool serving() const { return serving_.load(); }
+
  private:
   bool to_gateway(protocol::Frames& frames) override;
   bool to_worker(protocol::Frames& frames) override;
@@ -81,7 +89,16 @@ class Broker : private Outbox {
   Clock::time_point next_failure_report_[2] = {};
   Dispatcher dispatcher_;
   std::atomic<bool> stop_{false};
+  std::atomic<bool> serving_{false};
   protocol::Frames frames_;
+  // Snapshots for other threads: asked for through snapshot_wanted_, made on the loop (which owns
+  // the dispatcher) and handed over under the mutex.
+  void publish_snapshot();
+  mutable std::atomic<bool> snapshot_wanted_{false};
+  mutable std::mutex snapshot_mutex_;
+  mutable std::condition_variable snapshot_ready_;
+  std::optional<BrokerStats> snapshot_;
+  std::uint64_t snapshot_generation_ = 0;
 };
 
 // Blocks SIGTERM and SIGINT in the calling thread. Call before creating any thread or ZeroMQ

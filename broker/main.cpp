@@ -2,6 +2,8 @@
 #include <spdlog/spdlog.h>
 
 #include "broker/broker.hpp"
+#include "broker/broker_metrics.hpp"
+#include "common/admin_http.hpp"
 #include "common/cli.hpp"
 #include "common/frames.hpp"
 
@@ -50,7 +52,7 @@ int main(int argc, char** argv) {
                         &opt::kLiveness, &opt::kNoWorkerGrace, &opt::kDrainTimeout, &opt::kServices,
                         &opt::kMaxServices, &opt::kMaxWorkersPerService, &opt::kMaxGateways,
                         &opt::kMaxRequestMessage, &opt::kMaxReplyMessage, &opt::kCurveSecretKeyFile,
-                        &opt::kCurveGatewayKeys, &opt::kCurveWorkerKeys}) {
+                        &opt::kCurveGatewayKeys, &opt::kCurveWorkerKeys, &opt::kAdminListen}) {
     flags.add(app, *o);
   }
   // A plain flag (no value); the setting itself may also come from --set, env or the file.
@@ -128,7 +130,35 @@ int main(int argc, char** argv) {
       spdlog::info("broker accepts workers for {} declared service(s)",
                    options.dispatcher.services.size());
     }
+    const auto admin_listen = flags.text(opt::kAdminListen, file);
     broker::Broker broker(std::move(options));
-    return broker.run(true);
+    // After the broker's sockets are bound: /readyz says so, /metrics reads its snapshots.
+    std::optional<AdminHttpServer> admin;
+    if (!admin_listen.empty()) {
+      admin.emplace(opt::kAdminListen.setting(), admin_listen,
+                    std::map<std::string, AdminHandler, std::less<>>{
+                        {"/healthz", [] { return json_status(200, "ok"); }},
+                        {"/readyz",
+                         [&broker] {
+                           return broker.serving()
+                                      ? json_status(200, "ready")
+                                      : json_status(503, "not ready", "broker not serving");
+                         }},
+                        {"/metrics", [&broker] {
+                           auto families = metrics::process_families("broker");
+                           if (const auto stats = broker.snapshot(std::chrono::seconds(1))) {
+                             broker::add_broker_metrics(families, *stats);
+                           }
+                           return AdminResponse{200, std::string(metrics::kContentType),
+                                                metrics::serialize(families)};
+                         }}});
+      spdlog::info(
+          "broker admin listening on {} (/metrics, /healthz, /readyz)",
+          admin->endpoint().address().to_string() + ":" + std::to_string(admin->endpoint().port()));
+      admin->start();
+    }
+    const int code = broker.run(true);
+    if (admin) admin->stop();
+    return code;
   });
 }

@@ -227,6 +227,9 @@ inline constexpr ComponentOption kCurveWorkerKeys{
 inline constexpr ComponentOption kInsecure =
     boolean({"broker.insecure", "--insecure", "COURIER_BROKER_INSECURE", "false",
              "Allow a non-loopback endpoint without CURVE (anyone who can reach it is trusted)"});
+inline constexpr ComponentOption kAdminListen = host_port(
+    {"broker.admin_listen", "--admin-listen", "COURIER_BROKER_ADMIN_LISTEN", "",
+     "HTTP listen address, HOST:PORT, of /metrics, /healthz and /readyz (empty: off)"});
 }  // namespace broker
 
 namespace worker {
@@ -251,6 +254,9 @@ inline constexpr ComponentOption kCurveSecretKeyFile{
 inline constexpr ComponentOption kCurveBrokerKeyFile{
     "worker.curve.broker_key_file", "--curve-broker-key-file", "COURIER_CURVE_BROKER_KEY_FILE", "",
     "File holding the brokers' CURVE public key (z85)"};
+inline constexpr ComponentOption kAdminListen = host_port(
+    {"worker.admin_listen", "--admin-listen", "COURIER_WORKER_ADMIN_LISTEN", "",
+     "HTTP listen address, HOST:PORT, of /metrics, /healthz and /readyz (empty: off)"});
 }  // namespace worker
 
 // All of the above: a key under gateway., broker., worker. or logging. that is not here stops
@@ -303,6 +309,7 @@ inline constexpr const ComponentOption* kAll[] = {
     &broker::kCurveGatewayKeys,
     &broker::kCurveWorkerKeys,
     &broker::kInsecure,
+    &broker::kAdminListen,
     &worker::kService,
     &worker::kBroker,
     &worker::kId,
@@ -311,6 +318,7 @@ inline constexpr const ComponentOption* kAll[] = {
     &worker::kDrainTimeout,
     &worker::kCurveSecretKeyFile,
     &worker::kCurveBrokerKeyFile,
+    &worker::kAdminListen,
 };
 
 }  // namespace options

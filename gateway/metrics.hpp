@@ -1,5 +1,6 @@
 // The gateway's Prometheus metrics: request counts and latency recorded as requests finish, plus
-// gauges and the broker's stats snapshot turned into metrics at scrape time (text format 0.0.4).
+// its own gauges and its view of each broker link at scrape time (text format 0.0.4). The broker's
+// and the workers' series come from their own admin ports (docs/operations.md, "Metrics").
 #pragma once
 
 #include <prometheus/counter.h>
@@ -14,11 +15,24 @@
 #include <string_view>
 #include <vector>
 
+#include "common/config.hpp"
+#include "common/metrics_text.hpp"
 #include "gateway/broker_client.hpp"
+#include "gateway/request_mapper.hpp"
 
 namespace courier::gateway {
 
-inline constexpr std::string_view kMetricsContentType = "text/plain; version=0.0.4; charset=utf-8";
+inline constexpr std::string_view kMetricsContentType = metrics::kContentType;
+
+// The latency buckets for these settings: up to the longest service timeout plus `slack` (the
+// gateway waits that much longer than the request's deadline).
+std::vector<double> gateway_latency_buckets(const Settings& settings,
+                                            std::chrono::milliseconds slack);
+
+// The Courier error code of a response Courier produced ({"status":"error","code":...} with a
+// code from the catalogue, common/errors.hpp, for one of `settings`' services), or "" for any other
+// response, an upstream's included: a bounded set of label values whatever the upstreams send.
+std::string courier_error_code(const HttpResponse& response, const Settings& settings);
 
 // Gateway state read at scrape time.
 struct GatewaySnapshot {
@@ -35,10 +49,18 @@ struct GatewaySnapshot {
 
 class GatewayMetrics {
  public:
-  GatewayMetrics();
+  explicit GatewayMetrics(
+      std::vector<double> latency_buckets = metrics::latency_buckets(std::chrono::seconds(60)));
 
-  // Thread-safe. `service` must be a configured service name or "none" (bounded label values).
-  void observe(std::string_view service, unsigned status, std::chrono::duration<double> elapsed);
+  // Thread-safe. `service` must be a configured service name or "none" (no service matched:
+  // 400/401/404/413/431 before routing); `code` a courier_error_code() ("" for none). A 504 whose
+  // code is a *_TIMEOUT (the gateway's deadline, the broker's queue or the worker's upstream)
+  // counts in courier_gateway_timeouts_total too.
+  void observe(std::string_view service, unsigned status, std::string_view code,
+               std::chrono::duration<double> elapsed);
+  void observe(std::string_view service, unsigned status, std::chrono::duration<double> elapsed) {
+    observe(service, status, "", elapsed);
+  }
   // A reply refused with 502 <SVC>_BAD_RESPONSE because it was not valid HTTP (or did not decode).
   // Thread-safe; `service` as for observe().
   void bad_response(std::string_view service);
@@ -48,18 +70,20 @@ class GatewayMetrics {
   // A streamed response ended: `outcome` is "complete", "truncated" or "cancelled".
   void stream_finished(std::string_view service, std::string_view outcome);
 
-  // The exposition text: the recorded metrics, the snapshot, and each broker's STATS snapshot
-  // (series labelled `broker` with its endpoint; a malformed snapshot adds nothing).
+  // The exposition text: courier_build_info and process_*, the recorded metrics, the snapshot,
+  // and courier_gateway_broker_up per broker link.
   std::string render(const GatewaySnapshot& snapshot,
                      const std::vector<BrokerStatus>& brokers) const;
 
  private:
+  std::vector<double> latency_buckets_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& duration_;
   prometheus::Family<prometheus::Counter>& bad_responses_;
   prometheus::Family<prometheus::Counter>& cancelled_;
   prometheus::Family<prometheus::Counter>& streams_;
+  prometheus::Family<prometheus::Counter>& timeouts_;
 };
 
 }  // namespace courier::gateway

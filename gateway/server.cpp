@@ -34,6 +34,7 @@ struct Server::Exchange {
   // The response went out already (a stream): the session writes nothing more.
   bool written = false;
   bool cancelled = false;  // the client left first: nothing to write, logged as 499
+  bool own_endpoint = false;  // answered by the gateway itself: not in the request metrics
   bool close = false;      // the connection must close after this exchange
   // Close with a reset, not a FIN: a close-delimited body that is not complete, which a FIN
   // would present to the client as complete.
@@ -117,6 +118,7 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
       settings_(std::move(settings)),
       broker_(broker),
       auth_(options_.auth),
+      metrics_(gateway_latency_buckets(settings_, options_.deadline_slack)),
       service_stats_([this] {
         std::vector<std::string> names;
         for (const auto& [name, svc] : settings_.services) names.push_back(name);
@@ -400,7 +402,8 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, const Refusal& r
                                      const std::string& client) {
   counters_.bad_requests.fetch_add(1);
   auto res = refusal_response(refusal, nullptr, auth_);
-  metrics_.observe("none", res.result_int(), std::chrono::duration<double>(0));
+  metrics_.observe("none", res.result_int(), courier_error_code(res, settings_),
+                   std::chrono::duration<double>(0));
   // Refused before a request was complete: no path, id or service to tell.
   access::Record r;
   r.time = std::chrono::system_clock::now();
@@ -429,7 +432,11 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, const Refusal& r
 void Server::record(const Exchange& ex) {
   const auto elapsed = Clock::now() - ex.start;
   const auto status = ex.status();
-  metrics_.observe(ex.service.empty() ? "none" : ex.service, status, elapsed);
+  if (!ex.own_endpoint) {
+    metrics_.observe(ex.service.empty() ? "none" : ex.service, status,
+                     ex.cancelled ? std::string() : courier_error_code(ex.response, settings_),
+                     elapsed);
+  }
   if (ex.cancelled) {
     counters_.cancelled.fetch_add(1);
     metrics_.cancelled(ex.service.empty() ? "none" : ex.service);
@@ -469,6 +476,7 @@ asio::awaitable<void> Server::handle(Exchange& ex) {
   // The public port answers the probes (load balancers ask there) and sends everything else,
   // /metrics too, to a service; the admin listener answers nothing but its own endpoints.
   if (ex.admin || is_probe_endpoint(ex.request.method(), ex.request.target())) {
+    ex.own_endpoint = true;
     ex.response = admin_response(ex.request, admin_state());
     co_return;
   }

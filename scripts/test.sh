@@ -5,8 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 # Test-only tools: Chromium renders the dashboard (libpng-dev reads its screenshots),
 # docker-compose validates compose.yaml offline; python3-jsonschema checks docs/openapi.yaml against
-# the OpenAPI 3.0 schema that openapi-specification ships.
-COURIER_EXTRA_PACKAGES="chromium libpng-dev docker-compose python3-jsonschema python3-yaml openapi-specification ${COURIER_EXTRA_PACKAGES:-}" \
+# the OpenAPI 3.0 schema that openapi-specification ships; promtool (prometheus) checks /metrics
+# and the observability profile's config and rules.
+COURIER_EXTRA_PACKAGES="chromium libpng-dev docker-compose python3-jsonschema python3-yaml openapi-specification prometheus ${COURIER_EXTRA_PACKAGES:-}" \
   scripts/setup.sh -DCOURIER_BUILD_TESTS=ON
 BUILD_DIR=${COURIER_BUILD_DIR:-build}
 # Tests start real processes on loopback; each has its own deadline, ctest adds a hard cap.

@@ -184,7 +184,63 @@ Forwarder::Forwarder(asio::any_io_executor executor, const ServiceConfig& servic
                              service.circuit_failure_rate, service.circuit_window,
                              service.circuit_cooldown, service.circuit_probes},
                [this](const CircuitTransition& t) { log_transition(t); }),
-      rng_(seed) {}
+      rng_(seed),
+      latency_buckets_(metrics::latency_buckets(service.timeout)) {}
+
+const char* attempt_outcome_label(const FetchResult& fetch) {
+  if (fetch.streamed) return "streamed";
+  switch (fetch.outcome) {
+    case FetchOutcome::kOk:
+      return "ok";
+    case FetchOutcome::kConnectFailed:
+      return "connect_failed";
+    case FetchOutcome::kResetBeforeResponse:
+      return "reset";
+    case FetchOutcome::kTimeout:
+      return "timeout";
+    case FetchOutcome::kBadResponse:
+      return "bad_response";
+    case FetchOutcome::kCancelled:
+      return "cancelled";
+  }
+  return "unknown";
+}
+
+namespace {
+
+// A stream's end as a label value (to_string's words, as one token).
+const char* stream_end_label(FetchResult::StreamEnd end) {
+  using E = FetchResult::StreamEnd;
+  switch (end) {
+    case E::kComplete:
+      return "complete";
+    case E::kUpstreamFailed:
+      return "upstream_failed";
+    case E::kIdleTimeout:
+      return "idle_timeout";
+    case E::kDurationCap:
+      return "duration_cap";
+    case E::kClientNotReading:
+      return "client_not_reading";
+    case E::kCancelled:
+      return "cancelled";
+    case E::kSendFailed:
+      return "send_failed";
+  }
+  return "unknown";
+}
+
+}  // namespace
+
+void Forwarder::observe_attempt(const FetchResult& fetch, microseconds took) {
+  auto it = stats_.upstream_seconds.find(attempt_outcome_label(fetch));
+  if (it == stats_.upstream_seconds.end()) {
+    it = stats_.upstream_seconds
+             .emplace(attempt_outcome_label(fetch), metrics::HistogramData(latency_buckets_))
+             .first;
+  }
+  it->second.observe(std::chrono::duration<double>(took).count());
+}
 
 CircuitStatus Forwarder::circuit_status(TimePoint now) const {
   return {breaker_.state(now),     breaker_.policy().enabled(), breaker_.counts(now),
@@ -342,6 +398,7 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
     progress.upstream_time += took;
     ++progress.attempts;
     ++stats_.attempts;
+    observe_attempt(fetched, took);
     lease.end_retry();
 
     if (fetched.outcome == FetchOutcome::kCancelled) {
@@ -354,7 +411,10 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
       using StreamEnd = FetchResult::StreamEnd;
       ++stats_.streams;
       const auto end = fetched.stream_end;
-      if (end != StreamEnd::kComplete) ++stats_.stream_aborts;
+      if (end != StreamEnd::kComplete) {
+        ++stats_.stream_aborts;
+        ++stats_.stream_aborts_by_reason[stream_end_label(end)];
+      }
       const bool failed =
           end == StreamEnd::kUpstreamFailed || end == StreamEnd::kIdleTimeout ||
           counts_as_upstream_failure(fetched, service_.circuit_failure_statuses, short_budget);

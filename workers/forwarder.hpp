@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <random>
 #include <string>
@@ -12,6 +13,7 @@
 #include "common/asio.hpp"
 #include "common/config.hpp"
 #include "common/envelope.hpp"
+#include "common/metrics_text.hpp"
 #include "workers/cancellation.hpp"
 #include "workers/circuit_breaker.hpp"
 #include "workers/http_client.hpp"
@@ -50,7 +52,16 @@ struct ForwarderStats {
   std::uint64_t streams = 0;        // replies streamed (a HEAD went out)
   std::uint64_t stream_aborts = 0;  // of those, ended by ABORT (cancelled ones included)
   std::uint64_t cancelled = 0;      // requests cancelled by their client, wherever they were
+  // Streams that did not complete, by reason: upstream_failed, idle_timeout, duration_cap,
+  // client_not_reading, cancelled, send_failed.
+  std::map<std::string, std::uint64_t> stream_aborts_by_reason;
+  // Upstream attempts' durations in seconds by outcome (attempt_outcome_label), for /metrics.
+  std::map<std::string, metrics::HistogramData> upstream_seconds;
 };
+
+// The outcome label of an upstream attempt: ok (a response, any status), connect_failed, reset,
+// timeout, bad_response, cancelled, or streamed (its duration runs to the stream's end).
+const char* attempt_outcome_label(const FetchResult& fetch);
 
 // True if the breaker counts this upstream attempt against the upstream: it was not reached, did
 // not answer in time or answered garbage, or answered one of `failure_statuses`. A timeout of an
@@ -95,6 +106,7 @@ class Forwarder {
   const ForwarderStats& stats() const { return stats_; }
   // At shutdown, before the io_context goes: the forwarder then holds no I/O object of its own.
   void close_idle() { pool_.close_idle(); }
+  const ConnectionPool& pool() const { return pool_; }
   CircuitStatus circuit_status(TimePoint now) const;
 
  private:
@@ -127,6 +139,7 @@ class Forwarder {
   void log_attempt(const RequestEnvelope& request, const Attempt& attempt, int number,
                    std::chrono::microseconds took) const;
   void log_transition(const CircuitTransition& transition) const;
+  void observe_attempt(const FetchResult& fetch, std::chrono::microseconds took);
 
   asio::any_io_executor executor_;
   ServiceConfig service_;
@@ -137,6 +150,7 @@ class Forwarder {
   CircuitBreaker breaker_;
   std::mt19937_64 rng_;
   ForwarderStats stats_;
+  std::vector<double> latency_buckets_;
 };
 
 }  // namespace courier::workers

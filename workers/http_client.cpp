@@ -16,8 +16,17 @@ using Clock = std::chrono::steady_clock;
 using TimePoint = Clock::time_point;
 
 struct ConnectionPool::Connection {
-  explicit Connection(const asio::any_io_executor& executor) : stream(executor) {}
+  Connection(const asio::any_io_executor& executor, std::shared_ptr<std::size_t> open)
+      : stream(executor), open_count(std::move(open)) {
+    ++*open_count;
+  }
+  ~Connection() { --*open_count; }
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
   beast::tcp_stream stream;
+  // The pool's count of connections that exist, idle or in use; shared, as a connection in use
+  // belongs to its request's coroutine, which the pool need not outlive.
+  std::shared_ptr<std::size_t> open_count;
   beast::flat_buffer buffer;  // may hold bytes read past one response; belongs to the connection
 };
 
@@ -407,7 +416,7 @@ asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& reques
     break;
   }
 
-  auto connection = std::make_unique<Connection>(executor_);
+  auto connection = std::make_unique<Connection>(executor_, open_);
   Cancellation::Scope scope(options.cancel, [&] { close_now(connection->stream); });
   if (auto ec = co_await connect(*connection, deadline, options.cancel)) {
     if (is_cancelled(options.cancel)) co_return cancelled();

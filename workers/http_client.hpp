@@ -118,6 +118,8 @@ class ConnectionPool {
 
   const UpstreamUrl& upstream() const { return upstream_; }
   std::size_t idle_connections() const { return idle_.size(); }
+  // Connections that exist, idle or in use (one being connected included).
+  std::size_t open_connections() const { return *open_; }
   // Closes the idle connections (at shutdown: they must go before their io_context).
   void close_idle();
   const PoolStats& stats() const { return stats_; }
@@ -138,6 +140,7 @@ class ConnectionPool {
   std::vector<std::unique_ptr<Connection>> idle_;
   std::optional<tcp::resolver::results_type> endpoints_;
   PoolStats stats_;
+  std::shared_ptr<std::size_t> open_ = std::make_shared<std::size_t>(0);
 };
 
 }  // namespace courier::workers

@@ -2,6 +2,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include "common/admin_http.hpp"
 #include "common/asio.hpp"
 #include "common/cli.hpp"
 #include "common/signals.hpp"
@@ -18,7 +19,7 @@ int main(int argc, char** argv) {
   flags.add(app, opt::kService, "-s,--service");
   for (const auto* o :
        {&opt::kBroker, &opt::kId, &opt::kHeartbeat, &opt::kLiveness, &opt::kDrainTimeout,
-        &opt::kCurveSecretKeyFile, &opt::kCurveBrokerKeyFile}) {
+        &opt::kCurveSecretKeyFile, &opt::kCurveBrokerKeyFile, &opt::kAdminListen}) {
     flags.add(app, *o);
   }
   // Not a worker.* option but the service's own setting: COURIER_WORKER_CONCURRENCY is its
@@ -84,11 +85,41 @@ int main(int argc, char** argv) {
 
     TerminationSignals signals;  // installed before work starts: no signal is missed
     zmq::context_t context(1);
+    const auto admin_listen = flags.text(opt::kAdminListen, file);
     workers::Worker worker(context, options, config);
+    // Bound before the worker starts: a busy admin address stops start-up.
+    std::optional<AdminHttpServer> admin;
+    if (!admin_listen.empty()) {
+      admin.emplace(
+          opt::kAdminListen.setting(), admin_listen,
+          std::map<std::string, AdminHandler, std::less<>>{
+              {"/healthz", [] { return json_status(200, "ok"); }},
+              {"/readyz",
+               [&worker] {
+                 if (worker.draining()) return json_status(503, "not ready", "draining");
+                 if (worker.brokers_alive() == 0) {
+                   return json_status(503, "not ready", "not registered with any broker");
+                 }
+                 return json_status(200, "ready");
+               }},
+              {"/metrics", [&worker] {
+                 auto families = metrics::process_families("worker");
+                 if (const auto snapshot = worker.metrics_snapshot(std::chrono::seconds(1))) {
+                   workers::add_worker_metrics(families, *snapshot);
+                 }
+                 return AdminResponse{200, std::string(metrics::kContentType),
+                                      metrics::serialize(families)};
+               }}});
+      spdlog::info(
+          "worker admin listening on {} (/metrics, /healthz, /readyz)",
+          admin->endpoint().address().to_string() + ":" + std::to_string(admin->endpoint().port()));
+    }
     worker.start();
+    if (admin) admin->start();
     const int signo = signals.wait();
     spdlog::info("worker received signal {}; draining", signo);
     const auto left = worker.drain_and_stop();
+    if (admin) admin->stop();
     if (left > 0) spdlog::warn("worker stopped with {} requests unfinished", left);
     spdlog::info("worker stopped");
     return 0;

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <future>
 #include <random>
 
 #include "common/errors.hpp"
@@ -324,6 +325,36 @@ void Worker::note_malformed(const Link& link, std::string_view what) {
     spdlog::warn("malformed request from broker {} {} ({} malformed so far)", link.endpoint(), what,
                  n);
   }
+}
+
+std::size_t Worker::brokers_alive() const {
+  std::size_t alive = 0;
+  for (const auto& link : links_) alive += link->peer.alive() ? 1 : 0;
+  return alive;
+}
+
+std::optional<WorkerMetricsSnapshot> Worker::metrics_snapshot(std::chrono::milliseconds wait) {
+  auto promise = std::make_shared<std::promise<WorkerMetricsSnapshot>>();
+  auto future = promise->get_future();
+  asio::post(io_, [this, promise] {
+    WorkerMetricsSnapshot s;
+    s.service = service_.name;
+    s.forwarder = forwarder_->stats();
+    s.circuit = forwarder_->circuit_status(Clock::now());
+    s.pool = forwarder_->pool().stats();
+    s.idle_connections = forwarder_->pool().idle_connections();
+    s.open_connections = forwarder_->pool().open_connections();
+    s.in_flight = in_flight_.load();
+    s.concurrency = service_.worker_concurrency;
+    s.brokers = links_.size();
+    s.brokers_alive = brokers_alive();
+    s.malformed_requests = malformed_requests_.load();
+    s.ignored_controls = ignored_controls_.load();
+    s.excess_credits = excess_credits_.load();
+    promise->set_value(std::move(s));
+  });
+  if (future.wait_for(wait) != std::future_status::ready) return std::nullopt;
+  return future.get();
 }
 
 WorkerStatus Worker::status() const {

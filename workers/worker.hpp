@@ -23,6 +23,7 @@
 #include "common/options.hpp"
 #include "common/status.hpp"
 #include "workers/forwarder.hpp"
+#include "workers/worker_metrics.hpp"
 
 namespace courier::workers {
 
@@ -57,6 +58,13 @@ class Worker {
   // CREDIT messages that would have raised a stream's credit past kMaxStreamCredit: the excess
   // was ignored (any thread).
   std::uint64_t excess_credits() const { return excess_credits_.load(); }
+
+  // From any thread: brokers that answer heartbeats (the worker is registered with them).
+  std::size_t brokers_alive() const;
+  bool draining() const { return draining_.load(); }
+  // From any thread but the io thread: a snapshot for /metrics taken on the io thread, or
+  // nullopt if it did not answer within `wait` (stopped, or not started).
+  std::optional<WorkerMetricsSnapshot> metrics_snapshot(std::chrono::milliseconds wait);
 
  private:
   // Everything below runs on the io thread (io_), which runs the broker links and the upstream

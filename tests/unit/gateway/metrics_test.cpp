@@ -3,6 +3,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tests/unit/gateway/prometheus_text.hpp"
 
 namespace courier::gateway {
@@ -88,92 +90,90 @@ TEST(GatewayMetrics, CountsCancelledRequestsAndStreamsByOutcome) {
   EXPECT_EQ(parsed.value("courier_gateway_streams_open"), 3);
 }
 
-TEST(GatewayMetrics, TurnsBrokerStatsIntoPerServiceSeries) {
+TEST(GatewayMetrics, LeavesBrokerAndWorkerSeriesToTheirOwnProcesses) {
   GatewayMetrics m;
   const auto text = m.render({}, one_broker(kBrokerStats));
   const auto parsed = pt::parse(text);
   ASSERT_EQ(parsed.error, "") << text;
-  EXPECT_EQ(parsed.value("courier_broker_workers", {{"service", "rule-engine"}}), 2);
-  EXPECT_EQ(parsed.value("courier_broker_capacity", {{"service", "rule-engine"}}), 512);
-  EXPECT_EQ(parsed.value("courier_broker_in_flight", {{"service", "rule-engine"}}), 3);
-  EXPECT_EQ(parsed.value("courier_broker_queue_depth", {{"service", "rule-engine"}}), 4);
-  EXPECT_EQ(parsed.value("courier_broker_workers", {{"service", "ai-gm"}}), 0);
-  EXPECT_EQ(parsed.value("courier_broker_service_events_total",
-                         {{"service", "rule-engine"}, {"event", "dispatched"}}),
-            7);
-  EXPECT_EQ(parsed.value("courier_broker_events_total", {{"event", "expired"}}), 1);
-  EXPECT_EQ(parsed.value("courier_broker_gateways"), 2);
-  EXPECT_EQ(parsed.value("courier_gateway_broker_connected"), 0);
-  EXPECT_EQ(parsed.value("courier_broker_workers", {{"broker", "tcp://b1:5555"}}), 2);
+  // Summed over gateways these would count each broker once per gateway.
+  EXPECT_EQ(text.find("courier_broker_"), std::string::npos) << text;
+  EXPECT_EQ(text.find("courier_worker_"), std::string::npos) << text;
   EXPECT_EQ(parsed.value("courier_gateway_broker_up", {{"broker", "tcp://b1:5555"}}), 1);
 }
 
-TEST(GatewayMetrics, EachBrokerHasItsOwnSeriesAndALostOneOnlyItsUpGauge) {
+TEST(GatewayMetrics, ShowsBuildInfoAndProcessMetrics) {
   GatewayMetrics m;
-  const std::vector<BrokerStatus> brokers = {{"tcp://b1:5555", true, 0, parse_stats(kBrokerStats)},
-                                             {"tcp://b2:5555", true, 0, parse_stats(kBrokerStats)},
-                                             {"tcp://b3:5555", false, 0, nullptr}};
-  const auto text = m.render({}, brokers);
-  const auto parsed = pt::parse(text);
-  ASSERT_EQ(parsed.error, "") << text;
-  for (const char* b : {"tcp://b1:5555", "tcp://b2:5555"}) {
-    EXPECT_EQ(parsed.value("courier_broker_events_total", {{"broker", b}, {"event", "requests"}}),
-              10);
-    EXPECT_EQ(parsed.value("courier_gateway_broker_up", {{"broker", b}}), 1);
-  }
-  EXPECT_EQ(parsed.value("courier_gateway_broker_up", {{"broker", "tcp://b3:5555"}}), 0);
-  EXPECT_FALSE(parsed.value("courier_broker_workers", {{"broker", "tcp://b3:5555"}}));
+  const auto parsed = pt::parse(m.render({}, {}));
+  ASSERT_EQ(parsed.error, "");
+  EXPECT_EQ(parsed.value("courier_build_info", {{"component", "gateway"}}), 1);
+  EXPECT_GT(parsed.value("process_resident_memory_bytes").value_or(0), 0);
+  EXPECT_GT(parsed.value("process_open_fds").value_or(0), 0);
+  EXPECT_GT(parsed.value("process_start_time_seconds").value_or(0), 1.6e9);
 }
 
-TEST(GatewayMetrics, ExportsEachWorkersCircuitOnceAcrossBrokers) {
-  const char* stats = R"({"broker_id": "b", "services": {"rule-engine": {"worker_list": [
-    {"id": "w1", "status": {"circuit": "open", "circuit_failure_rate": 0.75,
-                            "circuit_window_attempts": 12, "circuit_opened": 2,
-                            "circuit_rejections": 40, "circuit_failures": 30}},
-    {"id": "w2", "status": {"circuit": "closed", "circuit_failure_rate": 0.0}},
-    {"id": "w3", "status": {"circuit": 5}},
-    {"id": "w4", "status": "open"}]}}})";
+TEST(GatewayMetrics, CountsEveryTimeoutCodeAsATimeoutAndKeepsTheCodeLabel) {
   GatewayMetrics m;
-  const std::vector<BrokerStatus> brokers = {{"tcp://b1:5555", true, 0, parse_stats(stats)},
-                                             {"tcp://b2:5555", true, 0, parse_stats(stats)}};
-  const auto text = m.render({}, brokers);
-  const auto parsed = pt::parse(text);  // also rejects a series written twice
-  ASSERT_EQ(parsed.error, "") << text;
-  const std::map<std::string, std::string> w1 = {{"service", "rule-engine"}, {"worker", "w1"}};
-  auto w1_state = [&](const char* state) {
-    auto labels = w1;
-    labels["state"] = state;
-    return parsed.value("courier_worker_circuit_state", labels);
-  };
-  EXPECT_EQ(w1_state("open"), 1);
-  EXPECT_EQ(w1_state("closed"), 0);
-  EXPECT_EQ(w1_state("half-open"), 0);
-  EXPECT_EQ(parsed.value("courier_worker_circuit_failure_rate", w1), 0.75);
-  EXPECT_EQ(parsed.value("courier_worker_circuit_window_attempts", w1), 12);
-  EXPECT_EQ(parsed.value("courier_worker_circuit_opened_total", w1), 2);
-  EXPECT_EQ(parsed.value("courier_worker_circuit_rejections_total", w1), 40);
-  EXPECT_EQ(parsed.value("courier_worker_circuit_failures_total", w1), 30);
-  EXPECT_EQ(parsed.value("courier_worker_circuit_state", {{"worker", "w2"}, {"state", "closed"}}),
+  m.observe("ai-gm", 504, "AI_GM_TIMEOUT", 90s);  // the worker's upstream timed out
+  m.observe("ai-gm", 504, "AI_GM_TIMEOUT", 1s);   // the gateway's own deadline
+  m.observe("ai-gm", 504, "", 1s);                // the upstream's own 504: not Courier's
+  m.observe("ai-gm", 503, "AI_GM_UNAVAILABLE", 1ms);
+  const auto parsed = pt::parse(m.render({}, {}));
+  ASSERT_EQ(parsed.error, "");
+  EXPECT_EQ(parsed.value("courier_gateway_timeouts_total", {{"service", "ai-gm"}}), 2);
+  EXPECT_EQ(parsed.value("courier_gateway_requests_total",
+                         {{"service", "ai-gm"}, {"status", "504"}, {"code", "AI_GM_TIMEOUT"}}),
+            2);
+  EXPECT_EQ(parsed.value("courier_gateway_requests_total",
+                         {{"service", "ai-gm"}, {"status", "503"}, {"code", "AI_GM_UNAVAILABLE"}}),
             1);
-  EXPECT_FALSE(parsed.value("courier_worker_circuit_state", {{"worker", "w3"}}))
-      << "a status of the wrong type adds nothing";
-  EXPECT_FALSE(parsed.value("courier_worker_circuit_state", {{"worker", "w4"}}));
 }
 
-TEST(GatewayMetrics, MalformedOrMissingBrokerStatsAddNothing) {
-  GatewayMetrics m;
-  for (const char* text : {"", "not json", "[]", R"({"services": 3})"}) {
-    const auto parsed = pt::parse(m.render({}, one_broker(text)));
-    EXPECT_EQ(parsed.error, "") << text;
-    EXPECT_FALSE(parsed.value("courier_broker_workers")) << text;
-  }
+TEST(GatewayMetrics, LatencyBucketsReachTheLongestConfiguredTimeout) {
+  Settings settings;
+  ServiceConfig slow;
+  slow.name = "ai-gm";
+  slow.timeout = 90s;
+  settings.services["ai-gm"] = slow;
+  const auto buckets = gateway_latency_buckets(settings, 250ms);
+  ASSERT_FALSE(buckets.empty());
+  EXPECT_GE(buckets.back(), 90.25);
+  EXPECT_TRUE(std::is_sorted(buckets.begin(), buckets.end()));
+  GatewayMetrics m(buckets);
+  m.observe("ai-gm", 504, "AI_GM_TIMEOUT", 90s);
+  const auto parsed = pt::parse(m.render({}, {}));
+  ASSERT_EQ(parsed.error, "");
+  EXPECT_EQ(parsed.value("courier_gateway_request_duration_seconds_bucket",
+                         {{"service", "ai-gm"}, {"le", "91"}}),
+            1);
+  EXPECT_EQ(parsed.value("courier_gateway_request_duration_seconds_bucket",
+                         {{"service", "ai-gm"}, {"le", "60"}}),
+            0);
 }
 
-TEST(GatewayMetrics, RenderingTwiceDoesNotDoubleBrokerCounters) {
-  GatewayMetrics m;
-  m.render({}, one_broker(kBrokerStats));
-  const auto parsed = pt::parse(m.render({}, one_broker(kBrokerStats)));
-  EXPECT_EQ(parsed.value("courier_broker_events_total", {{"event", "requests"}}), 10);
+TEST(CourierErrorCode, ReadsOnlyCataloguedCodesOfCourierErrorBodies) {
+  Settings settings;
+  ServiceConfig svc;
+  svc.name = "ai-gm";
+  settings.services["ai-gm"] = svc;
+  const auto response = [](unsigned status, std::string body) {
+    HttpResponse res{static_cast<http::status>(status), 11};
+    res.set(http::field::content_type, "application/json");
+    res.body() = std::move(body);
+    return res;
+  };
+  EXPECT_EQ(
+      courier_error_code(
+          response(504, R"({"status":"error","code":"AI_GM_TIMEOUT","message":"m"})"), settings),
+      "AI_GM_TIMEOUT");
+  EXPECT_EQ(
+      courier_error_code(response(502, R"({"status":"error","code":"WORKER_LOST"})"), settings),
+      "WORKER_LOST");
+  // An upstream's look-alike with a code of its own adds no label value.
+  EXPECT_EQ(courier_error_code(response(500, R"({"status":"error","code":"X123"})"), settings), "");
+  EXPECT_EQ(courier_error_code(response(504, "not json"), settings), "");
+  EXPECT_EQ(
+      courier_error_code(response(200, R"({"status":"error","code":"WORKER_LOST"})"), settings),
+      "");
 }
 
 }  // namespace
