@@ -25,7 +25,7 @@ class AdminListenerTest : public SharedTopologyTest<AdminListenerTest> {
 TEST_F(AdminListenerTest, MetricsServicesAndDashboardAreServedOnlyOnTheAdminPort) {
   const auto metrics = topology_->admin("/metrics");
   EXPECT_EQ(metrics.status, 200u);
-  EXPECT_NE(metrics.body.find("courier_gateway_requests_total"), std::string::npos);
+  EXPECT_NE(metrics.body.find("courier_build_info{component=\"gateway\""), std::string::npos);
   EXPECT_EQ(topology_->admin("/services").status, 200u);
   EXPECT_EQ(topology_->admin("/dashboard").status, 200u);
 

@@ -67,7 +67,7 @@ TEST(Metrics, EveryProcessServesCleanMetricsForWhatItOwns) {
   std::string gateway_text;
   EXPECT_TRUE(wait_until(
       [&] {
-        const auto r = topology.get("/metrics");
+        const auto r = topology.admin("/metrics");
         gateway_text = r.body;
         gateway = pt::parse(r.body);
         return gateway.value("courier_gateway_timeouts_total", {{"service", "rule-engine"}})
