@@ -128,9 +128,11 @@ cpus_of() {  # cpus_of NAME: the CPU list its kind is pinned to, or nothing
     client) echo "${CLIENT_CPUS:-}" ;;
   esac
 }
-pinned() {  # pinned NAME CMD...: CMD under taskset when NAME's kind has CPUs (taskset execs it)
+# pinned NAME CMD...: becomes CMD (exec), under taskset when NAME's kind has CPUs; only ever run
+# in a background subshell (`pinned ... &`), so that $! is the process itself (taskset execs too).
+pinned() {
   local cpus; cpus=$(cpus_of "$1"); shift
-  if [[ -n $cpus ]]; then taskset -c "$cpus" "$@"; else "$@"; fi
+  if [[ -n $cpus ]]; then exec taskset -c "$cpus" "$@"; else exec "$@"; fi
 }
 start() {  # start NAME CMD...: in the background, output to $LOGS/NAME.log
   local name=$1; shift
