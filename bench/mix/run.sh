@@ -58,6 +58,10 @@ while (($#)); do
   shift
 done
 
+if ((FIND_MAX)) && ! [[ $RATE =~ ^[1-9][0-9]*$ ]]; then
+  echo "run.sh: --find-max steps whole rates; --rate must be a positive integer" >&2; exit 2
+fi
+
 BIN=${COURIER_BUILD_DIR:-build}
 GATEWAY_THREADS=${GATEWAY_THREADS:-1}
 WORKERS=${WORKERS:-1}
