@@ -185,6 +185,73 @@ Response bad_request(Role role, std::string message) {
   return json_response(400, {{"error", "bad_request"}, {"message", std::move(message)}});
 }
 
+// The value of the last `key=` in a query string ("a=1&b=2"), or nullopt when absent.
+std::optional<std::string_view> query_value(std::string_view query, std::string_view key) {
+  std::optional<std::string_view> found;
+  while (!query.empty()) {
+    const auto amp = query.find('&');
+    const std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    const auto eq = pair.find('=');
+    if (pair.substr(0, eq) == key) {
+      found = eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+    }
+  }
+  return found;
+}
+
+// GET /session/list?user_id=1&skip=0&limit=10&is_deleted=false: one page of the user's sessions,
+// made up from the query (the demo keeps no state), in the Rule Engine's envelope; 422 like
+// FastAPI's validation when a parameter is missing or malformed.
+Response session_list(const Request& request, const HandlerContext& context) {
+  constexpr std::uint64_t kMaxUserId = 1'000'000'000, kMaxSkip = 1'000'000, kMaxLimit = 100;
+  const std::string_view query = query_of(request.target);
+  const auto number = [&](std::string_view key, std::uint64_t fallback, std::uint64_t low,
+                          std::uint64_t high) -> std::optional<std::uint64_t> {
+    const auto text = query_value(query, key);
+    if (!text) return fallback;
+    const auto value = parse_u64(*text);
+    if (!value || *value < low || *value > high) return std::nullopt;
+    return value;
+  };
+  const auto user_id =
+      query_value(query, "user_id") ? number("user_id", 0, 0, kMaxUserId) : std::nullopt;
+  const auto skip = number("skip", 0, 0, kMaxSkip);
+  const auto limit = number("limit", 10, 1, kMaxLimit);
+  const auto deleted = query_value(query, "is_deleted").value_or("false");
+  if (!user_id || !skip || !limit || (deleted != "true" && deleted != "false")) {
+    return wrapped(422, nullptr,
+                   "user_id (0-" + std::to_string(kMaxUserId) + ") is required; skip 0-" +
+                       std::to_string(kMaxSkip) + ", limit 1-" + std::to_string(kMaxLimit) +
+                       ", is_deleted true or false");
+  }
+  // A user has 3-9 sessions, the same ones on every call.
+  const std::uint64_t total = 3 + *user_id % 7;
+  json sessions = json::array();
+  for (std::uint64_t i = *skip; i < total && i < *skip + *limit; ++i) {
+    sessions.push_back({{"session_id", hex_id("sess-", splitmix64(*user_id * 16 + i))},
+                        {"user_id", *user_id},
+                        {"created_at", iso8601(context.now - std::chrono::hours(24 * (i + 1)))},
+                        {"is_deleted", deleted == "true"}});
+  }
+  return wrapped(
+      200,
+      {{"sessions", std::move(sessions)}, {"total", total}, {"skip", *skip}, {"limit", *limit}},
+      "Sessions listed");
+}
+
+// `think_ms` in the query of a route that answers at once: the work the real service does
+// before answering (an LLM call, a database), on top of --latency-ms, so one upstream can serve
+// fast and slow requests side by side. Capped like the streaming routes' think time.
+Answer thinking(Role role, const Request& request, Response response) {
+  std::string error;
+  const auto params = parse_stream_params(query_of(request.target),
+                                          {.think = std::chrono::milliseconds(0)}, "", 0, error);
+  if (!params) return bad_request(role, std::move(error));
+  response.delay += params->think;
+  return response;
+}
+
 // Unit boundaries of `text`: one per UTF-8 character, or one per word with its trailing space.
 std::vector<std::uint32_t> cut_units(std::string_view text, bool words) {
   std::vector<std::uint32_t> cuts;
@@ -363,9 +430,17 @@ constexpr Route kRuleEngineRoutes[] = {
     {"GET", "/health",
      [](Role r, const Request&, const HandlerContext& c) -> Answer { return health(r, c); }},
     {"POST", "/session/add",
-     [](Role, const Request& q, const HandlerContext& c) -> Answer { return session_add(q, c); }},
+     [](Role r, const Request& q, const HandlerContext& c) -> Answer {
+       return thinking(r, q, session_add(q, c));
+     }},
+    {"GET", "/session/list",
+     [](Role r, const Request& q, const HandlerContext& c) -> Answer {
+       return thinking(r, q, session_list(q, c));
+     }},
     {"POST", "/play/scenario",
-     [](Role, const Request& q, const HandlerContext& c) -> Answer { return play_scenario(q, c); }},
+     [](Role r, const Request& q, const HandlerContext& c) -> Answer {
+       return thinking(r, q, play_scenario(q, c));
+     }},
     {"GET", "/play/riddle/",
      [](Role, const Request& q, const HandlerContext& c) -> Answer {
        return minigame(q, c, false);
@@ -382,7 +457,9 @@ constexpr Route kAiGmRoutes[] = {
     {"GET", "/health",
      [](Role r, const Request&, const HandlerContext& c) -> Answer { return health(r, c); }},
     {"POST", "/api/v1/game/turn",
-     [](Role, const Request& q, const HandlerContext& c) -> Answer { return game_turn(q, c); }},
+     [](Role r, const Request& q, const HandlerContext& c) -> Answer {
+       return thinking(r, q, game_turn(q, c));
+     }},
     {"POST", "/v1/chat/completions",
      [](Role, const Request& q, const HandlerContext& c) -> Answer {
        return chat_completion(q, c);

@@ -125,6 +125,47 @@ stop_all() {  # reverse start order: proxies before the upstream
   done
   PROC=(); ORDER=()
 }
+# ---------------------------------------------------------------- CPU pinning (issue 16)
+# For runs on a larger machine (docs/performance.md, "Scaling plan"): each kind of process on
+# its own cores, with taskset (util-linux), e.g.
+#   GATEWAY_CPUS=0-3 BROKER_CPUS=4 WORKER_CPUS=5-7 NGINX_CPUS=0-3 UPSTREAM_CPUS=8-9 WRK_CPUS=10-11
+# together with GATEWAY_THREADS and WORKERS. A CPU list as taskset -c takes it; unset: not pinned
+# (the default, as before). NGINX's master and worker, every Courier worker process and all
+# threads of a process share their kind's list. Everything about pinning is in this block: it
+# wraps start() and, when WRK_CPUS is set, puts a wrk that runs under taskset first in PATH.
+pin_cpus_of() {  # pin_cpus_of NAME: the CPU list for the process start() names NAME
+  case $1 in
+    gateway) echo "${GATEWAY_CPUS:-}" ;;
+    broker*) echo "${BROKER_CPUS:-}" ;;
+    worker*) echo "${WORKER_CPUS:-}" ;;
+    nginx) echo "${NGINX_CPUS:-}" ;;
+    upstream*) echo "${UPSTREAM_CPUS:-}" ;;
+  esac
+}
+pin_summary=""
+for pin_kind in GATEWAY BROKER WORKER NGINX UPSTREAM WRK; do
+  pin_var=${pin_kind}_CPUS
+  [[ -n ${!pin_var:-} ]] || continue
+  taskset -c "${!pin_var}" true 2>/dev/null ||
+    { echo "bench: $pin_var=${!pin_var} is not a CPU list this machine has (nproc: $(nproc))" >&2; exit 2; }
+  pin_summary+=" $pin_var=${!pin_var}"
+done
+if [[ -n $pin_summary ]]; then
+  echo "bench: CPU pinning:$pin_summary"
+  eval "start_unpinned() $(declare -f start | tail -n +2)"
+  start() {  # taskset execs the command, so $! is still the process itself
+    local name=$1 cpus; shift; cpus=$(pin_cpus_of "$name")
+    if [[ -n $cpus ]]; then start_unpinned "$name" taskset -c "$cpus" "$@"; else start_unpinned "$name" "$@"; fi
+  }
+  if [[ -n ${WRK_CPUS:-} ]]; then
+    mkdir -p "$OUT/pin-bin"
+    printf '#!/bin/sh\nexec taskset -c %s %s "$@"\n' "$WRK_CPUS" "$(command -v wrk)" >"$OUT/pin-bin/wrk"
+    chmod +x "$OUT/pin-bin/wrk"
+    PATH=$OUT/pin-bin:$PATH
+  fi
+fi
+# ---------------------------------------------------------------- end of CPU pinning
+
 WRK_PID=""
 on_exit() {
   trap - INT TERM EXIT

@@ -84,6 +84,60 @@ TEST(DemoHandle, PlayScenarioWrapsTheRunInTheSuccessEnvelope) {
   EXPECT_EQ(body["data"]["triggered_rules"].size(), 2u);
 }
 
+TEST(DemoHandle, SessionListPagesTheSameSessionsOfAUserEveryTime) {
+  const Request first_page{"GET", "/session/list?user_id=4&skip=0&limit=3&is_deleted=false", ""};
+  const auto response = respond(Role::kRuleEngine, first_page);
+  ASSERT_EQ(response.status, 200u);
+  const auto body = body_of(response);
+  EXPECT_EQ(body["status"], "success");
+  EXPECT_EQ(body["data"]["total"], 3 + 4 % 7);
+  ASSERT_EQ(body["data"]["sessions"].size(), 3u);
+  EXPECT_EQ(body["data"]["sessions"][0]["user_id"], 4);
+  EXPECT_EQ(body["data"]["sessions"][0]["is_deleted"], false);
+  const auto rest =
+      body_of(respond(Role::kRuleEngine, {"GET", "/session/list?user_id=4&skip=3&limit=10", ""}));
+  ASSERT_EQ(rest["data"]["sessions"].size(), 4u);  // 7 in all
+  EXPECT_NE(rest["data"]["sessions"][0]["session_id"], body["data"]["sessions"][0]["session_id"]);
+  // Another context (time, entropy) lists the same sessions.
+  const HandlerContext later{99, 42, std::chrono::system_clock::now()};
+  EXPECT_EQ(
+      body_of(respond(Role::kRuleEngine, first_page, later))["data"]["sessions"][2]["session_id"],
+      body["data"]["sessions"][2]["session_id"]);
+}
+
+TEST(DemoHandle, SessionListRefusesAMissingOrMalformedParameterWith422) {
+  for (const char* bad :
+       {"/session/list", "/session/list?user_id=", "/session/list?user_id=x",
+        "/session/list?user_id=1&limit=0", "/session/list?user_id=1&limit=101",
+        "/session/list?user_id=1&skip=-1", "/session/list?user_id=1&is_deleted=maybe"}) {
+    const auto response = respond(Role::kRuleEngine, {"GET", bad, ""});
+    EXPECT_EQ(response.status, 422u) << bad;
+    EXPECT_EQ(body_of(response)["status"], "error") << bad;
+  }
+  EXPECT_EQ(respond(Role::kRuleEngine, {"POST", "/session/list?user_id=1", ""}).status, 405u);
+}
+
+TEST(DemoHandle, ThinkMsDelaysTheAnswerOfTheRoutesThatAnswerAtOnce) {
+  const std::vector<std::pair<Role, Request>> routes = {
+      {Role::kRuleEngine, {"POST", "/session/add?think_ms=250", "{}"}},
+      {Role::kRuleEngine, {"GET", "/session/list?user_id=1&think_ms=250", ""}},
+      {Role::kRuleEngine, {"POST", "/play/scenario?think_ms=250", "{}"}},
+      {Role::kAiGm, {"POST", "/api/v1/game/turn?think_ms=250", "{}"}},
+  };
+  for (const auto& [role, request] : routes) {
+    const auto response = respond(role, request);
+    EXPECT_EQ(response.status, 200u) << request.target;
+    EXPECT_EQ(response.delay, 250ms) << request.target;
+    Request plain = request;
+    plain.target = plain.target.substr(0, plain.target.find("think_ms")) + "think_ms=0";
+    EXPECT_EQ(respond(role, plain).delay, 0ms) << plain.target;
+    Request endless = request;
+    endless.target = endless.target.substr(0, endless.target.find("think_ms")) + "think_ms=60001";
+    EXPECT_EQ(respond(role, endless).status, 400u) << endless.target;
+  }
+  EXPECT_EQ(respond(Role::kRuleEngine, {"POST", "/session/add", "{}"}).delay, 0ms);
+}
+
 TEST(DemoHandle, UnknownPathGets404InTheEnvelope) {
   const auto response = respond(Role::kRuleEngine, {"GET", "/nope", ""}, kContext);
   EXPECT_EQ(response.status, 404u);
@@ -411,6 +465,23 @@ TEST(DemoServer, ServesKeepAliveRequests) {
   EXPECT_TRUE(head.body.empty());
   EXPECT_EQ(connection.request("GET", "/health").status, 200u);
   EXPECT_EQ(running.server().requests_served(), 5u);
+}
+
+TEST(DemoServer, ThinkMsHoldsTheAnswerWithoutHoldingOtherRequests) {
+  RunningServer running(Config{});
+  const auto started = std::chrono::steady_clock::now();
+  std::optional<ct::HttpResult> slow;
+  std::thread slow_client([&] {
+    slow = ct::http_request(running.port(), "POST", "/play/scenario?think_ms=800", {}, "{}");
+  });
+  const auto fast = ct::http_request(running.port(), "GET", "/session/list?user_id=1");
+  const auto fast_done = std::chrono::steady_clock::now();
+  slow_client.join();
+  EXPECT_EQ(fast.status, 200u);
+  ASSERT_TRUE(slow.has_value());
+  EXPECT_EQ(slow->status, 200u);
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 800ms);
+  EXPECT_LT(fast_done - started, 800ms);  // the server cannot answer early; it must not stall
 }
 
 TEST(DemoServer, DropRateOneClosesWithoutAResponseButHealthStillAnswers) {
