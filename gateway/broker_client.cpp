@@ -74,7 +74,7 @@ std::shared_ptr<const BrokerStats> parse_stats(std::string_view text) {
 struct BrokerClient::Link {
   Link(BrokerClient& owner, std::size_t index_, zmq::context_t& context, std::string endpoint)
       : index(index_),
-        peer(context, owner.io_,
+        peer(context, *owner.links_io_,
              BrokerPeer::Options{std::move(endpoint), owner.options_.heartbeat_interval,
                                  owner.options_.liveness, /*reconnect_when_silent=*/true,
                                  owner.options_.curve},
@@ -108,7 +108,7 @@ struct BrokerClient::Link {
 };
 
 BrokerClient::BrokerClient(zmq::context_t& context, BrokerClientOptions options)
-    : options_(std::move(options)), work_(io_.get_executor()) {
+    : options_(std::move(options)), context_(context), work_(io_.get_executor()) {
   for (const auto& endpoint : options_.endpoints) {
     links_.push_back(std::make_unique<Link>(*this, links_.size(), context, endpoint));
   }
@@ -116,14 +116,23 @@ BrokerClient::BrokerClient(zmq::context_t& context, BrokerClientOptions options)
 
 BrokerClient::~BrokerClient() { stop(); }
 
+void BrokerClient::run_on(asio::io_context& io) {
+  links_.clear();  // never started: each closes its socket here
+  links_io_ = &io;
+  for (const auto& endpoint : options_.endpoints) {
+    links_.push_back(std::make_unique<Link>(*this, links_.size(), context_, endpoint));
+  }
+}
+
 void BrokerClient::start() {
   for (auto& link : links_) link->peer.start();
-  thread_ = std::thread([this] { run_io(io_, "broker links"); });
+  if (links_io_ == &io_) thread_ = std::thread([this] { run_io(io_, "broker links"); });
 }
 
 void BrokerClient::stop() {
   if (!thread_.joinable()) io_.stop();  // never started: the links close on this thread
   stopping_.store(true);                // a submit from now on is answered at once
+  // On a borrowed io_context each link closes on its thread when it runs, or here once stopped.
   for (auto& link : links_) link->peer.stop();
   work_.reset();
   io_.stop();

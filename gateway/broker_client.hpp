@@ -76,6 +76,11 @@ class BrokerClient {
   BrokerClient(zmq::context_t& context, BrokerClientOptions options);
   ~BrokerClient();
 
+  // Before start(): drive the broker links from `io` instead of a thread of the client's own, so
+  // that a request and its reply cross no thread between the HTTP session and the ZeroMQ socket.
+  // `io` must be run by exactly one thread (a ZeroMQ socket has one owner), and its owner must
+  // call stop() before destroying it. The links are opened again on `io`.
+  void run_on(asio::io_context& io);
   void start();
   void stop();
 
@@ -135,8 +140,11 @@ class BrokerClient {
   Link* choose(std::string_view service, const Link* except = nullptr);
 
   BrokerClientOptions options_;
-  // One thread runs every broker link (their sockets, heartbeats and reply hand-off).
+  zmq::context_t& context_;
+  // One thread runs every broker link (their sockets, heartbeats and reply hand-off): the client's
+  // own (io_, thread_), or the one running the io_context given to run_on().
   asio::io_context io_;
+  asio::io_context* links_io_ = &io_;
   asio::executor_work_guard<asio::io_context::executor_type> work_;
   std::thread thread_;
   std::vector<std::unique_ptr<Link>> links_;

@@ -121,6 +121,7 @@ int main(int argc, char** argv) {
     server.required_services =
         parse_required(opt::kRequiredServices, flags.text(opt::kRequiredServices, file), settings);
     server.threads = static_cast<int>(flags.integer(opt::kThreads, file));
+    server.broker_links_on_http_thread = true;  // with one HTTP thread
     server.max_body = static_cast<std::size_t>(flags.integer(opt::kMaxBody, file));
     server.max_header = static_cast<std::size_t>(flags.integer(opt::kMaxHeader, file));
     server.max_connections = static_cast<std::size_t>(flags.integer(opt::kMaxConnections, file));

@@ -33,9 +33,9 @@ struct Server::Exchange {
   beast::tcp_stream* stream = nullptr;  // the client's connection
   // The response went out already (a stream): the session writes nothing more.
   bool written = false;
-  bool cancelled = false;  // the client left first: nothing to write, logged as 499
+  bool cancelled = false;     // the client left first: nothing to write, logged as 499
   bool own_endpoint = false;  // answered by the gateway itself: not in the request metrics
-  bool close = false;      // the connection must close after this exchange
+  bool close = false;         // the connection must close after this exchange
   // Close with a reset, not a FIN: a close-delimited body that is not complete, which a FIN
   // would present to the client as complete.
   bool reset = false;
@@ -128,10 +128,17 @@ Server::Server(ServerOptions options, Settings settings, BrokerClient& broker)
                     .max_per_client = options_.max_connections_per_client}),
       admin_connections_({.max_total = kAdminMaxConnections, .max_per_client = 0}),
       acceptor_(io_),
-      admin_acceptor_(io_) {}
+      admin_acceptor_(io_) {
+  if (options_.broker_links_on_http_thread && options_.threads == 1) {
+    broker_.run_on(io_);
+    runs_broker_links_ = true;
+  }
+}
 
 Server::~Server() {
   if (!threads_.empty()) stop(std::chrono::milliseconds(0));
+  // The links were opened on io_, which goes with this object.
+  if (runs_broker_links_) broker_.stop();
 }
 
 namespace {
@@ -164,7 +171,8 @@ std::uint16_t Server::start() {
               ? options_.threads
               : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { run_io(io_, "HTTP"); });
-  spdlog::info("gateway listening on {}:{} with {} threads", options_.listen_address, port, n);
+  spdlog::info("gateway listening on {}:{} with {} thread{}{}", options_.listen_address, port, n,
+               n == 1 ? "" : "s", runs_broker_links_ ? " (broker links on it too)" : "");
   return port;
 }
 
@@ -181,6 +189,8 @@ void Server::stop(std::chrono::milliseconds grace) {
   }
   io_.stop();
   wait();
+  // Nothing runs the links any more: close them (the pending requests are answered here).
+  if (runs_broker_links_) broker_.stop();
 }
 
 void Server::wait() {

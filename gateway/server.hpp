@@ -59,6 +59,10 @@ struct ServerOptions {
   // here, so that tests bind no fixed port; main reads gateway.admin_listen.
   std::optional<ListenAddress> admin_listen;
   std::vector<std::string> required_services;  // for /readyz; empty: every configured service
+  // With one HTTP thread, run the broker links on it too (BrokerClient::run_on), so a request
+  // and its reply cross no thread of the gateway's; the server then stops the BrokerClient when
+  // it stops. Set it before the BrokerClient is started.
+  bool broker_links_on_http_thread = false;
 };
 
 struct ServerCounters {
@@ -126,6 +130,7 @@ class Server {
   std::vector<std::thread> threads_;
   ServerCounters counters_;
   std::atomic<bool> stopping_{false};
+  bool runs_broker_links_ = false;  // the BrokerClient's links run on io_
   // Last, so destroyed first: sessions still open at the end (a stream cut at the end of the
   // grace) are destroyed with it, and their leases and counters must still exist then.
   asio::io_context io_;

@@ -24,6 +24,7 @@ class CancelTest : public SharedTopologyTest<CancelTest> {
  public:
   // "single" runs one request at a time, so that a second one queues at the broker.
   static void configure(TopologyOptions& options) {
+    options.gateway_threads = 1;  // the broker links on the HTTP thread (the other tests: 2)
     options.upstreams["single"] = upstream_->url();
     options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"},
                    {"PROXY_RETRY_MAX_WAIT", "0.05"},

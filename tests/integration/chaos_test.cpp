@@ -41,6 +41,7 @@ TEST(Chaos, EveryRequestIsAnsweredCorrectlyWhileProcessesDie) {
   TopologyOptions options;
   options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
   options.start = false;
+  options.gateway_threads = 1;  // the broker links on the HTTP thread (most other tests: 2)
   options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"}, {"PROXY_RETRY_MAX_WAIT", "0.05"},
                  {"PROXY_TIMEOUT", "5"},           {"COURIER_WORKER_DRAIN_TIMEOUT", "5"},
                  {"COURIER_LOG_LEVEL", "warn"},    {"COURIER_ACCESS_LOG", "false"}};

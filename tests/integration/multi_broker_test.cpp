@@ -45,6 +45,7 @@ TEST(MultiBroker, LoadIsSharedAndLosingABrokerLosesNoRetrySafeRequest) {
   TopologyOptions options;
   options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
   options.brokers = 2;
+  options.gateway_threads = 1;  // failover with the broker links on the HTTP thread
   options.workers_per_service = 2;
   options.worker_args = {"--concurrency", "16"};
   options.env = {{"PROXY_TIMEOUT", "20"}};

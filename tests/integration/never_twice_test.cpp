@@ -29,6 +29,7 @@ class NeverTwiceTest : public SharedTopologyTest<NeverTwiceTest> {
  public:
   // Fast retries, and a circuit that never opens on the failures these tests cause on purpose.
   static void configure(TopologyOptions& options) {
+    options.gateway_threads = 1;  // the broker links on the HTTP thread (the other tests: 2)
     options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"},
                    {"PROXY_RETRY_MAX_WAIT", "0.05"},
                    {"COURIER_CIRCUIT_FAILURES", "1000"}};

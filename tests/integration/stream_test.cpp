@@ -54,6 +54,7 @@ class StreamTest : public SharedTopologyTest<StreamTest> {
   // bytes, "keepalive" sends SSE comments after 0.5 s without data. The built-in ones keep the
   // defaults (a slow client must not be cut by an idle timeout there).
   static void configure(TopologyOptions& options) {
+    options.gateway_threads = 1;  // the broker links on the HTTP thread (the other tests: 2)
     options.upstreams["idle"] = upstream_->url();
     options.upstreams["keepalive"] = upstream_->url();
     options.env = {{"PROXY_RETRY_MIN_WAIT", "0.01"},

@@ -100,7 +100,7 @@ void Topology::start_gateway() {
   std::vector<std::string> args = {"--listen",       "127.0.0.1:" + std::to_string(gateway_port_),
                                    "--admin-listen", "127.0.0.1:" + std::to_string(admin_port_),
                                    "--broker",       frontends(),
-                                   "--threads",      "2"};
+                                   "--threads",      std::to_string(options_.gateway_threads)};
   args.insert(args.end(), options_.gateway_args.begin(), options_.gateway_args.end());
   gateway_ = std::make_unique<ChildProcess>(COURIER_GATEWAY_BIN, args, environment());
 }

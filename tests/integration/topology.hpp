@@ -21,6 +21,8 @@ struct TopologyOptions {
   std::vector<std::string> broker_args;
   std::vector<std::string> worker_args;
   std::vector<std::string> gateway_args;
+  // 1: the broker links run on the gateway's HTTP thread; more: on a thread of their own.
+  int gateway_threads = 2;
   bool start = true;  // false: the test starts the pieces itself
 };
 

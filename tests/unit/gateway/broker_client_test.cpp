@@ -12,6 +12,7 @@
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "common/errors.hpp"
 #include "tests/unit/gateway/scripted_broker.hpp"
@@ -460,6 +461,66 @@ TEST_F(BrokerClientTest, AfterTheHeadPartsFromAnotherBrokerAreLateAndCancelledTh
   ASSERT_TRUE(pump_until({&a, &b}, [&] { return parts->size() == 2; }));
   EXPECT_EQ(parts->snapshot()[1], std::make_pair(Kind::kEnd, std::string("fin")));
   EXPECT_TRUE(b.cancels.empty());
+}
+
+// gateway.threads 1: the links run on the HTTP io_context (run_on), so replies reach their callers
+// on that io_context's thread, and the client owns no thread.
+TEST_F(BrokerClientTest, RunOnDrivesTheLinksFromTheGivenIoContextsThread) {
+  ScriptedBroker a(context_, kServes);
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  BrokerClient client(context_, options({&a}));
+  client.run_on(io);
+  client.start();
+  std::promise<std::thread::id> runner_id;
+  std::thread runner([&] {
+    runner_id.set_value(std::this_thread::get_id());
+    io.run();
+  });
+  const auto io_thread = runner_id.get_future().get();
+  ASSERT_TRUE(settle(client, {&a}));
+  std::promise<std::thread::id> called_on;
+  auto outcome = std::make_shared<Outcome>();
+  submit_with(client, false, [&, outcome](BrokerResult r) {
+    called_on.set_value(std::this_thread::get_id());
+    outcome->promise.set_value(std::move(r));
+  });
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 1; }));
+  a.reply(a.requests[0], "ok");
+  ASSERT_TRUE(pump_until({&a}, [&] { return ready(outcome); }));
+  EXPECT_EQ(called_on.get_future().get(), io_thread);
+  auto r = outcome->future.get();
+  ASSERT_FALSE(r.local);
+  ReplyEnvelope reply;
+  ASSERT_FALSE(decode(protocol::view(r.envelope), reply));
+  EXPECT_EQ(reply.body, "ok");
+  client.stop();  // while io runs: each link closes on its thread
+  guard.reset();
+  io.stop();
+  runner.join();
+}
+
+// The server stops its io_context first, then the client: what is still pending is answered then.
+TEST_F(BrokerClientTest, RunOnStoppedAfterItsIoContextAnswersWhatIsPending) {
+  ScriptedBroker a(context_, kServes);
+  asio::io_context io;
+  auto guard = asio::make_work_guard(io);
+  BrokerClient client(context_, options({&a}));
+  client.run_on(io);
+  client.start();
+  std::thread runner([&] { io.run(); });
+  ASSERT_TRUE(settle(client, {&a}));
+  auto outcome = submit(client, false);
+  ASSERT_TRUE(pump_until({&a}, [&] { return a.requests.size() == 1; }));
+  io.stop();
+  runner.join();
+  EXPECT_FALSE(ready(outcome));
+  client.stop();
+  ASSERT_TRUE(ready(outcome));
+  auto r = outcome->future.get();
+  ASSERT_TRUE(r.local);
+  EXPECT_EQ(r.local->status, 503);
+  EXPECT_EQ(client.pending(), 0u);
 }
 
 }  // namespace
