@@ -21,6 +21,8 @@
 #   COURIER_BUILD_DIR [build]  GATEWAY_THREADS [1]  WORKERS [1]  UPSTREAM_THREADS [1]
 #   WRK_THREADS [1]  FAST_CONNECTIONS [64]  SLOW_CONNECTIONS [5000]  SLOW_LATENCY_MS [1000]
 #   PORT_BASE [18400] (uses PORT_BASE+1..+5)  BENCH_OUT [run/bench-load]
+#   TRANSPORT [tcp]: tcp (loopback ports) or ipc (Unix sockets in BENCH_OUT) between the
+#   gateway, the broker and the worker
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -97,6 +99,12 @@ LOGS=$OUT/logs
 rm -rf "$LOGS" "$OUT/nginx"
 mkdir -p "$LOGS" "$OUT/nginx"
 RESULTS=$OUT/results.tsv
+case ${TRANSPORT:-tcp} in
+  tcp) FRONT_EP=tcp://127.0.0.1:$BR_FRONT BACK_EP=tcp://127.0.0.1:$BR_BACK ;;
+  ipc) FRONT_EP=ipc://$OUT/front.sock BACK_EP=ipc://$OUT/back.sock ;;
+  *) echo "bench: TRANSPORT must be tcp or ipc, not '$TRANSPORT'" >&2; exit 2 ;;
+esac
+echo "bench: broker transport ${TRANSPORT:-tcp} ($FRONT_EP, $BACK_EP)"
 echo -e "scenario\tcase\ttarget\tround\tload1\trps\tok_rps\tp50_us\tp99_us\tp999_us\tmax_us\tnon2xx\terrors\twindow_rps\trss_idle_kib\trss_load_kib\tinflight\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req" >"$RESULTS"
 THREADS_CPU=$OUT/thread_cpu.txt
 : >"$THREADS_CPU"; : >"$OUT/rss.txt"
@@ -215,15 +223,14 @@ start_courier() {  # start_courier CONNECTIONS
   export RULE_ENGINE_URL=http://127.0.0.1:$UP_PORT AI_GM_URL=http://127.0.0.1:9
   export COURIER_LOG_LEVEL=warn COURIER_ACCESS_LOG=false COURIER_MAX_CONNECTIONS=$((SLOW_CONNECTIONS + 1000))
   export COURIER_MAX_QUEUE=$((2 * SLOW_CONNECTIONS)) COURIER_WORKER_CONCURRENCY=$concurrency
-  start broker "$BIN/broker/courier-broker" --frontend "tcp://127.0.0.1:$BR_FRONT" \
-    --backend "tcp://127.0.0.1:$BR_BACK" --id bench
+  start broker "$BIN/broker/courier-broker" --frontend "$FRONT_EP" --backend "$BACK_EP" --id bench
   local n
   for ((n=1; n<=WORKERS; n++)); do
     start "worker-$n" "$BIN/workers/courier-worker" --service rule-engine \
-      --broker "tcp://127.0.0.1:$BR_BACK" --id "bench-$n" --concurrency "$concurrency"
+      --broker "$BACK_EP" --id "bench-$n" --concurrency "$concurrency"
   done
   start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GW_PORT" \
-    --admin-listen "127.0.0.1:$ADMIN_PORT" --broker "tcp://127.0.0.1:$BR_FRONT" --threads "$GATEWAY_THREADS" \
+    --admin-listen "127.0.0.1:$ADMIN_PORT" --broker "$FRONT_EP" --threads "$GATEWAY_THREADS" \
     --max-connections $((2 * SLOW_CONNECTIONS + 1000)) --max-connections-per-client 0
   wait_until 15 courier_ready
   wait_until 10 http_ok "http://127.0.0.1:$GW_PORT/rule-engine/health"
