@@ -105,8 +105,17 @@ std::error_code parse_command(const Frames& frames, std::size_t offset, Command&
   return {};
 }
 
+// A message of `n` frames after `offset`, or of n + 1 whose last is a STAMPS frame.
+static std::error_code expect_count_stamped(const Frames& frames, std::size_t offset,
+                                            std::size_t n) {
+  if (frames.size() == offset + n + 1) {
+    return frames.back().size() == kStampsFrameSize ? std::error_code{} : FrameError::kBadField;
+  }
+  return expect_count(frames, offset, n);
+}
+
 std::error_code parse_request(const Frames& frames, std::size_t offset, RequestHeader& out) {
-  if (auto ec = expect_count(frames, offset, kRequestFrames)) return ec;
+  if (auto ec = expect_count_stamped(frames, offset, kRequestFrames)) return ec;
   const auto& service = frames[offset + 2];
   const auto& id = frames[offset + 3];
   const auto& deadline = frames[offset + 4];
@@ -119,11 +128,16 @@ std::error_code parse_request(const Frames& frames, std::size_t offset, RequestH
   out.id = read_id(id);
   out.deadline_ms = read_u64(deadline);
   out.flags = *static_cast<const std::uint8_t*>(flags.data());
+  if (frames.size() == offset + kRequestFrames + 1) {
+    out.stamps = read_stamps(frames[offset + kRequestStampsIndex]);
+  } else {
+    out.stamps.reset();
+  }
   return {};
 }
 
 std::error_code parse_reply(const Frames& frames, std::size_t offset, CorrelationId& out) {
-  if (auto ec = expect_count(frames, offset, kReplyFrames)) return ec;
+  if (auto ec = expect_count_stamped(frames, offset, kReplyFrames)) return ec;
   if (frames[offset + 2].size() != kCorrelationIdSize) return FrameError::kBadField;
   out = read_id(frames[offset + 2]);
   return {};
@@ -232,12 +246,15 @@ void add_request(Frames& out, const RequestHeader& header, zmq::message_t envelo
   out.push_back(u64_frame(header.deadline_ms));
   out.emplace_back(&header.flags, 1);
   out.push_back(std::move(envelope));
+  if (header.stamps) out.push_back(stamps_frame(*header.stamps));
 }
 
-void add_reply(Frames& out, const CorrelationId& id, zmq::message_t envelope) {
+void add_reply(Frames& out, const CorrelationId& id, zmq::message_t envelope,
+               const Stamps* stamps) {
   add_header(out, Command::kReply);
   out.push_back(id_frame(id));
   out.push_back(std::move(envelope));
+  if (stamps) out.push_back(stamps_frame(*stamps));
 }
 
 void add_ready(Frames& out, std::string_view service, std::uint32_t capacity,

@@ -13,6 +13,7 @@
 
 #include "common/envelope.hpp"
 #include "common/protocol.hpp"
+#include "common/stamps.hpp"
 
 namespace courier::protocol {
 
@@ -35,6 +36,9 @@ struct RequestHeader {
   CorrelationId id{};
   std::uint64_t deadline_ms = 0;  // Unix epoch milliseconds
   std::uint8_t flags = 0;
+  // The optional STAMPS frame after the envelope (docs/protocol.md, "Stamps"): present or not,
+  // it is carried on as it came, with the stamps of whoever passes it on.
+  std::optional<Stamps> stamps;
 };
 
 struct ReadyHeader {
@@ -55,7 +59,10 @@ struct StreamHeader {
 inline constexpr std::size_t kRequestFrames = 7;  // tag cmd service id deadline flags envelope
 inline constexpr std::size_t kReplyFrames = 4;    // tag cmd id envelope
 inline constexpr std::size_t kEnvelopeIndex = 6;  // within a REQUEST, relative to the tag
-inline constexpr std::size_t kStreamFrames = 6;   // tag cmd id part until payload
+// REQUEST and REPLY may end with one more frame, STAMPS (kStampsFrameSize bytes).
+inline constexpr std::size_t kRequestStampsIndex = 7;
+inline constexpr std::size_t kReplyStampsIndex = 4;
+inline constexpr std::size_t kStreamFrames = 6;  // tag cmd id part until payload
 inline constexpr std::size_t kStreamPayloadIndex = 5;
 inline constexpr std::size_t kCreditFrames = 4;  // tag cmd id bytes
 inline constexpr std::size_t kCancelFrames = 3;  // tag cmd id
@@ -63,7 +70,12 @@ inline constexpr std::size_t kCancelFrames = 3;  // tag cmd id
 // Reads the tag and command at frames[offset], offset+1. offset skips ROUTER identity frames.
 std::error_code parse_command(const Frames& frames, std::size_t offset, Command& out);
 std::error_code parse_request(const Frames& frames, std::size_t offset, RequestHeader& out);
+// A REPLY's STAMPS frame, when it has one, is frames[offset + kReplyStampsIndex]
+// (reply_has_stamps).
 std::error_code parse_reply(const Frames& frames, std::size_t offset, CorrelationId& out);
+inline bool reply_has_stamps(const Frames& frames, std::size_t offset) {
+  return frames.size() == offset + kReplyFrames + 1;
+}
 std::error_code parse_ready(const Frames& frames, std::size_t offset, ReadyHeader& out);
 // STATS from a gateway carries an id; from the broker, an id and a JSON body.
 std::error_code parse_stats(const Frames& frames, std::size_t offset, CorrelationId& out);
@@ -101,8 +113,11 @@ void add_header(Frames& out, Command command);
 // The one builder of REQUEST frames. Its callers pass a header they hold, never one assembled
 // again from guesses: the gateway the one request_header() gave it (and the same fields when it
 // fails over to another broker), the broker the fields it parsed, flags untouched.
+// With header.stamps, a STAMPS frame follows the envelope.
 void add_request(Frames& out, const RequestHeader& header, zmq::message_t envelope);
-void add_reply(Frames& out, const CorrelationId& id, zmq::message_t envelope);
+// With stamps, a STAMPS frame follows the envelope.
+void add_reply(Frames& out, const CorrelationId& id, zmq::message_t envelope,
+               const Stamps* stamps = nullptr);
 void add_ready(Frames& out, std::string_view service, std::uint32_t capacity,
                std::string_view worker_id);
 void add_stream(Frames& out, const StreamHeader& header, zmq::message_t payload);

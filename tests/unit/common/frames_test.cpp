@@ -55,7 +55,10 @@ TEST(Frames, BadTagAndUnknownCommandAreRejected) {
 TEST(Frames, WrongCountsAndFieldSizesAreRejected) {
   RequestHeader h;
   auto f = request_frames();
+  // One frame more can only be STAMPS, of its fixed size; two more are too many.
   f.emplace_back(std::string("extra"));
+  EXPECT_EQ(parse_request(f, 0, h), FrameError::kBadField);
+  f.push_back(stamps_frame(Stamps{}));
   EXPECT_EQ(parse_request(f, 0, h), FrameError::kTooManyFrames);
   f = request_frames();
   f.pop_back();
@@ -69,6 +72,66 @@ TEST(Frames, WrongCountsAndFieldSizesAreRejected) {
   f = request_frames();
   f[4] = zmq::message_t(std::string("1234567"));
   EXPECT_EQ(parse_request(f, 0, h), FrameError::kBadField);
+}
+
+TEST(Frames, StampsRoundTripOnRequestAndReply) {
+  Stamps stamps;
+  for (std::size_t i = 0; i < kStampCount; ++i) stamps.us[i] = 0x0102030405060708ull + i;
+  RequestHeader sent;
+  sent.service = "ai-gm";
+  sent.id.fill(0x11);
+  sent.stamps = stamps;
+  Frames f;
+  add_request(f, sent, zmq::message_t(std::string("envelope")));
+  ASSERT_EQ(f.size(), kRequestFrames + 1);
+  EXPECT_EQ(f[kRequestStampsIndex].size(), kStampsFrameSize);
+  RequestHeader h;
+  ASSERT_FALSE(parse_request(f, 0, h));
+  ASSERT_TRUE(h.stamps.has_value());
+  EXPECT_EQ(*h.stamps, stamps);
+  EXPECT_EQ(view(f[kEnvelopeIndex]), "envelope");
+
+  // The broker's way: one slot written in place, the others untouched.
+  write_stamp(f[kRequestStampsIndex], Stamp::kBrokerIn, 42);
+  ASSERT_FALSE(parse_request(f, 0, h));
+  EXPECT_EQ((*h.stamps)[Stamp::kBrokerIn], 42u);
+  EXPECT_EQ((*h.stamps)[Stamp::kGatewayIn], stamps[Stamp::kGatewayIn]);
+  EXPECT_EQ((*h.stamps)[Stamp::kGatewayOut], stamps[Stamp::kGatewayOut]);
+
+  // Without stamps the header says so, even when the struct it fills had some.
+  ASSERT_FALSE(parse_request(request_frames(), 0, h));
+  EXPECT_FALSE(h.stamps.has_value());
+
+  Frames reply;
+  add_reply(reply, sent.id, zmq::message_t(std::string("r")), &stamps);
+  CorrelationId id{};
+  ASSERT_FALSE(parse_reply(reply, 0, id));
+  EXPECT_EQ(id, sent.id);
+  ASSERT_TRUE(reply_has_stamps(reply, 0));
+  EXPECT_EQ(read_stamps(reply[kReplyStampsIndex]), stamps);
+  Frames plain;
+  add_reply(plain, sent.id, zmq::message_t(std::string("r")));
+  ASSERT_FALSE(parse_reply(plain, 0, id));
+  EXPECT_FALSE(reply_has_stamps(plain, 0));
+}
+
+TEST(Frames, StampsOfAnotherSizeAreRejected) {
+  RequestHeader h;
+  auto f = request_frames();
+  f.emplace_back(std::string(kStampsFrameSize - 1, '\0'));
+  EXPECT_EQ(parse_request(f, 0, h), FrameError::kBadField);
+  f.back() = zmq::message_t(std::string(kStampsFrameSize + 1, '\0'));
+  EXPECT_EQ(parse_request(f, 0, h), FrameError::kBadField);
+  Frames reply;
+  CorrelationId id{};
+  id.fill(1);
+  add_reply(reply, id, zmq::message_t(std::string("r")));
+  reply.emplace_back(std::string("x"));
+  EXPECT_EQ(parse_reply(reply, 0, id), FrameError::kBadField);
+  // write_stamp leaves a frame of another size alone.
+  zmq::message_t odd(std::string("short"));
+  write_stamp(odd, Stamp::kBrokerIn, 7);
+  EXPECT_EQ(view(odd), "short");
 }
 
 TEST(Frames, ReadyValidatesCapacity) {
