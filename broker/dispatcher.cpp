@@ -371,6 +371,7 @@ void Dispatcher::handle_request(const Identity& gateway, std::string_view princi
               "REQUEST with bad fields", now);
     return;
   }
+  if (header.stamps) (*header.stamps)[protocol::Stamp::kBrokerIn] = protocol::unix_us_now();
   const std::string service_name(header.service);
   if (shutting_down_) {
     reply_error(gateway, header.id, static_cast<int>(ErrorKind::kBrokerUnavailable), service_name,
@@ -443,6 +444,7 @@ void Dispatcher::handle_request(const Identity& gateway, std::string_view princi
   request.deadline = deadline;
   request.flags = header.flags;
   request.envelope = own_envelope(std::move(frames[1 + protocol::kEnvelopeIndex]));
+  request.stamps = header.stamps;
   request.enqueued = now.steady;
   requests_.insert(key, std::move(request));
   svc.keys.push_back(std::move(key));
@@ -454,8 +456,9 @@ void Dispatcher::handle_request(const Identity& gateway, std::string_view princi
 bool Dispatcher::send_to_worker(Worker& worker, Request& request) {
   // The header exactly as the gateway sent it: the broker acts on the retry-safe flag (requeue
   // after a worker loss) but never decides it, and the worker checks it against the envelope.
-  const protocol::RequestHeader header{request.service, request.id, request.deadline_ms,
-                                       request.flags};
+  protocol::RequestHeader header{request.service, request.id, request.deadline_ms, request.flags,
+                                 request.stamps};
+  if (header.stamps) (*header.stamps)[protocol::Stamp::kBrokerOut] = protocol::unix_us_now();
   Frames frames;
   frames.reserve(8);
   frames.push_back(identity_frame(worker.id));
@@ -623,6 +626,10 @@ void Dispatcher::handle_reply(Worker& worker, Frames& frames, const Now& now) {
     malformed(Malformed::kShape, "REPLY with bad fields", now, &worker);
     return;
   }
+  if (protocol::reply_has_stamps(frames, 1)) {
+    protocol::write_stamp(frames[1 + protocol::kReplyStampsIndex], protocol::Stamp::kBrokerReplyIn,
+                          protocol::unix_us_now());
+  }
   complete(worker, key_of(id), frames, false, now);
 }
 
@@ -687,6 +694,10 @@ void Dispatcher::complete(Worker& worker, const std::string& key, Frames& frames
     // Nobody waits for it: the gateway forgot the id when it cancelled.
   } else if (gateway_known(done->gateway)) {
     frames[0] = identity_frame(done->gateway);
+    if (protocol::reply_has_stamps(frames, 1)) {
+      protocol::write_stamp(frames[1 + protocol::kReplyStampsIndex],
+                            protocol::Stamp::kBrokerReplyOut, protocol::unix_us_now());
+    }
     if (outbox_.to_gateway(frames)) {
       ++counters_.replies;
       ++svc.counters.replies;

@@ -13,6 +13,7 @@
 #include "broker/now.hpp"
 #include "broker/worker_registry.hpp"
 #include "common/protocol.hpp"
+#include "common/stamps.hpp"
 
 namespace courier::broker {
 
@@ -24,7 +25,10 @@ struct Request {
   std::uint64_t deadline_ms = 0;
   Clock::time_point deadline;
   std::uint8_t flags = 0;
-  zmq::message_t envelope;   // kept for requeue, shared with each dispatch
+  zmq::message_t envelope;  // kept for requeue, shared with each dispatch
+  // The REQUEST's STAMPS, when it came with them: the broker's own slots are written into each
+  // dispatch's copy (a requeued request is stamped again).
+  std::optional<protocol::Stamps> stamps;
   Worker* worker = nullptr;  // null while queued
   Clock::time_point enqueued;
   int dispatches = 0;

@@ -188,6 +188,77 @@ TEST(BrokerSocket, RequestAndReplyTravelThroughRealSockets) {
   EXPECT_FALSE(broker.exited());
 }
 
+TEST(BrokerSocket, StampedRequestAndReplyCarryTheBrokersInstants) {
+  RunningBroker broker;
+  zmq::context_t context;
+  auto worker = dealer(context, broker.backend());
+  auto gateway = dealer(context, broker.frontend());
+  register_worker(worker, 4);
+
+  RequestEnvelope request;
+  request.id = make_id(2);
+  request.service = "echo";
+  request.method = "GET";
+  request.target = "/stamped";
+  protocol::RequestHeader sent;
+  sent.service = "echo";
+  sent.id = request.id;
+  sent.deadline_ms = wall_ms_from_now(10'000ms);
+  sent.flags = protocol::kFlagRetrySafe;
+  protocol::Stamps stamps;
+  const auto before = protocol::unix_us_now();
+  stamps[protocol::Stamp::kGatewayIn] = before - 2;
+  stamps[protocol::Stamp::kGatewaySent] = before - 1;
+  sent.stamps = stamps;
+  Frames frames;
+  protocol::add_request(frames, sent, encode(request));
+  send(gateway, std::move(frames));
+
+  auto at_worker = receive(worker, Command::kRequest);
+  ASSERT_TRUE(at_worker);
+  protocol::RequestHeader header;
+  ASSERT_FALSE(protocol::parse_request(*at_worker, 0, header));
+  ASSERT_TRUE(header.stamps.has_value());
+  auto got = *header.stamps;
+  EXPECT_EQ(got[protocol::Stamp::kGatewayIn], before - 2);  // the gateway's, untouched
+  EXPECT_EQ(got[protocol::Stamp::kGatewaySent], before - 1);
+  EXPECT_GE(got[protocol::Stamp::kBrokerIn], before);
+  EXPECT_GE(got[protocol::Stamp::kBrokerOut], got[protocol::Stamp::kBrokerIn]);
+  EXPECT_EQ(got[protocol::Stamp::kWorkerIn], 0u);  // not the broker's to write
+
+  // The worker adds its own and sends the frame back with the REPLY.
+  got[protocol::Stamp::kWorkerIn] = got[protocol::Stamp::kBrokerOut] + 1;
+  got[protocol::Stamp::kWorkerOut] = got[protocol::Stamp::kBrokerOut] + 2;
+  ReplyEnvelope reply;
+  reply.id = request.id;
+  reply.status = 200;
+  Frames out;
+  protocol::add_reply(out, reply.id, encode(reply), &got);
+  send(worker, std::move(out));
+
+  auto at_gateway = receive(gateway, Command::kReply);
+  ASSERT_TRUE(at_gateway);
+  CorrelationId id{};
+  ASSERT_FALSE(protocol::parse_reply(*at_gateway, 0, id));
+  ASSERT_TRUE(protocol::reply_has_stamps(*at_gateway, 0));
+  const auto back = protocol::read_stamps((*at_gateway)[protocol::kReplyStampsIndex]);
+  for (auto s :
+       {protocol::Stamp::kGatewayIn, protocol::Stamp::kBrokerIn, protocol::Stamp::kBrokerOut,
+        protocol::Stamp::kWorkerIn, protocol::Stamp::kWorkerOut}) {
+    EXPECT_EQ(back[s], got[s]);
+  }
+  EXPECT_GE(back[protocol::Stamp::kBrokerReplyIn], got[protocol::Stamp::kWorkerIn]);
+  EXPECT_GE(back[protocol::Stamp::kBrokerReplyOut], back[protocol::Stamp::kBrokerReplyIn]);
+  EXPECT_EQ(back[protocol::Stamp::kGatewayReplyIn], 0u);
+
+  // An unstamped request stays unstamped: an old worker would refuse the extra frame.
+  send(gateway, request_frames(make_id(3), encode(request)));
+  auto plain = receive(worker, Command::kRequest);
+  ASSERT_TRUE(plain);
+  EXPECT_EQ(plain->size(), protocol::kRequestFrames);
+  EXPECT_FALSE(broker.exited());
+}
+
 // Random frames: random count and sizes, never starting with the protocol tag, plus a few with
 // the right tag and wrong fields, so both the tag check and the field parsers see garbage.
 Frames garbage(std::mt19937& rng, bool front) {
