@@ -268,14 +268,15 @@ void Forwarder::log_transition(const CircuitTransition& t) const {
 }
 
 asio::awaitable<ReplyEnvelope> Forwarder::forward(RequestEnvelope request) {
-  auto reply = co_await forward_impl(std::move(request), nullptr, nullptr);
+  auto reply = co_await forward_impl(std::move(request), nullptr, nullptr, nullptr);
   co_return std::move(*reply);  // without a stream, always a reply
 }
 
 asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward(RequestEnvelope request,
                                                                  ReplyStream& stream,
-                                                                 Cancellation& cancel) {
-  co_return co_await forward_impl(std::move(request), &stream, &cancel);
+                                                                 Cancellation& cancel,
+                                                                 UpstreamMarks* marks) {
+  co_return co_await forward_impl(std::move(request), &stream, &cancel, marks);
 }
 
 void Forwarder::stamp(ReplyEnvelope& reply, const RequestEnvelope& request, std::uint32_t attempts,
@@ -301,13 +302,15 @@ ReplyEnvelope Forwarder::cancelled_reply(const RequestEnvelope& request, std::st
 
 asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward_impl(RequestEnvelope request,
                                                                       ReplyStream* stream,
-                                                                      Cancellation* cancel) {
+                                                                      Cancellation* cancel,
+                                                                      UpstreamMarks* marks) {
   ++stats_.requests;
   const auto started = Clock::now();
   const auto deadline =
       request_deadline(request.deadline_ms, SystemClock::now(), started, service_.timeout);
   Progress progress;
   auto reply = co_await run_attempts(request, deadline, progress, stream, cancel);
+  if (marks) *marks = progress.marks;
   if (!reply) {  // streamed: the HEAD carried the stamped fields
     log_stream(request, progress, started);
     co_return reply;
@@ -396,6 +399,7 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
     auto fetched = co_await pool_.fetch(*upstream_request, attempt_deadline, fetch_options);
     const auto took = std::chrono::duration_cast<microseconds>(Clock::now() - now);
     progress.upstream_time += took;
+    progress.marks = {fetched.sent_us, fetched.head_us};
     ++progress.attempts;
     ++stats_.attempts;
     observe_attempt(fetched, took);

@@ -82,6 +82,13 @@ struct CircuitStatus {
 
 // Forwards requests for one service. Not thread-safe: all calls must come from `executor` (one
 // thread or strand), which also runs the connection pool.
+// When the last attempt's request went out and its response head came back (Unix epoch µs; 0
+// when it never got that far): the worker's STAMPS slots kUpstreamSent and kUpstreamFirstByte.
+struct UpstreamMarks {
+  std::uint64_t sent_us = 0;
+  std::uint64_t head_us = 0;
+};
+
 class Forwarder {
  public:
   Forwarder(asio::any_io_executor executor, const ServiceConfig& service, std::string worker_id,
@@ -94,7 +101,8 @@ class Forwarder {
   // request wherever it is and the reply is 499 CLIENT_CLOSED_REQUEST (ABORT "cancelled" once
   // streaming).
   asio::awaitable<std::optional<ReplyEnvelope>> forward(RequestEnvelope request,
-                                                        ReplyStream& stream, Cancellation& cancel);
+                                                        ReplyStream& stream, Cancellation& cancel,
+                                                        UpstreamMarks* marks = nullptr);
   // Counts and logs a request cancelled before it reached the forwarder (`where` it waited).
   void note_cancelled(const RequestEnvelope& request, std::string_view where);
   // The worker's access record of a request that was decoded (common/access_log): `reply` is
@@ -118,6 +126,7 @@ class Forwarder {
     unsigned stream_status = 0;
     std::uint64_t stream_bytes = 0;
     std::optional<FetchResult::StreamEnd> stream_end;
+    UpstreamMarks marks;  // of the last attempt
   };
 
   // nullopt: streamed.
@@ -127,7 +136,8 @@ class Forwarder {
                                                              Cancellation* cancel);
   asio::awaitable<std::optional<ReplyEnvelope>> forward_impl(RequestEnvelope request,
                                                              ReplyStream* stream,
-                                                             Cancellation* cancel);
+                                                             Cancellation* cancel,
+                                                             UpstreamMarks* marks);
   // The fields the forwarder owns in every reply it makes, the HEAD of a stream included.
   void stamp(ReplyEnvelope& reply, const RequestEnvelope& request, std::uint32_t attempts,
              std::chrono::microseconds upstream_time) const;

@@ -9,6 +9,7 @@
 
 #include "common/envelope.hpp"
 #include "common/http_headers.hpp"
+#include "common/stamps.hpp"
 
 namespace courier::workers {
 
@@ -238,6 +239,7 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
   const std::size_t written =
       co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
   const bool sent = written > 0 || !ec;
+  const std::uint64_t sent_us = ec ? 0 : protocol::unix_us_now();
   if (ec && is_cancelled(options.cancel)) co_return failed(FetchOutcome::kCancelled, ec, sent);
   if (ec == beast::error::timeout) co_return failed(FetchOutcome::kTimeout, ec, sent);
   if (ec) {
@@ -269,6 +271,7 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
                                      asio::redirect_error(asio::use_awaitable, ec));
     got_bytes = got_bytes || parser.got_some();
     if (ec) co_return read_failed(got_bytes);
+    const std::uint64_t head_us = protocol::unix_us_now();
 
     const unsigned status = parser.get().result_int();
     if (status < 100 || status > 599) {
@@ -308,6 +311,8 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
 
     Exchange exchange;
     exchange.result.request_sent = true;
+    exchange.result.sent_us = sent_us;
+    exchange.result.head_us = head_us;
     // HTTP/1.0 keep-alive is rare and fragile; bytes beyond the response mean the framing is off.
     exchange.reusable = parser.keep_alive() && parser.get().version() == 11 && buffer.size() == 0;
     if (buffer.size() == 0) buffer.shrink_to_fit();  // an idle or waiting connection holds none

@@ -53,6 +53,10 @@ struct FetchResult {
     kSendFailed,  // the sink could not send a part (its ABORT is kSendFailedReason)
   } stream_end = StreamEnd::kComplete;
   std::uint64_t streamed_bytes = 0;
+  // Unix epoch µs when the request was written whole and when the response head was read (0:
+  // never got there). For the per-hop stamps.
+  std::uint64_t sent_us = 0;
+  std::uint64_t head_us = 0;
 };
 // The ABORT reason for `end` (and what logs call it).
 const char* to_string(FetchResult::StreamEnd end);

@@ -184,13 +184,15 @@ void Worker::on_message(Link& link, protocol::Frames& frames) {
         note_malformed(link, "dropped: its id is already in flight here");
         return;
       }
+      if (header.stamps) (*header.stamps)[protocol::Stamp::kWorkerIn] = protocol::unix_us_now();
       // Registered before the coroutine starts, so that a CANCEL right behind it finds it.
       auto control = std::make_unique<Control>(*this, link.index, header.id);
       controls_.emplace(key, control.get());
       in_flight_.fetch_add(1);
       asio::co_spawn(io_,
                      run_request(link.index, header.id, header.flags,
-                                 std::move(frames[protocol::kEnvelopeIndex]), std::move(control)),
+                                 std::move(frames[protocol::kEnvelopeIndex]), std::move(control),
+                                 header.stamps),
                      [](std::exception_ptr e) {
                        if (e) {
                          try {
@@ -261,7 +263,8 @@ std::size_t Worker::cancel_requests_of(const Link& link) {
 
 asio::awaitable<void> Worker::run_request(std::size_t link, protocol::CorrelationId id,
                                           std::uint8_t flags, zmq::message_t envelope,
-                                          std::unique_ptr<Control> control) {
+                                          std::unique_ptr<Control> control,
+                                          std::optional<protocol::Stamps> stamps) {
   // Whatever way this ends, the id is forgotten before the coroutine's frame goes.
   struct Forget {
     Worker& worker;
@@ -301,7 +304,13 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
         result = refuse(ErrorKind::kCancelled, "cancelled by the client (queued)");
         forwarder_->log_access(request, *result, started);
       } else {
-        result = co_await forwarder_->forward(std::move(request), control->stream, control->cancel);
+        UpstreamMarks marks;
+        result = co_await forwarder_->forward(std::move(request), control->stream, control->cancel,
+                                              &marks);
+        if (stamps) {
+          (*stamps)[protocol::Stamp::kUpstreamSent] = marks.sent_us;
+          (*stamps)[protocol::Stamp::kUpstreamFirstByte] = marks.head_us;
+        }
       }
     }
   } catch (const std::exception& e) {
@@ -315,7 +324,7 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
     }
   }
   if (holds_slot) release_slot();
-  if (result) reply(link, id, *result);
+  if (result) reply(link, id, *result, stamps);
   in_flight_.fetch_sub(1);
 }
 
@@ -415,11 +424,14 @@ void Worker::release_slot() {
   --running_;
 }
 
-void Worker::reply(std::size_t link, const protocol::CorrelationId& id,
-                   const ReplyEnvelope& reply) {
+void Worker::reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply,
+                   std::optional<protocol::Stamps>& stamps) {
   protocol::Frames frames;
-  frames.reserve(4);
-  protocol::add_reply(frames, id, encode(reply));
+  frames.reserve(protocol::kReplyFrames + 1);
+  auto envelope = encode(reply);
+  // Only to a broker that sent stamps: an older one would refuse the extra frame.
+  if (stamps) (*stamps)[protocol::Stamp::kWorkerOut] = protocol::unix_us_now();
+  protocol::add_reply(frames, id, std::move(envelope), stamps ? &*stamps : nullptr);
   // Through the broker that sent the request: only it knows where the reply goes.
   links_[link]->peer.link().post(std::move(frames));
 }

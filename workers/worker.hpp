@@ -87,10 +87,13 @@ class Worker {
   void send_ready(Link& link);
   std::uint32_t share_for(const Link& link) const;
   // `id` and `flags` from the REQUEST's frames, checked against the envelope before it runs.
+  // `stamps`: the REQUEST's STAMPS (with kWorkerIn written), carried back in the REPLY.
   asio::awaitable<void> run_request(std::size_t link, protocol::CorrelationId id,
                                     std::uint8_t flags, zmq::message_t envelope,
-                                    std::unique_ptr<Control> control);
-  void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply);
+                                    std::unique_ptr<Control> control,
+                                    std::optional<protocol::Stamps> stamps);
+  void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply,
+             std::optional<protocol::Stamps>& stamps);
   // At most worker_concurrency requests run at once. Brokers may together hold a little more
   // credit than that while shares move between them; the excess waits here.
   // False if `cancel` fired while it waited: it holds no slot then.
