@@ -161,6 +161,9 @@ inline constexpr ComponentOption kAuthIssuer{"gateway.auth.issuer", "--auth-issu
 inline constexpr ComponentOption kTrustedProxies{
     "gateway.trusted_proxies", "--trusted-proxies", "COURIER_TRUSTED_PROXIES", "",
     "Peers (IPs or CIDRs, comma-separated) whose Forwarded/X-Forwarded-* headers are kept"};
+inline constexpr ComponentOption kHopStamps =
+    boolean({"gateway.hop_stamps", "--hop-stamps", "COURIER_HOP_STAMPS", "true",
+             "Stamp each request at every hop; per-hop latency in /metrics"});
 // CURVE on the broker link: both or neither.
 inline constexpr ComponentOption kCurveSecretKeyFile{
     "gateway.curve.secret_key_file", "--curve-secret-key-file",
@@ -227,9 +230,9 @@ inline constexpr ComponentOption kCurveWorkerKeys{
 inline constexpr ComponentOption kInsecure =
     boolean({"broker.insecure", "--insecure", "COURIER_BROKER_INSECURE", "false",
              "Allow a non-loopback endpoint without CURVE (anyone who can reach it is trusted)"});
-inline constexpr ComponentOption kAdminListen = host_port(
-    {"broker.admin_listen", "--admin-listen", "COURIER_BROKER_ADMIN_LISTEN", "",
-     "HTTP listen address, HOST:PORT, of /metrics, /healthz and /readyz (empty: off)"});
+inline constexpr ComponentOption kAdminListen =
+    host_port({"broker.admin_listen", "--admin-listen", "COURIER_BROKER_ADMIN_LISTEN", "",
+               "HTTP listen address, HOST:PORT, of /metrics, /healthz and /readyz (empty: off)"});
 }  // namespace broker
 
 namespace worker {
@@ -254,9 +257,9 @@ inline constexpr ComponentOption kCurveSecretKeyFile{
 inline constexpr ComponentOption kCurveBrokerKeyFile{
     "worker.curve.broker_key_file", "--curve-broker-key-file", "COURIER_CURVE_BROKER_KEY_FILE", "",
     "File holding the brokers' CURVE public key (z85)"};
-inline constexpr ComponentOption kAdminListen = host_port(
-    {"worker.admin_listen", "--admin-listen", "COURIER_WORKER_ADMIN_LISTEN", "",
-     "HTTP listen address, HOST:PORT, of /metrics, /healthz and /readyz (empty: off)"});
+inline constexpr ComponentOption kAdminListen =
+    host_port({"worker.admin_listen", "--admin-listen", "COURIER_WORKER_ADMIN_LISTEN", "",
+               "HTTP listen address, HOST:PORT, of /metrics, /healthz and /readyz (empty: off)"});
 }  // namespace worker
 
 // All of the above: a key under gateway., broker., worker. or logging. that is not here stops
@@ -290,6 +293,7 @@ inline constexpr const ComponentOption* kAll[] = {
     &gateway::kAuthAudience,
     &gateway::kAuthIssuer,
     &gateway::kTrustedProxies,
+    &gateway::kHopStamps,
     &gateway::kCurveSecretKeyFile,
     &gateway::kCurveBrokerKeyFile,
     &broker::kFrontend,

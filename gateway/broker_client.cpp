@@ -26,7 +26,7 @@ protocol::CorrelationId id_of(const std::string& key) {
 
 protocol::Frames request_frames(const protocol::RequestHeader& header, zmq::message_t envelope) {
   protocol::Frames frames;
-  frames.reserve(7);
+  frames.reserve(protocol::kRequestFrames + 1);
   protocol::add_request(frames, header, std::move(envelope));
   return frames;
 }
@@ -279,6 +279,10 @@ void BrokerClient::on_message(Link& link, protocol::Frames& frames) {
     } else if (cb) {
       BrokerResult r;
       r.envelope = std::move(frames[3]);
+      if (protocol::reply_has_stamps(frames, 0)) {
+        r.stamps = std::move(frames[protocol::kReplyStampsIndex]);
+        protocol::write_stamp(r.stamps, protocol::Stamp::kGatewayReplyIn, protocol::unix_us_now());
+      }
       cb(std::move(r));
     } else {
       late_replies_.fetch_add(1, std::memory_order_relaxed);
@@ -442,8 +446,10 @@ void BrokerClient::link_lost(Link& link, const std::string& detail) {
       zmq::message_t shared;
       shared.copy(p.envelope);
       // The fields first sent (request_header's, through submit), flag included: the same
-      // request under the same id, not a new decision.
-      const protocol::RequestHeader header{p.service, id_of(it->first), p.deadline_ms, p.flags};
+      // request under the same id, not a new decision. No STAMPS: its first broker's time would
+      // be counted as the gateway's.
+      const protocol::RequestHeader header{p.service, id_of(it->first), p.deadline_ms, p.flags,
+                                           std::nullopt};
       resend.emplace_back(other, request_frames(header, std::move(shared)));
       ++it;
     }

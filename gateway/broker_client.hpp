@@ -51,6 +51,8 @@ struct BrokerResult {
   // worker or broker: untrusted, sanitize before logging).
   zmq::message_t envelope;
   std::optional<ReplyEnvelope> local;  // kReply only: set instead of `envelope` for our own errors
+  // kReply only: its STAMPS frame (kGatewayReplyIn written), when it came with one; else empty.
+  zmq::message_t stamps;
 
   // The request is over with this part: nothing more comes for it.
   bool final() const { return kind != Kind::kHead && kind != Kind::kData; }

@@ -131,6 +131,7 @@ int main(int argc, char** argv) {
     server.body_timeout = flags.seconds(opt::kBodyTimeout, file);
     server.idle_timeout = flags.seconds(opt::kIdleTimeout, file);
     server.auth = load_auth(flags, file);
+    server.hop_stamps = flags.boolean(opt::kHopStamps, file);
     server.trusted_proxies = gateway::TrustedProxies::parse(opt::kTrustedProxies.setting(),
                                                             flags.text(opt::kTrustedProxies, file));
     if (server.auth.enabled()) {

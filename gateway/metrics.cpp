@@ -9,6 +9,7 @@
 
 #include "common/errors.hpp"
 #include "common/status.hpp"
+#include "gateway/hops.hpp"
 
 namespace courier::gateway {
 
@@ -28,6 +29,14 @@ std::vector<double> gateway_latency_buckets(const Settings& settings,
   std::chrono::milliseconds largest{0};
   for (const auto& [name, svc] : settings.services) largest = std::max(largest, svc.timeout);
   return metrics::latency_buckets(largest + slack);
+}
+
+std::vector<double> hop_buckets(const std::vector<double>& latency_buckets) {
+  std::vector<double> out = {0.00001, 0.000025, 0.00005, 0.0001, 0.00025, 0.0005};
+  for (double b : latency_buckets) {
+    if (b > out.back()) out.push_back(b);
+  }
+  return out;
 }
 
 std::string courier_error_code(const HttpResponse& response, const Settings& settings) {
@@ -52,6 +61,7 @@ std::string courier_error_code(const HttpResponse& response, const Settings& set
 
 GatewayMetrics::GatewayMetrics(std::vector<double> latency_buckets)
     : latency_buckets_(std::move(latency_buckets)),
+      hop_buckets_(hop_buckets(latency_buckets_)),
       registry_(std::make_shared<prometheus::Registry>()),
       requests_(prometheus::BuildCounter()
                     .Name("courier_gateway_requests_total")
@@ -81,7 +91,42 @@ GatewayMetrics::GatewayMetrics(std::vector<double> latency_buckets)
                     .Name("courier_gateway_timeouts_total")
                     .Help("Requests answered 504 <SVC>_TIMEOUT (the gateway's deadline, the "
                           "broker's queue or the worker's upstream), by service")
-                    .Register(*registry_)) {}
+                    .Register(*registry_)),
+      hops_(prometheus::BuildHistogram()
+                .Name("courier_gateway_hop_seconds")
+                .Help("Time spent in each hop of a request's round trip (from its reply's "
+                      "STAMPS; docs/protocol.md), by service and hop")
+                .Register(*registry_)),
+      hops_unusable_(prometheus::BuildCounter()
+                         .Name("courier_gateway_hop_stamps_unusable_total")
+                         .Help("Hops not observed because their stamps were missing, out of order "
+                               "or over an hour apart (clocks of different hosts), by service")
+                         .Register(*registry_)) {
+  static_assert(std::tuple_size_v<decltype(HopSeries::hops)> == kHops.size());
+}
+
+void GatewayMetrics::observe_hops(std::string_view service, const protocol::Stamps& stamps) {
+  const auto hops = breakdown(stamps);
+  std::lock_guard lock(hop_mutex_);
+  auto it = hop_series_.find(std::string(service));
+  if (it == hop_series_.end()) {
+    HopSeries series;
+    const std::string svc(service);
+    for (std::size_t i = 0; i < kHops.size(); ++i) {
+      series.hops[i] =
+          &hops_.Add({{"service", svc}, {"hop", std::string(kHops[i].name)}}, hop_buckets_);
+    }
+    series.unusable = &hops_unusable_.Add({{"service", svc}});
+    it = hop_series_.emplace(svc, series).first;
+  }
+  for (std::size_t i = 0; i < kHops.size(); ++i) {
+    if (hops[i]) {
+      it->second.hops[i]->Observe(static_cast<double>(*hops[i]) / 1e6);
+    } else {
+      it->second.unusable->Increment();
+    }
+  }
+}
 
 void GatewayMetrics::observe(std::string_view service, unsigned status, std::string_view code,
                              std::chrono::duration<double> elapsed) {

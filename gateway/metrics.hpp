@@ -8,15 +8,19 @@
 #include <prometheus/histogram.h>
 #include <prometheus/registry.h>
 
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "common/config.hpp"
 #include "common/metrics_text.hpp"
+#include "common/stamps.hpp"
 #include "gateway/broker_client.hpp"
 #include "gateway/request_mapper.hpp"
 
@@ -28,6 +32,9 @@ inline constexpr std::string_view kMetricsContentType = metrics::kContentType;
 // gateway waits that much longer than the request's deadline).
 std::vector<double> gateway_latency_buckets(const Settings& settings,
                                             std::chrono::milliseconds slack);
+// The per-hop buckets: from 10 µs (a hop on loopback takes tens of µs) up to the latency
+// buckets' top (an upstream hop is as long as the upstream).
+std::vector<double> hop_buckets(const std::vector<double>& latency_buckets);
 
 // The Courier error code of a response Courier produced ({"status":"error","code":...} with a
 // code from the catalogue, common/errors.hpp, for one of `settings`' services), or "" for any other
@@ -69,6 +76,10 @@ class GatewayMetrics {
   void cancelled(std::string_view service);
   // A streamed response ended: `outcome` is "complete", "truncated" or "cancelled".
   void stream_finished(std::string_view service, std::string_view outcome);
+  // A reply's STAMPS, all slots written: each hop (gateway/hops.hpp) into
+  // courier_gateway_hop_seconds; a hop that cannot be believed (missing, out of order, too long)
+  // counts in courier_gateway_hop_stamps_unusable_total instead. Thread-safe.
+  void observe_hops(std::string_view service, const protocol::Stamps& stamps);
 
   // The exposition text: courier_build_info and process_*, the recorded metrics, the snapshot,
   // and courier_gateway_broker_up per broker link.
@@ -77,6 +88,7 @@ class GatewayMetrics {
 
  private:
   std::vector<double> latency_buckets_;
+  std::vector<double> hop_buckets_;
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_;
   prometheus::Family<prometheus::Histogram>& duration_;
@@ -84,6 +96,15 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Counter>& cancelled_;
   prometheus::Family<prometheus::Counter>& streams_;
   prometheus::Family<prometheus::Counter>& timeouts_;
+  prometheus::Family<prometheus::Histogram>& hops_;
+  prometheus::Family<prometheus::Counter>& hops_unusable_;
+  // Each service's hop histograms, looked up once: a request observes a dozen of them.
+  struct HopSeries {
+    std::array<prometheus::Histogram*, 12> hops{};
+    prometheus::Counter* unusable = nullptr;
+  };
+  std::mutex hop_mutex_;
+  std::unordered_map<std::string, HopSeries> hop_series_;
 };
 
 }  // namespace courier::gateway

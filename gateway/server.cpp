@@ -30,6 +30,9 @@ struct Server::Exchange {
   std::optional<Admission> admitted;         // decided on the head; a refusal is answered as it is
   std::uint32_t attempts = 0;
   Clock::time_point start;
+  std::uint64_t start_us = 0;  // `start` as Unix epoch µs: the STAMPS slot kGatewayIn
+  // The reply's STAMPS, when it brought them back: observed per hop once the response is out.
+  std::optional<protocol::Stamps> stamps;
   beast::tcp_stream* stream = nullptr;  // the client's connection
   // The response went out already (a stream): the session writes nothing more.
   bool written = false;
@@ -323,6 +326,7 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
     ex.admin = admin;
     ex.client = client;
     ex.start = Clock::now();
+    ex.start_us = protocol::unix_us_now();
     ex.request = parser.release();
     ex.bytes_in = ex.request.body().size();
     ex.admitted = std::move(read.admission);
@@ -442,6 +446,11 @@ asio::awaitable<void> Server::reject(beast::tcp_stream& stream, const Refusal& r
 void Server::record(const Exchange& ex) {
   const auto elapsed = Clock::now() - ex.start;
   const auto status = ex.status();
+  if (ex.stamps && !ex.cancelled) {
+    auto stamps = *ex.stamps;
+    stamps[protocol::Stamp::kGatewayOut] = protocol::unix_us_now();
+    metrics_.observe_hops(ex.service, stamps);
+  }
   if (!ex.own_endpoint) {
     metrics_.observe(ex.service.empty() ? "none" : ex.service, status,
                      ex.cancelled ? std::string() : courier_error_code(ex.response, settings_),
@@ -538,6 +547,11 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   }
   auto frame = encode(mapped.envelope);
   mapped.envelope = {};  // the body now lives in the encoded frame
+  if (options_.hop_stamps) {
+    auto& stamps = mapped.header.stamps.emplace();
+    stamps[protocol::Stamp::kGatewayIn] = ex.start_us;
+    stamps[protocol::Stamp::kGatewaySent] = protocol::unix_us_now();
+  }
   BrokerCall call(broker_, ex.stream->get_executor(), &ex.stream->socket());
   auto outcome = co_await call_broker(call, mapped.header, std::move(frame),
                                       mapped.budget + options_.deadline_slack);
@@ -567,6 +581,9 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
         ex, svc.name,
         "stream aborted before its head: " + sanitize_reason(protocol::view(result.envelope)));
     co_return;
+  }
+  if (result.stamps.size() == protocol::kStampsFrameSize) {
+    ex.stamps = protocol::read_stamps(result.stamps);
   }
   auto answer = response_for(std::move(result), ex.request, svc.name, ex.request_id);
   if (!answer.problem.empty()) {

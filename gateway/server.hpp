@@ -63,6 +63,9 @@ struct ServerOptions {
   // and its reply cross no thread of the gateway's; the server then stops the BrokerClient when
   // it stops. Set it before the BrokerClient is started.
   bool broker_links_on_http_thread = false;
+  // Requests carry STAMPS (common/stamps.hpp); replies that bring them back are broken down per
+  // hop in courier_gateway_hop_seconds.
+  bool hop_stamps = options::gateway::kHopStamps.default_bool();
 };
 
 struct ServerCounters {

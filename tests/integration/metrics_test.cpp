@@ -9,7 +9,9 @@
 #include <fstream>
 #include <iostream>
 #include <iterator>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "tests/integration/topology.hpp"
 #include "tests/support/test_upstream.hpp"
@@ -119,6 +121,85 @@ TEST(Metrics, EveryProcessServesCleanMetricsForWhatItOwns) {
   EXPECT_EQ(w.value("courier_worker_brokers_alive", {{"service", "rule-engine"}}), 1);
   EXPECT_EQ(scrape(worker_admin, "/readyz").status, 200u);
   if (::testing::Test::HasFailure()) std::cerr << topology.logs();
+}
+
+// The hops a request's round trip is made of, as the gateway exports them from the STAMPS its
+// replies carry (gateway/hops.hpp).
+const std::vector<std::string> kHopNames = {"gateway",
+                                            "gateway_to_broker",
+                                            "broker",
+                                            "broker_to_worker",
+                                            "worker_before_upstream",
+                                            "upstream",
+                                            "worker_after_upstream",
+                                            "worker_to_broker",
+                                            "broker_reply",
+                                            "broker_to_gateway",
+                                            "gateway_reply"};
+
+TEST(Metrics, EveryHopOfEveryReplyIsObservedAndTheHopsAddUpToTheRoundTrip) {
+  TestUpstream upstream;
+  upstream.script("/think", {Step::respond(200, "thought").after(40ms)});
+  TopologyOptions options;
+  options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
+  Topology topology(options);
+  ASSERT_TRUE(topology.wait_ready()) << topology.logs();
+
+  constexpr int kRequests = 5;
+  for (int i = 0; i < kRequests; ++i) ASSERT_EQ(topology.get("/rule-engine/think").status, 200u);
+
+  pt::Parsed m;
+  std::string text;
+  const std::map<std::string, std::string> total = {{"service", "rule-engine"}, {"hop", "total"}};
+  EXPECT_TRUE(wait_until(
+      [&] {
+        text = topology.admin("/metrics").body;
+        m = pt::parse(text);
+        return m.value("courier_gateway_hop_seconds_count", total).value_or(0) >= kRequests;
+      },
+      5s, 50ms))
+      << text;
+  ASSERT_EQ(m.error, "") << text;
+  EXPECT_EQ(promtool_problems(text, "hops"), "");
+  EXPECT_EQ(m.value("courier_gateway_hop_seconds_count", total), kRequests);
+  double sum = 0;
+  for (const auto& hop : kHopNames) {
+    const std::map<std::string, std::string> labels = {{"service", "rule-engine"}, {"hop", hop}};
+    EXPECT_EQ(m.value("courier_gateway_hop_seconds_count", labels), kRequests) << hop;
+    sum += m.value("courier_gateway_hop_seconds_sum", labels).value_or(-1);
+  }
+  const double round_trips = m.value("courier_gateway_hop_seconds_sum", total).value_or(0);
+  EXPECT_NEAR(sum, round_trips, 1e-4);
+  // The upstream's 40 ms are in the upstream hop, not in Courier's.
+  const double up =
+      m.value("courier_gateway_hop_seconds_sum", {{"service", "rule-engine"}, {"hop", "upstream"}})
+          .value_or(0);
+  EXPECT_GE(up, kRequests * 0.040);
+  EXPECT_LT(round_trips - up, kRequests * 0.030);
+  EXPECT_EQ(m.value("courier_gateway_hop_stamps_unusable_total", {{"service", "rule-engine"}}), 0);
+  if (::testing::Test::HasFailure()) std::cerr << topology.logs();
+}
+
+TEST(Metrics, WithHopStampsOffNoHopIsExported) {
+  TestUpstream upstream;
+  TopologyOptions options;
+  options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
+  options.gateway_args = {"--hop-stamps", "false"};
+  Topology topology(options);
+  ASSERT_TRUE(topology.wait_ready()) << topology.logs();
+  for (int i = 0; i < 3; ++i) ASSERT_EQ(topology.get("/rule-engine/ok").status, 200u);
+  std::string text;
+  EXPECT_TRUE(wait_until(
+      [&] {
+        text = topology.admin("/metrics").body;
+        return pt::parse(text)
+                   .value("courier_gateway_requests_total",
+                          {{"service", "rule-engine"}, {"status", "200"}})
+                   .value_or(0) >= 3;
+      },
+      5s, 50ms))
+      << text;
+  EXPECT_EQ(text.find("courier_gateway_hop_seconds_count{"), std::string::npos) << text;
 }
 
 TEST(Metrics, AnAdminAddressInUseStopsStartUpNamingTheOption) {
