@@ -23,6 +23,8 @@
 #   PORT_BASE [18400] (uses PORT_BASE+1..+5)  BENCH_OUT [run/bench-load]
 #   TRANSPORT [tcp]: tcp (loopback ports) or ipc (Unix sockets in BENCH_OUT) between the
 #   gateway, the broker and the worker
+#   HOP_STAMPS [true]: the gateway's gateway.hop_stamps; each Courier run prints the mean time
+#   per hop from courier_gateway_hop_seconds (docs/protocol.md, "Stamps"), also in hops.txt
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -107,7 +109,7 @@ esac
 echo "bench: broker transport ${TRANSPORT:-tcp} ($FRONT_EP, $BACK_EP)"
 echo -e "scenario\tcase\ttarget\tround\tload1\trps\tok_rps\tp50_us\tp99_us\tp999_us\tmax_us\tnon2xx\terrors\twindow_rps\trss_idle_kib\trss_load_kib\tinflight\tproxy_cpu_us_per_req\tupstream_cpu_us_per_req" >"$RESULTS"
 THREADS_CPU=$OUT/thread_cpu.txt
-: >"$THREADS_CPU"; : >"$OUT/rss.txt"
+: >"$THREADS_CPU"; : >"$OUT/rss.txt"; : >"$OUT/hops.txt"
 
 # ---------------------------------------------------------------- processes
 declare -A PROC   # name -> pid
@@ -223,6 +225,7 @@ start_courier() {  # start_courier CONNECTIONS
   export RULE_ENGINE_URL=http://127.0.0.1:$UP_PORT AI_GM_URL=http://127.0.0.1:9
   export COURIER_LOG_LEVEL=warn COURIER_ACCESS_LOG=false COURIER_MAX_CONNECTIONS=$((SLOW_CONNECTIONS + 1000))
   export COURIER_MAX_QUEUE=$((2 * SLOW_CONNECTIONS)) COURIER_WORKER_CONCURRENCY=$concurrency
+  export COURIER_HOP_STAMPS=${HOP_STAMPS:-true}
   start broker "$BIN/broker/courier-broker" --frontend "$FRONT_EP" --backend "$BACK_EP" --id bench
   local n
   for ((n=1; n<=WORKERS; n++)); do
@@ -280,6 +283,42 @@ wait_for_idle() {
 
 # ---------------------------------------------------------------- one measurement
 # measure SCENARIO CASE TARGET ROUND URL CONNECTIONS DURATION SCRIPT [ENV=VALUE...]
+# The gateway's per-hop histograms' _sum and _count lines (none with HOP_STAMPS=false).
+hop_snapshot() {
+  curl -fsS -m 2 "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^courier_gateway_hop_seconds_\(sum\|count\)' || true
+}
+# hop_report BEFORE AFTER: the mean of each hop over the requests between two snapshots, in
+# path order, and its share of the round trip ("total").
+hop_report() {
+  awk -v before="$1" -v after="$2" '
+    function load(text, into,   n, lines, i, name, hop, v) {
+      n = split(text, lines, "\n")
+      for (i = 1; i <= n; i++) {
+        if (!match(lines[i], /hop="[a-z_]+"/)) continue
+        hop = substr(lines[i], RSTART + 5, RLENGTH - 6)
+        name = lines[i] ~ /^courier_gateway_hop_seconds_sum/ ? "sum" : "count"
+        v = lines[i]; sub(/.* /, "", v)
+        into[hop SUBSEP name] += v
+      }
+    }
+    BEGIN {
+      load(before, b); load(after, a)
+      split("gateway gateway_to_broker broker broker_to_worker worker_before_upstream upstream worker_after_upstream worker_to_broker broker_reply broker_to_gateway gateway_reply total", hops, " ")
+      n = a["total" SUBSEP "count"] - b["total" SUBSEP "count"]
+      if (n <= 0) { print "no stamped replies"; exit }
+      total = (a["total" SUBSEP "sum"] - b["total" SUBSEP "sum"]) / n * 1e6
+      line = sprintf("%d replies, mean µs:", n)
+      for (i = 1; i <= 12; i++) {
+        h = hops[i]; c = a[h SUBSEP "count"] - b[h SUBSEP "count"]
+        if (c <= 0) { line = line sprintf(" %s -", h); continue }
+        m = (a[h SUBSEP "sum"] - b[h SUBSEP "sum"]) / c * 1e6
+        line = line sprintf(" %s %.0f", h, m)
+        if (h != "total" && total > 0) line = line sprintf(" (%.0f%%)", 100 * m / total)
+      }
+      print line
+    }'
+}
+
 measure() {
   local scenario=$1 cname=$2 target=$3 round=$4 url=$5 conns=$6 dur=$7 script=$8; shift 8
   local load proxy_pids=() timeout=5 out=$LOGS/wrk-$scenario-$cname-$target-$round.txt
@@ -299,6 +338,7 @@ measure() {
   up0=$(cpu_ticks "${PROC[upstream]}")
   local threads0=""; [[ $target == courier ]] && threads0=$(thread_ticks x "${proxy_pids[@]}")
   load=$(loadavg)
+  local hops0=""; [[ $target == courier ]] && hops0=$(hop_snapshot)
 
   env BENCH_LUA_DIR="$LUA_DIR" BENCH_CONNECTIONS="$conns" BENCH_THREADS="$WRK_THREADS" "$@" \
     wrk -t"$WRK_THREADS" -c"$conns" -d"${dur}s" --timeout "${timeout}s" -s "$LUA_DIR/$script" "$url" \
@@ -335,6 +375,12 @@ measure() {
     } >>"$THREADS_CPU"
   fi
 
+  local hops_line=""
+  if [[ $target == courier ]]; then
+    hops_line=$(hop_report "$hops0" "$(hop_snapshot)")
+    echo "scenario $scenario $cname round $round: $hops_line" >>"$OUT/hops.txt"
+  fi
+
   local line; line=$(grep '^RESULT ' "$out" || true)
   if [[ -z $line ]]; then echo "bench: wrk failed, see $out" >&2; cat "$out" >&2; exit 1; fi
   kv() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line "; }
@@ -355,6 +401,8 @@ measure() {
     "$target" "$shown" "$(awk -v x="$(kv p50_us)" 'BEGIN{print x/1000}')" \
     "$(awk -v x="$(kv p99_us)" 'BEGIN{print x/1000}')" "$(awk -v x="$(kv p999_us)" 'BEGIN{print x/1000}')" \
     "$(kv non2xx)" "$errors" "$load"
+  [[ -n $hops_line ]] && echo "             hops: $hops_line"
+  return 0
 }
 
 run_triple() {  # run_triple SCENARIO CASE PATH CONNECTIONS DURATION SCRIPT [ENV...]
@@ -468,4 +516,8 @@ awk -F'\t' -v bound=$((SLOW_CONNECTIONS * 1000 / SLOW_LATENCY_MS)) -v conns="$SL
     }
   }' "$RESULTS"
 echo
+if [[ -s $OUT/hops.txt ]]; then
+  echo "per-hop breakdown of Courier's runs (gateway /metrics, courier_gateway_hop_seconds):"
+  sed 's/^/  /' "$OUT/hops.txt"
+fi
 echo "per-thread CPU of the Courier processes: $THREADS_CPU; VmRSS per process (scenario 2): $OUT/rss.txt"
