@@ -54,11 +54,14 @@ class CheckingOutbox : public Outbox {
   std::set<std::pair<std::string, std::string>> sent;  // (principal or gateway, id)
 
   bool to_gateway(Frames& frames) override {
-    const bool reply = frames.size() == 5 && protocol::view(frames[2]).size() == 1 &&
+    // A REPLY may end with STAMPS (6 frames with the routing id).
+    const bool reply = (frames.size() == 5 || frames.size() == 6) &&
+                       protocol::view(frames[2]).size() == 1 &&
                        protocol::view(frames[2])[0] == static_cast<char>(Command::kReply);
     const bool stream = frames.size() == 7 && protocol::view(frames[2]).size() == 1 &&
                         protocol::view(frames[2])[0] == static_cast<char>(Command::kStream);
-    if ((reply || stream) && protocol::view(frames.back()).rfind(kReplyBody, 0) == 0) {
+    const auto& body = reply ? frames[4] : frames.back();
+    if ((reply || stream) && protocol::view(body).rfind(kReplyBody, 0) == 0) {
       const std::string gateway(protocol::view(frames[0]));
       const std::string id(protocol::view(frames[3]));
       std::string principal;
@@ -76,6 +79,19 @@ class CheckingOutbox : public Outbox {
  private:
   std::uint64_t sends = 0;
 };
+
+// Now and then a STAMPS frame at the end: of its size with any slots, or of another size.
+void add_stamps(Frames& f, Bytes& in) {
+  const std::uint8_t choice = in.next() % 4;
+  if (choice == 1) {
+    std::string slots = in.take(protocol::kStampsFrameSize);
+    slots.resize(protocol::kStampsFrameSize, '\x7f');
+    f.emplace_back(slots.data(), slots.size());
+  } else if (choice == 2) {
+    const std::string odd = in.take(in.next() % 128);
+    f.emplace_back(odd.data(), odd.size());
+  }
+}
 
 std::string status_text(Bytes& in) {
   if (in.next() % 4 == 0) return in.take(in.next());  // raw bytes
@@ -177,6 +193,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
         const std::string flags(1, static_cast<char>(in.next() % 2));
         auto f = frames_of(
             {gateway, tag, c(Command::kRequest), service, id, u64(deadline), flags, "envelope"});
+        add_stamps(f, in);
         out.sent.insert({gateway, id});
         if (*kPrincipals[g]) out.sent.insert({std::string("principal:") + kPrincipals[g], id});
         dispatcher.on_gateway_message(f, now, kPrincipals[g]);
@@ -184,6 +201,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
       }
       case 3: {
         auto f = frames_of({worker, tag, c(Command::kReply), id_bytes(in.next()), kReplyBody});
+        add_stamps(f, in);
         dispatcher.on_worker_message(f, now);
         break;
       }
