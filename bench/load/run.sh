@@ -24,7 +24,8 @@
 #   TRANSPORT [tcp]: tcp (loopback ports) or ipc (Unix sockets in BENCH_OUT) between the
 #   gateway, the broker and the worker
 #   HOP_STAMPS [true]: the gateway's gateway.hop_stamps; each Courier run prints the mean time
-#   per hop from courier_gateway_hop_seconds (docs/protocol.md, "Stamps"), also in hops.txt
+#   per hop from courier_gateway_hop_seconds (docs/protocol.md, "Stamps"), also in hops.txt,
+#   with what one bare libzmq hop costs just before it (bench/zmq_hop_bench, when built)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -283,6 +284,15 @@ wait_for_idle() {
 
 # ---------------------------------------------------------------- one measurement
 # measure SCENARIO CASE TARGET ROUND URL CONNECTIONS DURATION SCRIPT [ENV=VALUE...]
+# What one bare libzmq hop between two idle processes costs right now (bench/zmq_hop_bench.cpp),
+# to read each broker hop of the breakdown against: "mean M µs, p50 P µs" (empty when not built).
+hop_floor() {
+  [[ -x $BIN/bench/zmq_hop_bench ]] || return 0
+  local args=(--round-trips 2000)
+  [[ ${TRANSPORT:-tcp} == ipc ]] && args+=(--ipc "$OUT")
+  "$BIN/bench/zmq_hop_bench" "${args[@]}" 2>/dev/null |
+    sed -n 's/^RESULT hop_mean_us=\([^ ]*\) hop_p50_us=\([^ ]*\).*/mean \1 µs, p50 \2 µs/p' || true
+}
 # The gateway's per-hop histograms' _sum and _count lines (none with HOP_STAMPS=false).
 hop_snapshot() {
   curl -fsS -m 2 "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^courier_gateway_hop_seconds_\(sum\|count\)' || true
@@ -338,7 +348,11 @@ measure() {
   up0=$(cpu_ticks "${PROC[upstream]}")
   local threads0=""; [[ $target == courier ]] && threads0=$(thread_ticks x "${proxy_pids[@]}")
   load=$(loadavg)
-  local hops0=""; [[ $target == courier ]] && hops0=$(hop_snapshot)
+  local hops0="" floor=""
+  if [[ $target == courier ]]; then
+    floor=$(hop_floor)
+    hops0=$(hop_snapshot)
+  fi
 
   env BENCH_LUA_DIR="$LUA_DIR" BENCH_CONNECTIONS="$conns" BENCH_THREADS="$WRK_THREADS" "$@" \
     wrk -t"$WRK_THREADS" -c"$conns" -d"${dur}s" --timeout "${timeout}s" -s "$LUA_DIR/$script" "$url" \
@@ -378,6 +392,7 @@ measure() {
   local hops_line=""
   if [[ $target == courier ]]; then
     hops_line=$(hop_report "$hops0" "$(hop_snapshot)")
+    [[ -n $floor ]] && hops_line+=" | libzmq floor per hop, just before: $floor"
     echo "scenario $scenario $cname round $round: $hops_line" >>"$OUT/hops.txt"
   fi
 
