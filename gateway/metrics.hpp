@@ -32,8 +32,8 @@ inline constexpr std::string_view kMetricsContentType = metrics::kContentType;
 // gateway waits that much longer than the request's deadline).
 std::vector<double> gateway_latency_buckets(const Settings& settings,
                                             std::chrono::milliseconds slack);
-// The per-hop buckets: from 10 µs (a hop on loopback takes tens of µs) up to the latency
-// buckets' top (an upstream hop is as long as the upstream).
+// The per-hop buckets: from 10 µs, finely up to 500 µs (a hop on loopback takes tens to hundreds
+// of µs), then the latency buckets up to their top (an upstream hop is as long as the upstream).
 std::vector<double> hop_buckets(const std::vector<double>& latency_buckets);
 
 // The Courier error code of a response Courier produced ({"status":"error","code":...} with a

@@ -295,34 +295,51 @@ hop_floor() {
 }
 # The gateway's per-hop histograms' _sum and _count lines (none with HOP_STAMPS=false).
 hop_snapshot() {
-  curl -fsS -m 2 "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^courier_gateway_hop_seconds_\(sum\|count\)' || true
+  curl -fsS -m 2 "http://127.0.0.1:$ADMIN_PORT/metrics" | grep '^courier_gateway_hop_seconds_' || true
 }
-# hop_report BEFORE AFTER: the mean of each hop over the requests between two snapshots, in
-# path order, and its share of the round trip ("total").
+# hop_report BEFORE AFTER: over the requests between two snapshots, each hop in path order as
+# "name mean/p50 (share)": its mean and its median (interpolated within the histogram's bucket,
+# so as good as the buckets around it) in µs, and the mean's share of the round trip ("total").
 hop_report() {
   awk -v before="$1" -v after="$2" '
-    function load(text, into,   n, lines, i, name, hop, v) {
+    function load(text, into,   n, lines, i, name, hop, v, le) {
       n = split(text, lines, "\n")
       for (i = 1; i <= n; i++) {
         if (!match(lines[i], /hop="[a-z_]+"/)) continue
         hop = substr(lines[i], RSTART + 5, RLENGTH - 6)
-        name = lines[i] ~ /^courier_gateway_hop_seconds_sum/ ? "sum" : "count"
         v = lines[i]; sub(/.* /, "", v)
-        into[hop SUBSEP name] += v
+        if (lines[i] ~ /^courier_gateway_hop_seconds_sum/) into[hop SUBSEP "sum"] += v
+        else if (lines[i] ~ /^courier_gateway_hop_seconds_count/) into[hop SUBSEP "count"] += v
+        else if (match(lines[i], /le="[^"]+"/)) {
+          le = substr(lines[i], RSTART + 4, RLENGTH - 5)
+          if (le != "+Inf") { into[hop SUBSEP "le" SUBSEP le] += v; les[le + 0] = le }
+        }
       }
+    }
+    function median(h, c,   target, prev_le, prev_n, k, n, le) {
+      target = c / 2; prev_le = 0; prev_n = 0
+      for (k = 1; k <= nles; k++) {
+        le = sorted[k]
+        n = a[h SUBSEP "le" SUBSEP les[le]] - b[h SUBSEP "le" SUBSEP les[le]]
+        if (n >= target) return (prev_le + (le - prev_le) * (target - prev_n) / (n > prev_n ? n - prev_n : 1)) * 1e6
+        prev_le = le; prev_n = n
+      }
+      return -1
     }
     BEGIN {
       load(before, b); load(after, a)
+      nles = 0; for (x in les) sorted[++nles] = x + 0
+      for (p = 2; p <= nles; p++) for (q = p; q > 1 && sorted[q-1] > sorted[q]; q--) { t = sorted[q]; sorted[q] = sorted[q-1]; sorted[q-1] = t }
       split("gateway gateway_to_broker broker broker_to_worker worker_before_upstream upstream worker_after_upstream worker_to_broker broker_reply broker_to_gateway gateway_reply total", hops, " ")
       n = a["total" SUBSEP "count"] - b["total" SUBSEP "count"]
       if (n <= 0) { print "no stamped replies"; exit }
       total = (a["total" SUBSEP "sum"] - b["total" SUBSEP "sum"]) / n * 1e6
-      line = sprintf("%d replies, mean µs:", n)
+      line = sprintf("%d replies, mean/p50 µs:", n)
       for (i = 1; i <= 12; i++) {
         h = hops[i]; c = a[h SUBSEP "count"] - b[h SUBSEP "count"]
         if (c <= 0) { line = line sprintf(" %s -", h); continue }
         m = (a[h SUBSEP "sum"] - b[h SUBSEP "sum"]) / c * 1e6
-        line = line sprintf(" %s %.0f", h, m)
+        line = line sprintf(" %s %.0f/%.0f", h, m, median(h, c))
         if (h != "total" && total > 0) line = line sprintf(" (%.0f%%)", 100 * m / total)
       }
       print line
