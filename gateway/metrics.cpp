@@ -32,8 +32,8 @@ std::vector<double> gateway_latency_buckets(const Settings& settings,
 }
 
 std::vector<double> hop_buckets(const std::vector<double>& latency_buckets) {
-  std::vector<double> out = {0.00001, 0.000025, 0.00005, 0.000075, 0.0001, 0.00015,
-                             0.0002,  0.00025,  0.00035, 0.0005};
+  std::vector<double> out = {0.00001, 0.000025, 0.00005, 0.000075, 0.0001,
+                             0.00015, 0.0002,   0.00025, 0.00035,  0.0005};
   for (double b : latency_buckets) {
     if (b > out.back()) out.push_back(b);
   }
