@@ -105,12 +105,14 @@ std::uint64_t wall_ms_from_now(std::chrono::milliseconds d) {
                                         .count());
 }
 
-Frames request_frames(const CorrelationId& id, zmq::message_t envelope) {
+Frames request_frames(const CorrelationId& id, zmq::message_t envelope,
+                      std::optional<protocol::Stamps> stamps = std::nullopt) {
   protocol::RequestHeader header;
   header.service = "echo";
   header.id = id;
   header.deadline_ms = wall_ms_from_now(10'000ms);
   header.flags = protocol::kFlagRetrySafe;
+  header.stamps = stamps;
   Frames frames;
   protocol::add_request(frames, header, std::move(envelope));
   return frames;
@@ -200,19 +202,11 @@ TEST(BrokerSocket, StampedRequestAndReplyCarryTheBrokersInstants) {
   request.service = "echo";
   request.method = "GET";
   request.target = "/stamped";
-  protocol::RequestHeader sent;
-  sent.service = "echo";
-  sent.id = request.id;
-  sent.deadline_ms = wall_ms_from_now(10'000ms);
-  sent.flags = protocol::kFlagRetrySafe;
   protocol::Stamps stamps;
   const auto before = protocol::unix_us_now();
   stamps[protocol::Stamp::kGatewayIn] = before - 2;
   stamps[protocol::Stamp::kGatewaySent] = before - 1;
-  sent.stamps = stamps;
-  Frames frames;
-  protocol::add_request(frames, sent, encode(request));
-  send(gateway, std::move(frames));
+  send(gateway, request_frames(request.id, encode(request), stamps));
 
   auto at_worker = receive(worker, Command::kRequest);
   ASSERT_TRUE(at_worker);
