@@ -94,6 +94,9 @@ TEST_F(BrokerPeerTest, HeartbeatsGoOutEveryIntervalAndAnyAnswerMakesTheBrokerAli
 
   answer(first->first);
   ASSERT_TRUE(wait_for([&] { return peer_->alive(); }, 2s));
+  // alive() flips on the io thread before the handler runs: wait for the handler, then check it
+  // ran exactly once.
+  ASSERT_TRUE(wait_for([&] { return messages_.load() >= 1; }, 2s));
   EXPECT_EQ(messages_.load(), 1);
   EXPECT_TRUE(peer_->ever_alive());
   // Heartbeats sent before the answer may still be queued (a loaded machine): read past them.
