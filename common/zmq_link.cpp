@@ -12,8 +12,11 @@ namespace courier {
 
 // ZeroMQ's descriptor (ZMQ_FD) only says "something changed", edge-triggered, and any operation on
 // the socket may consume that edge. So: always read until EAGAIN before waiting on it, and after a
-// send check ZMQ_EVENTS and read again if the send made messages visible. The tick re-reads as a
-// safety net.
+// send read again (a posted pump, so that the sends of one event-loop round share one read; none
+// when the send happens inside the pump, which reads until EAGAIN anyway). The monitor socket has
+// its own descriptor and is read when that one signals. The tick re-reads both as a safety net.
+// Every ZMQ_EVENTS query or empty read costs libzmq a poll() and a getpid(), so there are no more
+// of them than that.
 struct ZmqLink::Core : std::enable_shared_from_this<Core> {
   Core(zmq::context_t& context_, asio::io_context& io_, Options options_, Handlers handlers_)
       : context(context_),
@@ -39,6 +42,7 @@ struct ZmqLink::Core : std::enable_shared_from_this<Core> {
   bool socket_waiting = false;
   bool monitor_waiting = false;
   bool pump_posted = false;
+  bool pumping = false;     // inside pump()'s read loop
   protocol::Frames frames;  // receive buffer
   // Shared with other threads.
   std::atomic<bool> started{false};  // start() was called: the io_context will drive the link
@@ -56,8 +60,8 @@ struct ZmqLink::Core : std::enable_shared_from_this<Core> {
   void schedule_pump();
   // libzmq owns the descriptors: stop watching them, never let Asio close them.
   void release_descriptors();
-  // Runs pump() once `fd` is readable, unless a wait on it is already pending.
-  void wait_readable(asio::posix::stream_descriptor& fd, bool& waiting);
+  // Runs `then` (pump or read_monitor) once `fd` is readable, unless a wait on it is pending.
+  void wait_readable(asio::posix::stream_descriptor& fd, bool& waiting, void (Core::*then)());
   void read_monitor();
   void drain_queue();
   bool send_now(protocol::Frames& frames);
@@ -118,12 +122,17 @@ void ZmqLink::Core::release_descriptors() {
 void ZmqLink::Core::begin() {
   if (closed.load()) return;
   arm_ticker();
+  if (monitor) read_monitor();
   pump();
 }
 
 void ZmqLink::Core::pump() {
   if (closed.load() || !socket) return;  // no socket: a reopen is pending
-  if (monitor) read_monitor();
+  pumping = true;
+  struct Done {
+    bool& flag;
+    ~Done() { flag = false; }
+  } done{pumping};
   // Bounded batches keep sends, timers and other work flowing under a flood of messages.
   for (int i = 0; i < 1024; ++i) {
     frames.clear();
@@ -137,12 +146,13 @@ void ZmqLink::Core::pump() {
         close();  // the context is shutting down: nothing will work on this socket again
         return;
       }
-      wait_readable(socket_fd, socket_waiting);  // not in a loop: try again when the socket signals
+      // Not in a loop: try again when the socket signals.
+      wait_readable(socket_fd, socket_waiting, &Core::pump);
       return;
     }
     if (!got) {
-      wait_readable(socket_fd,
-                    socket_waiting);  // nothing left: only now is waiting on the descriptor safe
+      // Nothing left: only now is waiting on the descriptor safe.
+      wait_readable(socket_fd, socket_waiting, &Core::pump);
       return;
     }
     handlers.on_message(frames);
@@ -160,18 +170,20 @@ void ZmqLink::Core::schedule_pump() {
   });
 }
 
-void ZmqLink::Core::wait_readable(asio::posix::stream_descriptor& fd, bool& waiting) {
+void ZmqLink::Core::wait_readable(asio::posix::stream_descriptor& fd, bool& waiting,
+                                  void (Core::*then)()) {
   if (waiting) return;
   waiting = true;
   fd.async_wait(asio::posix::stream_descriptor::wait_read,
-                [self = shared_from_this(), &waiting, gen = generation](const auto& ec) {
+                [self = shared_from_this(), &waiting, then, gen = generation](const auto& ec) {
                   if (gen != self->generation) return;  // an older socket's: `waiting` was reset
                   waiting = false;
-                  if (!ec) self->pump();
+                  if (!ec) ((*self).*then)();
                 });
 }
 
 void ZmqLink::Core::read_monitor() {
+  if (closed.load() || !monitor) return;
   protocol::Frames event;
   for (;;) {
     event.clear();
@@ -191,7 +203,7 @@ void ZmqLink::Core::read_monitor() {
     handlers.on_connection_event(id);
     if (closed.load()) return;
   }
-  wait_readable(monitor_fd, monitor_waiting);
+  wait_readable(monitor_fd, monitor_waiting, &Core::read_monitor);
 }
 
 bool ZmqLink::Core::send_now(protocol::Frames& message) {
@@ -199,8 +211,9 @@ bool ZmqLink::Core::send_now(protocol::Frames& message) {
   if (!closed.load() && socket) {
     try {
       sent = zmq::send_multipart(socket, message, zmq::send_flags::dontwait).has_value();
-      // The send may have consumed the edge that announced incoming messages.
-      if (socket.get(zmq::sockopt::events) & ZMQ_POLLIN) schedule_pump();
+      // The send may have consumed the edge that announced incoming messages: read again, once
+      // for all the sends of this round (a pump in progress reads until EAGAIN anyway).
+      if (!pumping) schedule_pump();
     } catch (const zmq::error_t& e) {
       spdlog::warn("broker link: send failed: {}", e.what());
     }
@@ -229,6 +242,7 @@ void ZmqLink::Core::arm_ticker() {
     if (self->reopen_pending) self->reopen();
     if (self->handlers.on_tick) self->handlers.on_tick(Clock::now());
     if (self->closed.load()) return;  // the owner stopped the link from its tick
+    self->read_monitor();
     self->pump();
     self->arm_ticker();
   });
@@ -310,6 +324,7 @@ void ZmqLink::Core::reopen() {
     reopen_pending = true;
     return;
   }
+  read_monitor();
   pump();
 }
 
