@@ -57,6 +57,8 @@ bool is_timeout(const std::error_code& ec) {
   return ec == std::error_code(beast::error_code(beast::error::timeout));
 }
 
+}  // namespace
+
 // Holds one request's place in the service's retry budget, and its retry while one is in flight.
 class BudgetLease {
  public:
@@ -78,8 +80,6 @@ class BudgetLease {
   RetryBudget& budget_;
   bool holds_retry_ = false;
 };
-
-}  // namespace
 
 struct Forwarder::Attempt {
   AttemptOutcome outcome = AttemptOutcome::kSuccess;
@@ -268,15 +268,17 @@ void Forwarder::log_transition(const CircuitTransition& t) const {
 }
 
 asio::awaitable<ReplyEnvelope> Forwarder::forward(RequestEnvelope request) {
-  auto reply = co_await forward_impl(std::move(request), nullptr, nullptr, nullptr);
+  auto reply = co_await run_attempts(request, nullptr, nullptr, nullptr);
   co_return std::move(*reply);  // without a stream, always a reply
 }
 
-asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward(RequestEnvelope request,
+// Not a coroutine: the caller awaits run_attempts' frame directly, so a request waiting on its
+// upstream holds one frame of the forwarder's, not three.
+asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward(const RequestEnvelope& request,
                                                                  ReplyStream& stream,
                                                                  Cancellation& cancel,
                                                                  UpstreamMarks* marks) {
-  co_return co_await forward_impl(std::move(request), &stream, &cancel, marks);
+  return run_attempts(request, &stream, &cancel, marks);
 }
 
 void Forwarder::stamp(ReplyEnvelope& reply, const RequestEnvelope& request, std::uint32_t attempts,
@@ -300,43 +302,58 @@ ReplyEnvelope Forwarder::cancelled_reply(const RequestEnvelope& request, std::st
                           "cancelled by the client (" + std::string(where) + ")");
 }
 
-asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward_impl(RequestEnvelope request,
-                                                                      ReplyStream* stream,
-                                                                      Cancellation* cancel,
-                                                                      UpstreamMarks* marks) {
-  ++stats_.requests;
-  const auto started = Clock::now();
-  const auto deadline =
-      request_deadline(request.deadline_ms, SystemClock::now(), started, service_.timeout);
-  Progress progress;
-  auto reply = co_await run_attempts(request, deadline, progress, stream, cancel);
+std::optional<ReplyEnvelope> Forwarder::finish(const RequestEnvelope& request,
+                                               std::optional<ReplyEnvelope> reply,
+                                               const Progress& progress, TimePoint started,
+                                               UpstreamMarks* marks) {
   if (marks) *marks = progress.marks;
   if (!reply) {  // streamed: the HEAD carried the stamped fields
     log_stream(request, progress, started);
-    co_return reply;
+    return reply;
   }
   if (reply->error) ++stats_.error_replies;
   // The forwarder owns every field of the reply it returns, stamped here and nowhere else: what
   // it measured (attempts, upstream time) and whose reply it is (id, worker id).
   stamp(*reply, request, progress.attempts, progress.upstream_time);
   log_access(request, *reply, started);
-  co_return reply;
+  return reply;
 }
 
-asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
-    const RequestEnvelope& request, TimePoint deadline, Progress& progress, ReplyStream* stream,
-    Cancellation* cancel) {
-  const auto upstream_request = build_upstream_request(request, service_);
-  if (!upstream_request) {
-    co_return make_error_reply(ErrorKind::kBadRequest, service_.name,
-                               "method, target or a header cannot be forwarded");
+namespace {
+// Every permit goes back to the breaker, even if the attempt ends in an exception (a probe that
+// never reports would hold the half-open circuit for good).
+struct PermitReturn {
+  CircuitBreaker& breaker;
+  CircuitBreaker::Permit permit;
+  bool done = false;
+  void operator()(bool failed) {
+    if (!done) breaker.record(permit, failed, Clock::now());
+    done = true;
   }
+  ~PermitReturn() { (*this)(true); }
+};
+}  // namespace
+
+// g++ gives every local and temporary of a coroutine its own slot in the frame, and a request
+// holds that frame for as long as it waits on its upstream. So run_attempts keeps only what lives
+// across a wait (the request sent, the last attempt, the reply once decided), and the steps
+// between its waits are the plain functions below.
+asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
+    const RequestEnvelope& request, ReplyStream* stream, Cancellation* cancel,
+    UpstreamMarks* marks) {
+  ++stats_.requests;
+  const auto started = Clock::now();
+  const auto deadline =
+      request_deadline(request.deadline_ms, SystemClock::now(), started, service_.timeout);
+  Progress progress;
+  const auto upstream_request = build_upstream_request(request, service_);
+  // The reply once decided; stays empty when the response was streamed.
+  std::optional<ReplyEnvelope> out = refuse_early(request, upstream_request.has_value(), cancel);
+  if (out) co_return finish(request, std::move(out), progress, started, marks);
   BudgetLease lease(budget_);
   // Decided from the request it sends, not from the frame's flag (which the worker checked
   // against the request before it got here): the same function the gateway's flag comes from.
   const bool retry_safe = is_retry_safe(request.method, request.headers);
-  const bool is_cancelled_now = cancel && cancel->cancelled();
-  if (is_cancelled_now) co_return cancelled_reply(request, "queued");
 
   // Set per attempt below: the HEAD carries that attempt's number and the time to its head.
   TimePoint attempt_start{};
@@ -363,111 +380,130 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
   std::optional<Attempt> last;
   for (;;) {
     const auto now = Clock::now();
-    if (now >= deadline) {
-      if (last) co_return final_reply(std::move(*last), deadline);
-      co_return make_error_reply(ErrorKind::kTimeout, service_.name,
-                                 "deadline passed before the request was sent");
-    }
-    const auto permit = breaker_.allow(now);
+    std::optional<CircuitBreaker::Permit> permit;
+    if (now < deadline) permit = breaker_.allow(now);
     if (!permit) {
-      ++stats_.circuit_rejections;
-      if (last) co_return final_reply(std::move(*last), deadline);
-      auto reply = make_error_reply(ErrorKind::kUnavailable, service_.name, "circuit open");
-      const auto wait = std::chrono::ceil<std::chrono::seconds>(breaker_.retry_in(now));
-      reply.headers.push_back(
-          {"Retry-After", std::to_string(std::max<long long>(wait.count(), 1))});
-      co_return reply;
+      out = no_attempt(now, deadline, last);
+      break;
     }
-    // Every permit goes back to the breaker, even if the attempt ends in an exception (a probe
-    // that never reports would hold the half-open circuit for good).
-    struct PermitReturn {
-      CircuitBreaker& breaker;
-      CircuitBreaker::Permit permit;
-      bool done = false;
-      void operator()(bool failed) {
-        if (!done) breaker.record(permit, failed, Clock::now());
-        done = true;
-      }
-      ~PermitReturn() { (*this)(true); }
-    } give_back{breaker_, *permit};
-
+    PermitReturn give_back{breaker_, *permit};
     const auto attempt_deadline = std::min(now + service_.timeout, deadline);
     // A client that asks for a short deadline (X-Request-Timeout) must not be able to open the
     // circuit for everyone: its timeouts count only if the attempt had half the service timeout.
     const bool short_budget = (attempt_deadline - now) * 2 < service_.timeout;
     attempt_start = now;
-    auto fetched = co_await pool_.fetch(*upstream_request, attempt_deadline, fetch_options);
-    const auto took = std::chrono::duration_cast<microseconds>(Clock::now() - now);
-    progress.upstream_time += took;
-    progress.marks = {fetched.sent_us, fetched.head_us};
-    ++progress.attempts;
-    ++stats_.attempts;
-    observe_attempt(fetched, took);
-    lease.end_retry();
-
-    if (fetched.outcome == FetchOutcome::kCancelled) {
-      // Says nothing about the upstream: the client left.
-      give_back(false);
-      co_return cancelled_reply(request, "upstream");
-    }
-    if (fetched.streamed) {
-      // Whatever happened after the head, never again: the client may be reading it already.
-      using StreamEnd = FetchResult::StreamEnd;
-      ++stats_.streams;
-      const auto end = fetched.stream_end;
-      if (end != StreamEnd::kComplete) {
-        ++stats_.stream_aborts;
-        ++stats_.stream_aborts_by_reason[stream_end_label(end)];
-      }
-      const bool failed =
-          end == StreamEnd::kUpstreamFailed || end == StreamEnd::kIdleTimeout ||
-          counts_as_upstream_failure(fetched, service_.circuit_failure_statuses, short_budget);
-      stats_.circuit_failures += failed;
-      give_back(failed);
-      // Its access record (log_stream) tells how it ended.
-      if (end == StreamEnd::kCancelled) note_cancelled(request, "streaming");
-      progress.stream_status = fetched.response.result_int();
-      progress.stream_bytes = fetched.streamed_bytes;
-      progress.stream_end = end;
-      co_return std::nullopt;
-    }
-
-    Attempt attempt = classify(std::move(fetched), SystemClock::now());
-    const bool failed =
-        counts_as_upstream_failure(attempt.fetch, service_.circuit_failure_statuses, short_budget);
-    stats_.circuit_failures += failed;
-    give_back(failed);
-    const int attempts = static_cast<int>(progress.attempts);
-    log_attempt(request, attempt, attempts, took);
-
-    const auto decision =
-        decide_retry(policy_, {attempt.outcome, attempts, retry_safe, attempt.retry_after},
-                     Clock::now(), deadline, rng_);
-    if (!decision.retry) {
-      if (attempt.fetch.outcome == FetchOutcome::kResetBeforeResponse &&
-          attempt.fetch.request_sent && !retry_safe) {
-        ++stats_.lost_after_sending;
-        spdlog::warn(
-            "upstream connection lost after sending request_id={} service={} method={}: not "
-            "retry-safe, not sent again",
-            request.request_id, service_.name, request.method);
-      }
-      co_return final_reply(std::move(attempt), deadline);
-    }
-    if (!lease.begin_retry()) {
-      ++stats_.budget_rejections;
-      co_return final_reply(std::move(attempt), deadline);
-    }
-    ++stats_.retries;
-    asio::steady_timer backoff(executor_, decision.wait);
+    const auto next = after_fetch(
+        request, co_await pool_.fetch(*upstream_request, attempt_deadline, fetch_options),
+        std::chrono::duration_cast<microseconds>(Clock::now() - now),
+        {retry_safe, short_budget, deadline}, progress, lease, last, out);
+    give_back(next.failed);
+    if (!next.retry) break;  // `out` holds the reply, or the response was streamed
+    asio::steady_timer backoff(executor_, next.wait);
     {
       Cancellation::Scope scope(cancel, [&] { backoff.cancel(); });
       beast::error_code ec;
       co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
     }
-    if (cancel && cancel->cancelled()) co_return cancelled_reply(request, "backoff");
-    last = std::move(attempt);
+    if (cancel && cancel->cancelled()) {
+      out = cancelled_reply(request, "backoff");
+      break;
+    }
   }
+  co_return finish(request, std::move(out), progress, started, marks);
+}
+
+std::optional<ReplyEnvelope> Forwarder::refuse_early(const RequestEnvelope& request,
+                                                     bool can_forward, Cancellation* cancel) {
+  if (!can_forward) {
+    return make_error_reply(ErrorKind::kBadRequest, service_.name,
+                            "method, target or a header cannot be forwarded");
+  }
+  if (cancel && cancel->cancelled()) return cancelled_reply(request, "queued");
+  return std::nullopt;
+}
+
+ReplyEnvelope Forwarder::no_attempt(TimePoint now, TimePoint deadline,
+                                    std::optional<Attempt>& last) {
+  if (now >= deadline) {
+    if (last) return final_reply(std::move(*last), deadline);
+    return make_error_reply(ErrorKind::kTimeout, service_.name,
+                            "deadline passed before the request was sent");
+  }
+  ++stats_.circuit_rejections;
+  if (last) return final_reply(std::move(*last), deadline);
+  auto reply = make_error_reply(ErrorKind::kUnavailable, service_.name, "circuit open");
+  const auto wait = std::chrono::ceil<std::chrono::seconds>(breaker_.retry_in(now));
+  reply.headers.push_back({"Retry-After", std::to_string(std::max<long long>(wait.count(), 1))});
+  return reply;
+}
+
+Forwarder::Next Forwarder::after_fetch(const RequestEnvelope& request, FetchResult fetched,
+                                       microseconds took, AttemptTerms terms, Progress& progress,
+                                       BudgetLease& lease, std::optional<Attempt>& last,
+                                       std::optional<ReplyEnvelope>& out) {
+  progress.upstream_time += took;
+  progress.marks = {fetched.sent_us, fetched.head_us};
+  ++progress.attempts;
+  ++stats_.attempts;
+  observe_attempt(fetched, took);
+  lease.end_retry();
+
+  if (fetched.outcome == FetchOutcome::kCancelled) {
+    // Says nothing about the upstream: the client left.
+    out = cancelled_reply(request, "upstream");
+    return {};
+  }
+  if (fetched.streamed) {
+    // Whatever happened after the head, never again: the client may be reading it already.
+    using StreamEnd = FetchResult::StreamEnd;
+    ++stats_.streams;
+    const auto end = fetched.stream_end;
+    if (end != StreamEnd::kComplete) {
+      ++stats_.stream_aborts;
+      ++stats_.stream_aborts_by_reason[stream_end_label(end)];
+    }
+    const bool failed =
+        end == StreamEnd::kUpstreamFailed || end == StreamEnd::kIdleTimeout ||
+        counts_as_upstream_failure(fetched, service_.circuit_failure_statuses, terms.short_budget);
+    stats_.circuit_failures += failed;
+    // Its access record (log_stream) tells how it ended.
+    if (end == StreamEnd::kCancelled) note_cancelled(request, "streaming");
+    progress.stream_status = fetched.response.result_int();
+    progress.stream_bytes = fetched.streamed_bytes;
+    progress.stream_end = end;
+    return {.failed = failed};
+  }
+
+  Attempt attempt = classify(std::move(fetched), SystemClock::now());
+  const bool failed = counts_as_upstream_failure(attempt.fetch, service_.circuit_failure_statuses,
+                                                 terms.short_budget);
+  stats_.circuit_failures += failed;
+  const int attempts = static_cast<int>(progress.attempts);
+  log_attempt(request, attempt, attempts, took);
+
+  const auto decision =
+      decide_retry(policy_, {attempt.outcome, attempts, terms.retry_safe, attempt.retry_after},
+                   Clock::now(), terms.deadline, rng_);
+  if (!decision.retry) {
+    if (attempt.fetch.outcome == FetchOutcome::kResetBeforeResponse && attempt.fetch.request_sent &&
+        !terms.retry_safe) {
+      ++stats_.lost_after_sending;
+      spdlog::warn(
+          "upstream connection lost after sending request_id={} service={} method={}: not "
+          "retry-safe, not sent again",
+          request.request_id, service_.name, request.method);
+    }
+    out = final_reply(std::move(attempt), terms.deadline);
+    return {.failed = failed};
+  }
+  if (!lease.begin_retry()) {
+    ++stats_.budget_rejections;
+    out = final_reply(std::move(attempt), terms.deadline);
+    return {.failed = failed};
+  }
+  ++stats_.retries;
+  last = std::move(attempt);
+  return {.failed = failed, .retry = true, .wait = decision.wait};
 }
 
 Forwarder::Attempt Forwarder::classify(FetchResult result, SystemClock::time_point now) const {

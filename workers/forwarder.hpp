@@ -89,6 +89,9 @@ struct UpstreamMarks {
   std::uint64_t head_us = 0;
 };
 
+// Holds one request's place in the service's retry budget (forwarder.cpp).
+class BudgetLease;
+
 class Forwarder {
  public:
   Forwarder(asio::any_io_executor executor, const ServiceConfig& service, std::string worker_id,
@@ -100,9 +103,13 @@ class Forwarder {
   // and then END or ABORT went there. Otherwise the reply to send, as above. A `cancel` stops the
   // request wherever it is and the reply is 499 CLIENT_CLOSED_REQUEST (ABORT "cancelled" once
   // streaming).
-  asio::awaitable<std::optional<ReplyEnvelope>> forward(RequestEnvelope request,
+  // `request` must outlive the returned awaitable (the caller awaits it at once).
+  asio::awaitable<std::optional<ReplyEnvelope>> forward(const RequestEnvelope& request,
                                                         ReplyStream& stream, Cancellation& cancel,
                                                         UpstreamMarks* marks = nullptr);
+  asio::awaitable<std::optional<ReplyEnvelope>> forward(RequestEnvelope&& request,
+                                                        ReplyStream& stream, Cancellation& cancel,
+                                                        UpstreamMarks* marks = nullptr) = delete;
   // Counts and logs a request cancelled before it reached the forwarder (`where` it waited).
   void note_cancelled(const RequestEnvelope& request, std::string_view where);
   // The worker's access record of a request that was decoded (common/access_log): `reply` is
@@ -129,15 +136,39 @@ class Forwarder {
     UpstreamMarks marks;  // of the last attempt
   };
 
-  // nullopt: streamed.
+  // The whole forward, retries included, in one coroutine frame (what a request waiting on its
+  // upstream holds here); nullopt: streamed. `stream` and `cancel` may be null.
   asio::awaitable<std::optional<ReplyEnvelope>> run_attempts(const RequestEnvelope& request,
-                                                             TimePoint deadline, Progress& progress,
-                                                             ReplyStream* stream,
-                                                             Cancellation* cancel);
-  asio::awaitable<std::optional<ReplyEnvelope>> forward_impl(RequestEnvelope request,
                                                              ReplyStream* stream,
                                                              Cancellation* cancel,
                                                              UpstreamMarks* marks);
+  // The steps of run_attempts between its waits (see there why they are functions of their own).
+  // What one attempt may do, fixed for the request.
+  struct AttemptTerms {
+    bool retry_safe = false;
+    bool short_budget = false;
+    TimePoint deadline{};
+  };
+  // After an attempt: whether it counts against the circuit, and whether to try again after
+  // `wait` (the attempt is then `last`); otherwise `out` holds the reply, or it streamed.
+  struct Next {
+    bool failed = false;
+    bool retry = false;
+    std::chrono::milliseconds wait{0};
+  };
+  // A request refused before any attempt (it cannot be forwarded, or it was cancelled).
+  std::optional<ReplyEnvelope> refuse_early(const RequestEnvelope& request, bool can_forward,
+                                            Cancellation* cancel);
+  // No attempt can start (deadline passed, circuit open): the reply.
+  ReplyEnvelope no_attempt(TimePoint now, TimePoint deadline, std::optional<Attempt>& last);
+  Next after_fetch(const RequestEnvelope& request, FetchResult fetched,
+                   std::chrono::microseconds took, AttemptTerms terms, Progress& progress,
+                   BudgetLease& lease, std::optional<Attempt>& last,
+                   std::optional<ReplyEnvelope>& out);
+  // Every reply run_attempts returns passes here: counted, stamped, logged.
+  std::optional<ReplyEnvelope> finish(const RequestEnvelope& request,
+                                      std::optional<ReplyEnvelope> reply, const Progress& progress,
+                                      TimePoint started, UpstreamMarks* marks);
   // The fields the forwarder owns in every reply it makes, the HEAD of a stream included.
   void stamp(ReplyEnvelope& reply, const RequestEnvelope& request, std::uint32_t attempts,
              std::chrono::microseconds upstream_time) const;

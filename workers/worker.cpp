@@ -305,8 +305,7 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
         forwarder_->log_access(request, *result, started);
       } else {
         UpstreamMarks marks;
-        result = co_await forwarder_->forward(std::move(request), control->stream, control->cancel,
-                                              &marks);
+        result = co_await forwarder_->forward(request, control->stream, control->cancel, &marks);
         if (stamps) {
           (*stamps)[protocol::Stamp::kUpstreamSent] = marks.sent_us;
           (*stamps)[protocol::Stamp::kUpstreamFirstByte] = marks.head_us;

@@ -230,7 +230,7 @@ class StreamingTest : public ::testing::Test {
   // Runs forward() with `stream` and `cancel_`; nullopt inside: it streamed.
   std::optional<ReplyEnvelope> forward(Forwarder& forwarder, RecordingStream& stream,
                                        RequestEnvelope request = get()) {
-    auto result = testing::run_for(ioc_, forwarder.forward(std::move(request), stream, cancel_));
+    auto result = testing::run_for(ioc_, forwarder.forward(request, stream, cancel_));
     EXPECT_TRUE(result.has_value()) << "forward did not complete";
     return result.value_or(std::nullopt);
   }
