@@ -519,14 +519,31 @@ AdminState Server::admin_state() const {
   return state;
 }
 
+// A request waiting on its broker holds this coroutine's frame, and g++ gives every local and
+// temporary of a coroutine a slot in it: so only what lives across the wait is here, and the
+// steps before and after it are the plain functions prepare() and settle().
 asio::awaitable<void> Server::forward(Exchange& ex) {
+  auto out = prepare(ex);
+  if (!out.service) co_return;  // refused: `ex` holds the answer
+  BrokerCall call(broker_, ex.stream->get_executor(), &ex.stream->socket());
+  auto outcome = co_await call_broker(call, out.header, std::move(out.frame),
+                                      out.budget + options_.deadline_slack);
+  if (outcome.wake == BrokerCall::Wake::kPart &&
+      outcome.result->kind == BrokerResult::Kind::kHead) {
+    co_await relay(ex, call, *out.service, std::move(*outcome.result));
+    co_return;
+  }
+  settle(ex, call, *out.service, out.budget, std::move(outcome));
+}
+
+Server::Outbound Server::prepare(Exchange& ex) {
   auto admission = ex.admitted
                        ? std::move(*ex.admitted)
                        : admit(ex.request, auth_, settings_, std::chrono::system_clock::now());
   ex.subject = std::move(admission.subject);
   if (admission.refusal) {
     ex.fail(refusal_response(*admission.refusal, &ex.request, auth_), admission.refusal->kind, "");
-    co_return;
+    return {};
   }
   const auto& svc = *admission.service;
   ex.service = svc.name;
@@ -543,36 +560,33 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   ex.trace_id = mapped.trace_id;
   if (mapped.error) {
     ex.fail(std::move(*mapped.error), ErrorKind::kBadRequest, svc.name);
-    co_return;
+    return {};
   }
-  auto frame = encode(mapped.envelope);
-  mapped.envelope = {};  // the body now lives in the encoded frame
+  Outbound out{&svc, mapped.header, encode(mapped.envelope), mapped.budget};
   if (options_.hop_stamps) {
-    auto& stamps = mapped.header.stamps.emplace();
+    auto& stamps = out.header.stamps.emplace();
     stamps[protocol::Stamp::kGatewayIn] = ex.start_us;
     stamps[protocol::Stamp::kGatewaySent] = protocol::unix_us_now();
   }
-  BrokerCall call(broker_, ex.stream->get_executor(), &ex.stream->socket());
-  auto outcome = co_await call_broker(call, mapped.header, std::move(frame),
-                                      mapped.budget + options_.deadline_slack);
+  return out;
+}
+
+void Server::settle(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
+                    std::chrono::milliseconds budget, CallOutcome outcome) {
   if (outcome.wake == BrokerCall::Wake::kClientGone) {
     ex.cancelled = true;
-    co_return;
+    return;
   }
   if (outcome.wake == BrokerCall::Wake::kTimeout) {
     call.stop_watch();
     counters_.timeouts.fetch_add(1);
     ex.fail(error_response(static_cast<int>(ErrorKind::kTimeout), svc.name,
-                           "no reply within " + std::to_string(mapped.budget.count()) + " ms",
-                           &ex.request, ex.request_id),
+                           "no reply within " + std::to_string(budget.count()) + " ms", &ex.request,
+                           ex.request_id),
             ErrorKind::kTimeout, svc.name);
-    co_return;
+    return;
   }
   auto& result = *outcome.result;
-  if (result.kind == BrokerResult::Kind::kHead) {
-    co_await relay(ex, call, svc, std::move(result));
-    co_return;
-  }
   call.stop_watch();  // nothing is pending on the socket: the response is not written yet
   if (result.kind != BrokerResult::Kind::kReply) {
     // An ABORT before any HEAD (BrokerClient turns out-of-order parts into one): nothing went
@@ -580,7 +594,7 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
     bad_reply(
         ex, svc.name,
         "stream aborted before its head: " + sanitize_reason(protocol::view(result.envelope)));
-    co_return;
+    return;
   }
   if (result.stamps.size() == protocol::kStampsFrameSize) {
     ex.stamps = protocol::read_stamps(result.stamps);

@@ -112,6 +112,17 @@ class Server {
   struct Exchange;
   asio::awaitable<void> handle(Exchange& ex);
   asio::awaitable<void> forward(Exchange& ex);
+  // What forward() sends the broker; no `service` when the request was refused (`ex` failed).
+  struct Outbound {
+    const ServiceConfig* service = nullptr;
+    protocol::RequestHeader header;
+    zmq::message_t frame;
+    std::chrono::milliseconds budget{0};
+  };
+  Outbound prepare(Exchange& ex);
+  // The broker's first answer that is not a stream's HEAD (a reply, a timeout, the client gone).
+  void settle(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
+              std::chrono::milliseconds budget, CallOutcome outcome);
   // Writes a streamed reply from its HEAD on, until END, ABORT, a timeout or the client leaving.
   asio::awaitable<void> relay(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
                               BrokerResult head);
