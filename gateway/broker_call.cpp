@@ -122,6 +122,14 @@ std::size_t BrokerCall::queued() const {
 
 bool BrokerCall::client_gone() const { return state_->gone; }
 
+bool BrokerCall::next_is_head() const {
+  const auto& s = *state_;
+  const BrokerResult* next = s.first                  ? &*s.first
+                             : s.next < s.more.size() ? &s.more[s.next]
+                                                      : nullptr;
+  return next && next->kind == BrokerResult::Kind::kHead;
+}
+
 BrokerResult BrokerCall::pop() {
   auto& s = *state_;
   BrokerResult r;
@@ -149,19 +157,20 @@ void BrokerCall::credit(std::uint32_t bytes) {
   if (open_ && bytes > 0) broker_.credit(id_, bytes);
 }
 
-asio::awaitable<CallOutcome> call_broker(BrokerCall& call, const protocol::RequestHeader& header,
-                                         zmq::message_t envelope,
-                                         std::chrono::milliseconds patience) {
+asio::awaitable<BrokerCall::Wake> call_broker(BrokerCall& call,
+                                              const protocol::RequestHeader& header,
+                                              zmq::message_t envelope,
+                                              std::chrono::milliseconds patience) {
   call.submit(header, std::move(envelope));
   auto deadline = Clock::now() + patience;
   for (;;) {
     const auto wake = co_await call.wait(deadline);
-    if (wake == BrokerCall::Wake::kPart) co_return CallOutcome{wake, call.pop()};
+    if (wake == BrokerCall::Wake::kPart) co_return wake;
     if (wake == BrokerCall::Wake::kClientGone) {
       call.cancel();
-      co_return CallOutcome{wake, std::nullopt};
+      co_return wake;
     }
-    if (call.cancel()) co_return CallOutcome{wake, std::nullopt};
+    if (call.cancel()) co_return wake;
     // The reply is already on its way to this executor: wait for it.
     deadline = Clock::now() + std::chrono::seconds(5);
   }

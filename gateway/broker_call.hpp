@@ -33,7 +33,8 @@ class BrokerCall {
   // Until a part is queued, the client is gone, or `deadline`.
   asio::awaitable<Wake> wait(std::chrono::steady_clock::time_point deadline);
   bool has_part() const;
-  BrokerResult pop();  // the oldest queued part; has_part() must hold
+  BrokerResult pop();         // the oldest queued part; has_part() must hold
+  bool next_is_head() const;  // the oldest queued part is a stream's HEAD
   std::size_t queued() const;
   bool client_gone() const;
 
@@ -55,18 +56,16 @@ class BrokerCall {
   bool open_ = false;  // submitted and no final part taken, not cancelled
 };
 
-struct CallOutcome {
-  BrokerCall::Wake wake = BrokerCall::Wake::kPart;
-  // kPart: the first part (a reply, the client's own error, a stream's HEAD or an ABORT). After a
-  // HEAD the rest of the stream follows through the same BrokerCall.
-  std::optional<BrokerResult> result;
-};
-
-// Submits and waits up to `patience` for the first part. kTimeout and kClientGone cancel the
+// Submits and waits up to `patience` for the first part. kPart: the first part (a reply, the
+// client's own error, a stream's HEAD or an ABORT) is queued for call.pop(); after a HEAD the
+// rest of the stream follows through the same BrokerCall. kTimeout and kClientGone cancel the
 // request (CANCEL to its broker); a reply arriving later is the client's to count and drop.
-asio::awaitable<CallOutcome> call_broker(BrokerCall& call, const protocol::RequestHeader& header,
-                                         zmq::message_t envelope,
-                                         std::chrono::milliseconds patience);
+// (It returns only the wake, not the part: the part would take room in the frame of every
+// coroutine that awaits it, for as long as the request waits.)
+asio::awaitable<BrokerCall::Wake> call_broker(BrokerCall& call,
+                                              const protocol::RequestHeader& header,
+                                              zmq::message_t envelope,
+                                              std::chrono::milliseconds patience);
 
 // The client's response for a broker result: the reply envelope decoded and checked
 // (checked_response), or 502 <SVC>_BAD_RESPONSE when it does not decode. Whoever sent it (a

@@ -526,14 +526,13 @@ asio::awaitable<void> Server::forward(Exchange& ex) {
   auto out = prepare(ex);
   if (!out.service) co_return;  // refused: `ex` holds the answer
   BrokerCall call(broker_, ex.stream->get_executor(), &ex.stream->socket());
-  auto outcome = co_await call_broker(call, out.header, std::move(out.frame),
-                                      out.budget + options_.deadline_slack);
-  if (outcome.wake == BrokerCall::Wake::kPart &&
-      outcome.result->kind == BrokerResult::Kind::kHead) {
-    co_await relay(ex, call, *out.service, std::move(*outcome.result));
+  const auto wake = co_await call_broker(call, out.header, std::move(out.frame),
+                                         out.budget + options_.deadline_slack);
+  if (wake == BrokerCall::Wake::kPart && call.next_is_head()) {
+    co_await relay(ex, call, *out.service);
     co_return;
   }
-  settle(ex, call, *out.service, out.budget, std::move(outcome));
+  settle(ex, call, *out.service, out.budget, wake);
 }
 
 Server::Outbound Server::prepare(Exchange& ex) {
@@ -572,12 +571,12 @@ Server::Outbound Server::prepare(Exchange& ex) {
 }
 
 void Server::settle(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
-                    std::chrono::milliseconds budget, CallOutcome outcome) {
-  if (outcome.wake == BrokerCall::Wake::kClientGone) {
+                    std::chrono::milliseconds budget, BrokerCall::Wake wake) {
+  if (wake == BrokerCall::Wake::kClientGone) {
     ex.cancelled = true;
     return;
   }
-  if (outcome.wake == BrokerCall::Wake::kTimeout) {
+  if (wake == BrokerCall::Wake::kTimeout) {
     call.stop_watch();
     counters_.timeouts.fetch_add(1);
     ex.fail(error_response(static_cast<int>(ErrorKind::kTimeout), svc.name,
@@ -586,7 +585,7 @@ void Server::settle(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
             ErrorKind::kTimeout, svc.name);
     return;
   }
-  auto& result = *outcome.result;
+  auto result = call.pop();
   call.stop_watch();  // nothing is pending on the socket: the response is not written yet
   if (result.kind != BrokerResult::Kind::kReply) {
     // An ABORT before any HEAD (BrokerClient turns out-of-order parts into one): nothing went
@@ -619,9 +618,9 @@ void Server::bad_reply(Exchange& ex, std::string_view service, std::string probl
           ErrorKind::kBadResponse, service);
 }
 
-asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
-                                    BrokerResult head_part) {
+asio::awaitable<void> Server::relay(Exchange& ex, BrokerCall& call, const ServiceConfig& svc) {
   using Kind = BrokerResult::Kind;
+  const auto head_part = call.pop();
   ReplyEnvelope envelope;
   if (const auto e = decode(protocol::view(head_part.envelope), envelope)) {
     call.cancel();

@@ -122,10 +122,10 @@ class Server {
   Outbound prepare(Exchange& ex);
   // The broker's first answer that is not a stream's HEAD (a reply, a timeout, the client gone).
   void settle(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
-              std::chrono::milliseconds budget, CallOutcome outcome);
+              std::chrono::milliseconds budget, BrokerCall::Wake wake);
   // Writes a streamed reply from its HEAD on, until END, ABORT, a timeout or the client leaving.
-  asio::awaitable<void> relay(Exchange& ex, BrokerCall& call, const ServiceConfig& svc,
-                              BrokerResult head);
+  // The HEAD is the call's next part.
+  asio::awaitable<void> relay(Exchange& ex, BrokerCall& call, const ServiceConfig& svc);
   // The stream's head refused, or the reply before a HEAD unusable: 502 <SVC>_BAD_RESPONSE.
   void bad_reply(Exchange& ex, std::string_view service, std::string problem);
   AdminState admin_state() const;

@@ -63,6 +63,11 @@ class BrokerCallTest : public ::testing::Test {
     return encode(e);
   }
 
+  // What call_broker woke for, and the first part when it came.
+  struct CallOutcome {
+    BrokerCall::Wake wake = BrokerCall::Wake::kPart;
+    std::optional<BrokerResult> result;
+  };
   // Runs call_broker on its own io_context thread, so the test thread can drive the broker. With
   // `watch`, the call watches the server side of a loopback connection whose client end the
   // test holds.
@@ -94,7 +99,9 @@ class BrokerCallTest : public ::testing::Test {
         call.io,
         [&call, patience]() -> asio::awaitable<void> {
           const auto h = header();
-          auto outcome = co_await call_broker(*call.call, h, envelope(h), patience);
+          const auto wake = co_await call_broker(*call.call, h, envelope(h), patience);
+          CallOutcome outcome{wake, std::nullopt};
+          if (wake == BrokerCall::Wake::kPart) outcome.result = call.call->pop();
           const bool head = outcome.result && outcome.result->kind == BrokerResult::Kind::kHead;
           call.promise.set_value(std::move(outcome));
           if (!head) co_return;
