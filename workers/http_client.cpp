@@ -124,13 +124,14 @@ void close_now(beast::tcp_stream& stream) {
 // The body of a response should_stream() picked, after its head: each read goes out at once as
 // DATA, at most one read's worth (kStreamReadSize, and never more than the credit) at a time, so
 // a slow client stops the reads instead of filling a buffer. Never retried: the head went out.
-asio::awaitable<Exchange> stream_response(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                          http::response_parser<http::string_body>& head_parser,
-                                          const StreamOptions& options, Cancellation* cancel) {
+asio::awaitable<void> stream_response(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                      http::response_parser<http::string_body>& head_parser,
+                                      const StreamOptions& options, Cancellation* cancel,
+                                      Exchange& exchange) {
   using StreamEnd = FetchResult::StreamEnd;
   http::response_parser<http::buffer_body> parser(std::move(head_parser));
   parser.body_limit(boost::none);  // a stream's body is never held whole, so any length will do
-  Exchange exchange;
+  exchange = Exchange{};
   exchange.result.request_sent = true;
   exchange.result.streamed = true;
   options.on_head(parser.get());
@@ -226,12 +227,12 @@ asio::awaitable<Exchange> stream_response(beast::tcp_stream& stream, beast::flat
   exchange.result.stream_end = end;
   if (buffer.size() == 0) buffer.shrink_to_fit();
   exchange.result.response = UpstreamResponse(std::move(static_cast<UpstreamHead&>(parser.get())));
-  co_return exchange;
 }
 
-asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                   const UpstreamRequest& request, TimePoint deadline,
-                                   const FetchOptions& options) {
+// Writes what happened into `out` (the caller's, so that it takes no room in this frame).
+asio::awaitable<void> exchange(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                               const UpstreamRequest& request, TimePoint deadline,
+                               const FetchOptions& options, Exchange& out) {
   beast::error_code ec;
   stream.expires_at(deadline);  // covers the write and every read below
   // Beast counts the bytes of every write that succeeded, also when a later one fails: any of
@@ -240,12 +241,18 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
       co_await http::async_write(stream, request, asio::redirect_error(asio::use_awaitable, ec));
   const bool sent = written > 0 || !ec;
   const std::uint64_t sent_us = ec ? 0 : protocol::unix_us_now();
-  if (ec && is_cancelled(options.cancel)) co_return failed(FetchOutcome::kCancelled, ec, sent);
-  if (ec == beast::error::timeout) co_return failed(FetchOutcome::kTimeout, ec, sent);
+  if (ec && is_cancelled(options.cancel)) {
+    out = failed(FetchOutcome::kCancelled, ec, sent);
+    co_return;
+  }
+  if (ec == beast::error::timeout) {
+    out = failed(FetchOutcome::kTimeout, ec, sent);
+    co_return;
+  }
   if (ec) {
-    auto exchange = failed(FetchOutcome::kResetBeforeResponse, ec, sent);
-    exchange.nothing_received = true;
-    co_return exchange;
+    out = failed(FetchOutcome::kResetBeforeResponse, ec, sent);
+    out.nothing_received = true;
+    co_return;
   }
 
   // A failed read: how far the exchange got decides what the caller may do about it.
@@ -270,24 +277,31 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
     co_await http::async_read_header(stream, buffer, parser,
                                      asio::redirect_error(asio::use_awaitable, ec));
     got_bytes = got_bytes || parser.got_some();
-    if (ec) co_return read_failed(got_bytes);
+    if (ec) {
+      out = read_failed(got_bytes);
+      co_return;
+    }
     const std::uint64_t head_us = protocol::unix_us_now();
 
     const unsigned status = parser.get().result_int();
     if (status < 100 || status > 599) {
-      co_return failed(FetchOutcome::kBadResponse, http::error::bad_status);
+      out = failed(FetchOutcome::kBadResponse, http::error::bad_status);
+      co_return;
     }
     if (status == 101) {
       // We never ask to switch protocols, so the upstream is not speaking HTTP to us any more.
-      co_return failed(FetchOutcome::kBadResponse, http::error::bad_status);
+      out = failed(FetchOutcome::kBadResponse, http::error::bad_status);
+      co_return;
     }
     if (status / 100 == 1) continue;  // 100 Continue, 103 Early Hints: the real answer follows
     const unsigned version = parser.get().version();
     if (version != 10 && version != 11) {
-      co_return failed(FetchOutcome::kBadResponse, http::error::bad_version);
+      out = failed(FetchOutcome::kBadResponse, http::error::bad_version);
+      co_return;
     }
     if (!valid_fields(parser.get())) {
-      co_return failed(FetchOutcome::kBadResponse, http::error::bad_value);
+      out = failed(FetchOutcome::kBadResponse, http::error::bad_value);
+      co_return;
     }
 
     const auto length = parser.content_length();
@@ -296,7 +310,8 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
         should_stream(request.method() == http::verb::head, status, parser.chunked(),
                       length ? std::optional<std::uint64_t>(*length) : std::nullopt,
                       parser.get()[http::field::content_type], options.stream->threshold)) {
-      co_return co_await stream_response(stream, buffer, parser, *options.stream, options.cancel);
+      co_await stream_response(stream, buffer, parser, *options.stream, options.cancel, out);
+      co_return;
     }
 
     if (!parser.is_done()) {
@@ -306,18 +321,21 @@ asio::awaitable<Exchange> exchange(beast::tcp_stream& stream, beast::flat_buffer
       if (buffer.capacity() < kBodyReadBufferSize) buffer.reserve(kBodyReadBufferSize);
       co_await http::async_read(stream, buffer, parser,
                                 asio::redirect_error(asio::use_awaitable, ec));
-      if (ec) co_return read_failed(true);
+      if (ec) {
+        out = read_failed(true);
+        co_return;
+      }
     }
 
-    Exchange exchange;
-    exchange.result.request_sent = true;
-    exchange.result.sent_us = sent_us;
-    exchange.result.head_us = head_us;
+    out = Exchange{};
+    out.result.request_sent = true;
+    out.result.sent_us = sent_us;
+    out.result.head_us = head_us;
     // HTTP/1.0 keep-alive is rare and fragile; bytes beyond the response mean the framing is off.
-    exchange.reusable = parser.keep_alive() && parser.get().version() == 11 && buffer.size() == 0;
+    out.reusable = parser.keep_alive() && parser.get().version() == 11 && buffer.size() == 0;
     if (buffer.size() == 0) buffer.shrink_to_fit();  // an idle or waiting connection holds none
-    exchange.result.response = parser.release();
-    co_return exchange;
+    out.result.response = parser.release();
+    co_return;
   }
 }
 
@@ -392,6 +410,8 @@ asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& reques
   const auto cancelled = [] { return FetchResult{FetchOutcome::kCancelled, {}, false, {}}; };
   if (is_cancelled(options.cancel)) co_return cancelled();
 
+  // Filled by exchange() (in the caller's frame, once for both calls below).
+  Exchange result;
   while (!idle_.empty()) {
     auto connection = std::move(idle_.back());
     idle_.pop_back();
@@ -400,11 +420,9 @@ asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& reques
       continue;
     }
     ++stats_.connections_reused;
-    Exchange result;
     {
       Cancellation::Scope scope(options.cancel, [&] { close_now(connection->stream); });
-      result =
-          co_await exchange(connection->stream, connection->buffer, request, deadline, options);
+      co_await exchange(connection->stream, connection->buffer, request, deadline, options, result);
     }
     if (!result.nothing_received || is_cancelled(options.cancel)) {
       co_return finish(std::move(connection), std::move(result));
@@ -428,8 +446,7 @@ asio::awaitable<FetchResult> ConnectionPool::fetch(const UpstreamRequest& reques
     co_return FetchResult{FetchOutcome::kConnectFailed, ec, false, {}};
   }
   if (is_cancelled(options.cancel)) co_return cancelled();
-  auto result =
-      co_await exchange(connection->stream, connection->buffer, request, deadline, options);
+  co_await exchange(connection->stream, connection->buffer, request, deadline, options, result);
   co_return finish(std::move(connection), std::move(result));
 }
 
