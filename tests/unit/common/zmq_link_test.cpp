@@ -6,11 +6,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <future>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "tests/support/join_guard.hpp"
 
@@ -140,6 +145,35 @@ TEST_F(ZmqLinkTest, EveryPipelinedReplyArrivesWhetherSentFromOutsideOrFromCallba
     SCOPED_TRACE(round);
     pipeline_round();
   }
+}
+
+TEST_F(ZmqLinkTest, ConnectionEventsArriveOnAnIdleLinkWithoutTheTick) {
+  // The monitor is read when its own descriptor signals: with no message moving and the tick an
+  // hour away, CONNECTED and then DISCONNECTED (the peer gone) must still reach the handler.
+  asio::io_context io;
+  auto peer = std::make_unique<EchoRouter>(context_);
+  std::mutex mutex;
+  std::condition_variable changed;
+  std::vector<int> events;
+  ZmqLink link(context_, io, {peer->endpoint(), std::chrono::hours(1)},
+               {[](protocol::Frames&) {}, nullptr, nullptr,
+                [&](int event) {
+                  std::lock_guard lock(mutex);
+                  events.push_back(event);
+                  changed.notify_all();
+                }});
+  link.start();
+  std::thread io_thread([&] { io.run(); });
+  testing::JoinGuard join(io_thread, [&] { io.stop(); });
+  const auto saw = [&](int event) {
+    std::unique_lock lock(mutex);
+    return changed.wait_for(
+        lock, 10s, [&] { return std::find(events.begin(), events.end(), event) != events.end(); });
+  };
+  ASSERT_TRUE(saw(ZMQ_EVENT_CONNECTED));
+  peer.reset();  // closes the ROUTER: the connection drops
+  EXPECT_TRUE(saw(ZMQ_EVENT_DISCONNECTED));
+  link.stop();
 }
 
 TEST_F(ZmqLinkTest, StopFlushesWhatWasPostedAndRunsNoCallbackAfterwards) {
