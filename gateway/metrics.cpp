@@ -103,39 +103,57 @@ GatewayMetrics::GatewayMetrics(std::vector<double> latency_buckets)
                          .Help("Hops not observed because their stamps were missing, out of order "
                                "or over an hour apart (clocks of different hosts), by service")
                          .Register(*registry_)) {
-  static_assert(std::tuple_size_v<decltype(HopSeries::hops)> == kHops.size());
+  static_assert(std::tuple_size_v<decltype(ServiceSeries::hops)> == kHops.size());
+}
+
+GatewayMetrics::ServiceSeries& GatewayMetrics::series_for(std::string_view service) {
+  if (const auto it = series_.find(service); it != series_.end()) return it->second;
+  return series_.emplace(std::string(service), ServiceSeries{}).first->second;
 }
 
 void GatewayMetrics::observe_hops(std::string_view service, const protocol::Stamps& stamps) {
   const auto hops = breakdown(stamps);
-  std::lock_guard lock(hop_mutex_);
-  auto it = hop_series_.find(std::string(service));
-  if (it == hop_series_.end()) {
-    HopSeries series;
+  std::lock_guard lock(series_mutex_);
+  auto& series = series_for(service);
+  if (!series.unusable) {
     const std::string svc(service);
     for (std::size_t i = 0; i < kHops.size(); ++i) {
       series.hops[i] =
           &hops_.Add({{"service", svc}, {"hop", std::string(kHops[i].name)}}, hop_buckets_);
     }
     series.unusable = &hops_unusable_.Add({{"service", svc}});
-    it = hop_series_.emplace(svc, series).first;
   }
   for (std::size_t i = 0; i < kHops.size(); ++i) {
     if (hops[i]) {
-      it->second.hops[i]->Observe(static_cast<double>(*hops[i]) / 1e6);
+      series.hops[i]->Observe(static_cast<double>(*hops[i]) / 1e6);
     } else {
-      it->second.unusable->Increment();
+      series.unusable->Increment();
     }
   }
 }
 
 void GatewayMetrics::observe(std::string_view service, unsigned status, std::string_view code,
                              std::chrono::duration<double> elapsed) {
-  const std::string svc(service);
-  requests_.Add({{"service", svc}, {"status", std::to_string(status)}, {"code", std::string(code)}})
-      .Increment();
-  duration_.Add({{"service", svc}}, latency_buckets_).Observe(elapsed.count());
-  if (status == 504 && ends_with(code, "_TIMEOUT")) timeouts_.Add({{"service", svc}}).Increment();
+  std::lock_guard lock(series_mutex_);
+  auto& series = series_for(service);
+  auto it =
+      std::find_if(series.requests.begin(), series.requests.end(),
+                   [&](const RequestCounter& c) { return c.status == status && c.code == code; });
+  if (it == series.requests.end()) {
+    auto& counter = requests_.Add({{"service", std::string(service)},
+                                   {"status", std::to_string(status)},
+                                   {"code", std::string(code)}});
+    it = series.requests.insert(series.requests.end(), {status, std::string(code), &counter});
+  }
+  it->counter->Increment();
+  if (!series.duration) {
+    series.duration = &duration_.Add({{"service", std::string(service)}}, latency_buckets_);
+  }
+  series.duration->Observe(elapsed.count());
+  if (status == 504 && ends_with(code, "_TIMEOUT")) {
+    if (!series.timeouts) series.timeouts = &timeouts_.Add({{"service", std::string(service)}});
+    series.timeouts->Increment();
+  }
 }
 
 void GatewayMetrics::bad_response(std::string_view service) {

@@ -98,13 +98,27 @@ class GatewayMetrics {
   prometheus::Family<prometheus::Counter>& timeouts_;
   prometheus::Family<prometheus::Histogram>& hops_;
   prometheus::Family<prometheus::Counter>& hops_unusable_;
-  // Each service's hop histograms, looked up once: a request observes a dozen of them.
-  struct HopSeries {
+  // Each service's series, found without building a label set (or any string) per request; each
+  // created on its first use, as Family::Add would. Guarded by series_mutex_.
+  struct RequestCounter {
+    unsigned status = 0;
+    std::string code;
+    prometheus::Counter* counter = nullptr;
+  };
+  struct ServiceSeries {
+    prometheus::Histogram* duration = nullptr;
+    prometheus::Counter* timeouts = nullptr;
+    std::vector<RequestCounter> requests;  // by status and code: a handful per service
     std::array<prometheus::Histogram*, 12> hops{};
     prometheus::Counter* unusable = nullptr;
   };
-  std::mutex hop_mutex_;
-  std::unordered_map<std::string, HopSeries> hop_series_;
+  struct NameHash {
+    using is_transparent = void;
+    std::size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  ServiceSeries& series_for(std::string_view service);  // series_mutex_ held
+  std::mutex series_mutex_;
+  std::unordered_map<std::string, ServiceSeries, NameHash, std::equal_to<>> series_;
 };
 
 }  // namespace courier::gateway
