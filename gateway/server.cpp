@@ -158,6 +158,10 @@ std::uint16_t listen_on(tcp::acceptor& acceptor, const std::string& address, std
 }  // namespace
 
 std::uint16_t Server::start() {
+  const int n = options_.threads > 0
+                    ? options_.threads
+                    : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  one_http_thread_ = n == 1;
   const auto port = listen_on(acceptor_, options_.listen_address, options_.listen_port);
   if (const auto& admin = options_.admin_listen) {
     admin_port_ = listen_on(admin_acceptor_, admin->address, admin->port);
@@ -170,9 +174,6 @@ std::uint16_t Server::start() {
   }
   asio::co_spawn(io_, accept_loop(acceptor_, connections_, false),
                  [](std::exception_ptr e) { log_exception(e, "accept"); });
-  int n = options_.threads > 0
-              ? options_.threads
-              : static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   for (int i = 0; i < n; ++i) threads_.emplace_back([this] { run_io(io_, "HTTP"); });
   spdlog::info("gateway listening on {}:{} with {} thread{}{}", options_.listen_address, port, n,
                n == 1 ? "" : "s", runs_broker_links_ ? " (broker links on it too)" : "");
@@ -209,8 +210,10 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, ConnectionTab
   LogThrottle evicted_log;
   for (;;) {
     beast::error_code ec;
-    auto socket = co_await acceptor.async_accept(asio::make_strand(io_),
-                                                 asio::redirect_error(asio::use_awaitable, ec));
+    const auto executor = one_http_thread_ ? asio::any_io_executor(io_.get_executor())
+                                           : asio::any_io_executor(asio::make_strand(io_));
+    auto socket =
+        co_await acceptor.async_accept(executor, asio::redirect_error(asio::use_awaitable, ec));
     if (ec) {
       if (ec == asio::error::operation_aborted || stopping_.load()) co_return;
       // EMFILE and friends: keep serving the connections we have.
@@ -226,7 +229,6 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, ConnectionTab
       continue;
     }
     auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
-    const auto executor = stream->get_executor();
     // Called when an idle connection is closed to make room: it runs on the accepting thread,
     // so it only schedules the close on the connection's own strand (if it still exists).
     auto evict = [weak = std::weak_ptr<beast::tcp_stream>(stream), executor] {

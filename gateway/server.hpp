@@ -145,6 +145,9 @@ class Server {
   ServerCounters counters_;
   std::atomic<bool> stopping_{false};
   bool runs_broker_links_ = false;  // the BrokerClient's links run on io_
+  // One thread runs io_: a connection needs no strand of its own (and the executor fits inside
+  // asio::any_io_executor, which copies a strand to the heap on every operation).
+  bool one_http_thread_ = false;
   // Last, so destroyed first: sessions still open at the end (a stream cut at the end of the
   // grace) are destroyed with it, and their leases and counters must still exist then.
   asio::io_context io_;
