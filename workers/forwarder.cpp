@@ -268,17 +268,17 @@ void Forwarder::log_transition(const CircuitTransition& t) const {
 }
 
 asio::awaitable<ReplyEnvelope> Forwarder::forward(RequestEnvelope request) {
-  auto reply = co_await run_attempts(request, nullptr, nullptr, nullptr);
+  std::optional<ReplyEnvelope> reply;
+  co_await run_attempts(request, nullptr, nullptr, reply, nullptr);
   co_return std::move(*reply);  // without a stream, always a reply
 }
 
 // Not a coroutine: the caller awaits run_attempts' frame directly, so a request waiting on its
 // upstream holds one frame of the forwarder's, not three.
-asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::forward(const RequestEnvelope& request,
-                                                                 ReplyStream& stream,
-                                                                 Cancellation& cancel,
-                                                                 UpstreamMarks* marks) {
-  return run_attempts(request, &stream, &cancel, marks);
+asio::awaitable<void> Forwarder::forward(const RequestEnvelope& request, ReplyStream& stream,
+                                         Cancellation& cancel, std::optional<ReplyEnvelope>& reply,
+                                         UpstreamMarks* marks) {
+  return run_attempts(request, &stream, &cancel, reply, marks);
 }
 
 void Forwarder::stamp(ReplyEnvelope& reply, const RequestEnvelope& request, std::uint32_t attempts,
@@ -302,21 +302,18 @@ ReplyEnvelope Forwarder::cancelled_reply(const RequestEnvelope& request, std::st
                           "cancelled by the client (" + std::string(where) + ")");
 }
 
-std::optional<ReplyEnvelope> Forwarder::finish(const RequestEnvelope& request,
-                                               std::optional<ReplyEnvelope> reply,
-                                               const Progress& progress, TimePoint started,
-                                               UpstreamMarks* marks) {
+void Forwarder::finish(const RequestEnvelope& request, std::optional<ReplyEnvelope>& reply,
+                       const Progress& progress, TimePoint started, UpstreamMarks* marks) {
   if (marks) *marks = progress.marks;
   if (!reply) {  // streamed: the HEAD carried the stamped fields
     log_stream(request, progress, started);
-    return reply;
+    return;
   }
   if (reply->error) ++stats_.error_replies;
   // The forwarder owns every field of the reply it returns, stamped here and nowhere else: what
   // it measured (attempts, upstream time) and whose reply it is (id, worker id).
   stamp(*reply, request, progress.attempts, progress.upstream_time);
   log_access(request, *reply, started);
-  return reply;
 }
 
 namespace {
@@ -336,11 +333,12 @@ struct PermitReturn {
 
 // g++ gives every local and temporary of a coroutine its own slot in the frame, and a request
 // holds that frame for as long as it waits on its upstream. So run_attempts keeps only what lives
-// across a wait (the request sent, the last attempt, the reply once decided), and the steps
-// between its waits are the plain functions below.
-asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
-    const RequestEnvelope& request, ReplyStream* stream, Cancellation* cancel,
-    UpstreamMarks* marks) {
+// across a wait (the request sent, the last attempt), the reply goes straight into the caller's
+// `out`, and the steps between its waits are the plain functions below.
+asio::awaitable<void> Forwarder::run_attempts(const RequestEnvelope& request, ReplyStream* stream,
+                                              Cancellation* cancel,
+                                              std::optional<ReplyEnvelope>& out,
+                                              UpstreamMarks* marks) {
   ++stats_.requests;
   const auto started = Clock::now();
   const auto deadline =
@@ -348,8 +346,11 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
   Progress progress;
   const auto upstream_request = build_upstream_request(request, service_);
   // The reply once decided; stays empty when the response was streamed.
-  std::optional<ReplyEnvelope> out = refuse_early(request, upstream_request.has_value(), cancel);
-  if (out) co_return finish(request, std::move(out), progress, started, marks);
+  out = refuse_early(request, upstream_request.has_value(), cancel);
+  if (out) {
+    finish(request, out, progress, started, marks);
+    co_return;
+  }
   BudgetLease lease(budget_);
   // Decided from the request it sends, not from the frame's flag (which the worker checked
   // against the request before it got here): the same function the gateway's flag comes from.
@@ -409,7 +410,7 @@ asio::awaitable<std::optional<ReplyEnvelope>> Forwarder::run_attempts(
       break;
     }
   }
-  co_return finish(request, std::move(out), progress, started, marks);
+  finish(request, out, progress, started, marks);
 }
 
 std::optional<ReplyEnvelope> Forwarder::refuse_early(const RequestEnvelope& request,

@@ -99,17 +99,18 @@ class Forwarder {
 
   // Never streams and cannot be cancelled: every response is read whole.
   asio::awaitable<ReplyEnvelope> forward(RequestEnvelope request);
-  // Streams a response that should_stream() picks to `stream` and returns nullopt: its HEAD
-  // and then END or ABORT went there. Otherwise the reply to send, as above. A `cancel` stops the
-  // request wherever it is and the reply is 499 CLIENT_CLOSED_REQUEST (ABORT "cancelled" once
-  // streaming).
-  // `request` must outlive the returned awaitable (the caller awaits it at once).
-  asio::awaitable<std::optional<ReplyEnvelope>> forward(const RequestEnvelope& request,
-                                                        ReplyStream& stream, Cancellation& cancel,
-                                                        UpstreamMarks* marks = nullptr);
-  asio::awaitable<std::optional<ReplyEnvelope>> forward(RequestEnvelope&& request,
-                                                        ReplyStream& stream, Cancellation& cancel,
-                                                        UpstreamMarks* marks = nullptr) = delete;
+  // Streams a response that should_stream() picks to `stream` and leaves `reply` empty: its
+  // HEAD and then END or ABORT went there. Otherwise `reply` is the reply to send, as above. A
+  // `cancel` stops the request wherever it is and the reply is 499 CLIENT_CLOSED_REQUEST (ABORT
+  // "cancelled" once streaming). `request` and `reply` must outlive the returned awaitable (the
+  // caller awaits it at once); the reply is written there rather than returned so that it takes
+  // no room in the frames of a request that waits.
+  asio::awaitable<void> forward(const RequestEnvelope& request, ReplyStream& stream,
+                                Cancellation& cancel, std::optional<ReplyEnvelope>& reply,
+                                UpstreamMarks* marks = nullptr);
+  asio::awaitable<void> forward(RequestEnvelope&& request, ReplyStream& stream,
+                                Cancellation& cancel, std::optional<ReplyEnvelope>& reply,
+                                UpstreamMarks* marks = nullptr) = delete;
   // Counts and logs a request cancelled before it reached the forwarder (`where` it waited).
   void note_cancelled(const RequestEnvelope& request, std::string_view where);
   // The worker's access record of a request that was decoded (common/access_log): `reply` is
@@ -137,11 +138,11 @@ class Forwarder {
   };
 
   // The whole forward, retries included, in one coroutine frame (what a request waiting on its
-  // upstream holds here); nullopt: streamed. `stream` and `cancel` may be null.
-  asio::awaitable<std::optional<ReplyEnvelope>> run_attempts(const RequestEnvelope& request,
-                                                             ReplyStream* stream,
-                                                             Cancellation* cancel,
-                                                             UpstreamMarks* marks);
+  // upstream holds here); the reply goes to `out`, left empty when it streamed. `stream` and
+  // `cancel` may be null.
+  asio::awaitable<void> run_attempts(const RequestEnvelope& request, ReplyStream* stream,
+                                     Cancellation* cancel, std::optional<ReplyEnvelope>& out,
+                                     UpstreamMarks* marks);
   // The steps of run_attempts between its waits (see there why they are functions of their own).
   // What one attempt may do, fixed for the request.
   struct AttemptTerms {
@@ -166,9 +167,8 @@ class Forwarder {
                    BudgetLease& lease, std::optional<Attempt>& last,
                    std::optional<ReplyEnvelope>& out);
   // Every reply run_attempts returns passes here: counted, stamped, logged.
-  std::optional<ReplyEnvelope> finish(const RequestEnvelope& request,
-                                      std::optional<ReplyEnvelope> reply, const Progress& progress,
-                                      TimePoint started, UpstreamMarks* marks);
+  void finish(const RequestEnvelope& request, std::optional<ReplyEnvelope>& reply,
+              const Progress& progress, TimePoint started, UpstreamMarks* marks);
   // The fields the forwarder owns in every reply it makes, the HEAD of a stream included.
   void stamp(ReplyEnvelope& reply, const RequestEnvelope& request, std::uint32_t attempts,
              std::chrono::microseconds upstream_time) const;

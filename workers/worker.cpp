@@ -305,7 +305,7 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
         forwarder_->log_access(request, *result, started);
       } else {
         UpstreamMarks marks;
-        result = co_await forwarder_->forward(request, control->stream, control->cancel, &marks);
+        co_await forwarder_->forward(request, control->stream, control->cancel, result, &marks);
         if (stamps) {
           (*stamps)[protocol::Stamp::kUpstreamSent] = marks.sent_us;
           (*stamps)[protocol::Stamp::kUpstreamFirstByte] = marks.head_us;

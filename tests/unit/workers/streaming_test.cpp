@@ -230,9 +230,13 @@ class StreamingTest : public ::testing::Test {
   // Runs forward() with `stream` and `cancel_`; nullopt inside: it streamed.
   std::optional<ReplyEnvelope> forward(Forwarder& forwarder, RecordingStream& stream,
                                        RequestEnvelope request = get()) {
-    auto result = testing::run_for(ioc_, forwarder.forward(request, stream, cancel_));
-    EXPECT_TRUE(result.has_value()) << "forward did not complete";
-    return result.value_or(std::nullopt);
+    std::optional<ReplyEnvelope> reply;
+    const auto done = testing::run_for(ioc_, [&]() -> asio::awaitable<bool> {
+      co_await forwarder.forward(request, stream, cancel_, reply);
+      co_return true;
+    }());
+    EXPECT_TRUE(done.has_value()) << "forward did not complete";
+    return reply;
   }
   // Calls cancel_.cancel() once `ready` holds (polled every 5 ms), and notes when.
   void cancel_when(std::function<bool()> ready) {
