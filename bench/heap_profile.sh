@@ -3,22 +3,33 @@
 # slow upstream, many connections in flight): which allocations are live at the peak, per process.
 # Runs everything on 127.0.0.1 with heaptrack (Debian package `heaptrack`), stops it all on exit,
 # and prints each process's peak heap and its largest peak consumers. See docs/performance.md.
+# With --allocations: a fast upstream under closed-loop load instead (64 connections, 3 s), and
+# the heap allocations per proxied request of the gateway and the worker: each one's count
+# divided by the calls of a function that allocates exactly once per request (heaptrack may drop
+# the last moments of a trace, so wrk's own count would overstate the requests it saw).
 #
-# Usage: bench/heap_profile.sh [--connections N] [--seconds S]
+# Usage: bench/heap_profile.sh [--allocations] [--connections N] [--seconds S]
 #   COURIER_BUILD_DIR [build]  PORT_BASE [18500] (uses PORT_BASE+1..+4)  HEAP_OUT [run/heap]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-CONNECTIONS=2000
-SECONDS_LOAD=8
+ALLOCATIONS=false
+CONNECTIONS=
+SECONDS_LOAD=
 while (($#)); do
   case $1 in
+    --allocations) ALLOCATIONS=true; shift ;;
     --connections) CONNECTIONS=$2; shift 2 ;;
     --seconds) SECONDS_LOAD=$2; shift 2 ;;
-    -h|--help) sed -n '2,8p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "heap_profile: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
+if $ALLOCATIONS; then
+  CONNECTIONS=${CONNECTIONS:-64} SECONDS_LOAD=${SECONDS_LOAD:-3} LATENCY_MS=0
+else
+  CONNECTIONS=${CONNECTIONS:-2000} SECONDS_LOAD=${SECONDS_LOAD:-8} LATENCY_MS=1000
+fi
 
 for tool in heaptrack heaptrack_print wrk curl; do
   command -v "$tool" >/dev/null || {
@@ -61,7 +72,7 @@ done
 export RULE_ENGINE_URL=http://127.0.0.1:$UP AI_GM_URL=http://127.0.0.1:9 COURIER_LOG_LEVEL=warn COURIER_ACCESS_LOG=false
 export COURIER_MAX_CONNECTIONS=$((CONNECTIONS + 1000)) COURIER_MAX_QUEUE=$((CONNECTIONS * 2))
 "$BIN/demo/courier-demo-upstream" --role rule-engine --listen "127.0.0.1:$UP" --threads 1 \
-  --latency-ms 1000 --log-level warn >"$OUT/upstream.log" 2>&1 & pids+=($!)
+  --latency-ms "$LATENCY_MS" --log-level warn >"$OUT/upstream.log" 2>&1 & pids+=($!)
 heaptrack -o "$OUT/heaptrack.broker" "$BIN/broker/courier-broker" --frontend "tcp://127.0.0.1:$FRONT" \
   --backend "tcp://127.0.0.1:$BACK" --id heap >"$OUT/broker.log" 2>&1 & pids+=($!)
 heaptrack -o "$OUT/heaptrack.worker" "$BIN/workers/courier-worker" --service rule-engine \
@@ -77,14 +88,35 @@ until curl -fsS -m 1 -o /dev/null "http://127.0.0.1:$GW/rule-engine/health" 2>/d
   sleep 0.2
 done
 
-BENCH_METHOD=POST BENCH_LUA_DIR=bench/load BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=1 \
-  wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_LOAD}s" --timeout 11s -s bench/load/slow.lua \
-  "http://127.0.0.1:$GW/rule-engine/session/add" >"$OUT/wrk.log" 2>&1
-grep -o 'window_rps=[0-9.]*' "$OUT/wrk.log" | sed "s/^/$CONNECTIONS connections, steady /"
+if $ALLOCATIONS; then
+  wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_LOAD}s" "http://127.0.0.1:$GW/rule-engine/health" \
+    >"$OUT/wrk.log" 2>&1
+else
+  BENCH_METHOD=POST BENCH_LUA_DIR=bench/load BENCH_CONNECTIONS=$CONNECTIONS BENCH_THREADS=1 \
+    wrk -t1 -c"$CONNECTIONS" -d"${SECONDS_LOAD}s" --timeout 11s -s bench/load/slow.lua \
+    "http://127.0.0.1:$GW/rule-engine/session/add" >"$OUT/wrk.log" 2>&1
+  grep -o 'window_rps=[0-9.]*' "$OUT/wrk.log" | sed "s/^/$CONNECTIONS connections, steady /"
+fi
 
 # heaptrack writes its file when the profiled process exits: stop them (SIGTERM, graceful).
 cleanup
 pids=()
+if $ALLOCATIONS; then
+  per_request() {  # per_request TRACE MARKER: allocations / calls of the once-per-request MARKER
+    local total calls
+    total=$( (heaptrack_print -f "$1" 2>/dev/null || true) |
+               awk '/^calls to allocation functions:/ {print $5}')
+    calls=$( (heaptrack_print -f "$1" -n 400 --print-peaks 0 --print-temporary 0 --print-leaks 0 \
+                2>/dev/null || true) | grep -E '^[0-9]+ calls to allocation functions with' -A1 |
+               grep -B1 -F "$2" | head -1 | awk '{print $1}')
+    awk -v t="${total:-0}" -v n="${calls:-0}" 'BEGIN {
+      if (n > 0) printf "%.1f allocations per request (%d allocations, %d requests)\n", t / n, t, n
+      else print "no requests seen" }'
+  }
+  echo "gateway: $(per_request "$OUT/heaptrack.gateway.zst" 'courier::gateway::BrokerCall::BrokerCall(')"
+  echo "worker:  $(per_request "$OUT/heaptrack.worker.zst" 'courier::workers::Worker::run_request(unsigned long')"
+  exit 0
+fi
 for name in broker worker gateway; do
   file=$OUT/heaptrack.$name.zst
   [[ -f $file ]] || { echo "heap_profile: no profile for $name" >&2; continue; }
