@@ -122,7 +122,7 @@ void ZmqLink::Core::release_descriptors() {
 void ZmqLink::Core::begin() {
   if (closed.load()) return;
   arm_ticker();
-  if (monitor) read_monitor();
+  read_monitor();
   pump();
 }
 

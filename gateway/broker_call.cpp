@@ -124,10 +124,8 @@ bool BrokerCall::client_gone() const { return state_->gone; }
 
 bool BrokerCall::next_is_head() const {
   const auto& s = *state_;
-  const BrokerResult* next = s.first                  ? &*s.first
-                             : s.next < s.more.size() ? &s.more[s.next]
-                                                      : nullptr;
-  return next && next->kind == BrokerResult::Kind::kHead;
+  if (s.first) return s.first->kind == BrokerResult::Kind::kHead;  // the oldest, as in pop()
+  return s.next < s.more.size() && s.more[s.next].kind == BrokerResult::Kind::kHead;
 }
 
 BrokerResult BrokerCall::pop() {

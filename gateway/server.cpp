@@ -230,7 +230,7 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, ConnectionTab
     }
     auto stream = std::make_shared<beast::tcp_stream>(std::move(socket));
     // Called when an idle connection is closed to make room: it runs on the accepting thread,
-    // so it only schedules the close on the connection's own strand (if it still exists).
+    // so it only schedules the close on the connection's executor (if it still exists).
     auto evict = [weak = std::weak_ptr<beast::tcp_stream>(stream), executor] {
       asio::post(executor, [weak] {
         if (auto s = weak.lock()) s->cancel();
