@@ -125,8 +125,9 @@ TEST(Curve, AuthorizedKeysRejectBadLinesNamingFileAndLine) {
             "gw.list:1: the name after the key must be 1-64 characters of A-Z a-z 0-9 . _ - @ :");
   EXPECT_EQ(error_of([&] { parse_authorized(a + " x\n# c\n" + a + " y\n", "gw.list"); }),
             "gw.list:3: key listed twice");
-  // A key cut short by one character is not a key.
-  EXPECT_NE(error_of([&] { parse_authorized(a.substr(1) + " x\n", "gw.list"); }), "");
+  // A key cut short by one character is not a key. Its last one: without its first, a key's
+  // rest may begin with '#' (a z85 digit) and read as a comment.
+  EXPECT_NE(error_of([&] { parse_authorized(a.substr(0, 39) + " x\n", "gw.list"); }), "");
 }
 
 TEST(Curve, PublicKeyFileHoldsExactlyOneKey) {
