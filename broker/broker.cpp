@@ -2,6 +2,7 @@
 
 #include <signal.h>
 #include <spdlog/spdlog.h>
+#include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <unistd.h>
 
@@ -137,6 +138,9 @@ std::string Broker::frontend_endpoint() const { return frontend_.get(zmq::sockop
 std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
 
 bool Broker::send(zmq::socket_t& socket, protocol::Frames& frames) {
+  if (&socket == &frontend_) unread_[kFrontend] = true;
+  if (&socket == &backend_) unread_[kBackend] = true;
+  if (&socket == &zap_) unread_[kZap] = true;
   try {
     // dontwait: a peer at its high-water mark must not stall every other peer.
     return zmq::send_multipart(socket, frames, zmq::send_flags::dontwait).has_value();
@@ -146,9 +150,10 @@ bool Broker::send(zmq::socket_t& socket, protocol::Frames& frames) {
   }
 }
 
-void Broker::answer_zap() {
+bool Broker::answer_zap() {
   // Bounded like receive(): a flood of handshakes must not starve the traffic of admitted peers.
-  for (int i = 0; i < 256; ++i) {
+  bool drained = false;
+  for (int i = 0; i < 256 && !drained; ++i) {
     protocol::Frames request;
     std::optional<std::size_t> got;
     try {
@@ -157,7 +162,11 @@ void Broker::answer_zap() {
       if (e.num() == EINTR) continue;
       throw;
     }
-    if (!got) break;
+    if (!got) {
+      unread_[kZap] = false;
+      drained = true;
+      break;
+    }
     // [routing id, empty delimiter (libzmq's REQ), request...]
     if (request.size() < 2 || request[1].size() != 0) continue;
     protocol::Frames body;
@@ -173,20 +182,25 @@ void Broker::answer_zap() {
   auto& c = dispatcher_.counters();
   c.curve_denied_gateways = authenticator_.denied(kGatewayDomain) + failed_handshakes_[0];
   c.curve_denied_workers = authenticator_.denied(kWorkerDomain) + failed_handshakes_[1];
+  return drained;
 }
 
-void Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
+bool Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
   const int side = frontend ? 0 : 1;
-  for (int i = 0; i < 256; ++i) {
+  bool drained = false;
+  for (int i = 0; i < 256 && !drained; ++i) {
     protocol::Frames event;
     try {
       if (!zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) {
+        drained = true;
         break;
       }
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
-      spdlog::warn("broker: socket monitor failed: {}", e.what());
-      return;
+      // Closed, it leaves the epoll set too: a descriptor left signalling would spin the loop.
+      spdlog::warn("broker: socket monitor failed, handshake failures go uncounted: {}", e.what());
+      monitor.close();
+      return true;
     }
     if (event.size() != 2 || event[0].size() != 6) continue;
     std::uint16_t id = 0;
@@ -214,6 +228,7 @@ void Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
   auto& c = dispatcher_.counters();
   c.curve_denied_gateways = authenticator_.denied(kGatewayDomain) + failed_handshakes_[0];
   c.curve_denied_workers = authenticator_.denied(kWorkerDomain) + failed_handshakes_[1];
+  return drained;
 }
 
 std::optional<BrokerStats> Broker::snapshot(std::chrono::milliseconds wait) const {
@@ -237,7 +252,7 @@ void Broker::publish_snapshot() {
 bool Broker::to_gateway(protocol::Frames& frames) { return send(frontend_, frames); }
 bool Broker::to_worker(protocol::Frames& frames) { return send(backend_, frames); }
 
-void Broker::receive(zmq::socket_t& socket, bool from_gateway) {
+bool Broker::receive(zmq::socket_t& socket, bool from_gateway) {
   // Bounded batch so that one busy socket cannot starve the other or the timers.
   for (int i = 0; i < 512; ++i) {
     frames_.clear();
@@ -248,7 +263,10 @@ void Broker::receive(zmq::socket_t& socket, bool from_gateway) {
       if (e.num() == EINTR) continue;
       throw;
     }
-    if (!got) return;
+    if (!got) {
+      unread_[from_gateway ? kFrontend : kBackend] = false;  // until something is sent on it
+      return true;
+    }
     const auto now = Now::current();
     // Every frame is untrusted: whatever one message does, the broker goes on with the next.
     try {
@@ -262,10 +280,48 @@ void Broker::receive(zmq::socket_t& socket, bool from_gateway) {
       dispatcher_.on_handler_error(e.what(), now);
     }
   }
+  return false;
 }
+
+namespace {
+
+// An epoll descriptor, closed on every way out of run().
+struct EpollSet {
+  int fd = ::epoll_create1(EPOLL_CLOEXEC);
+  EpollSet() {
+    if (fd < 0) throw std::system_error(errno, std::generic_category(), "epoll_create1");
+  }
+  ~EpollSet() { ::close(fd); }
+  EpollSet(const EpollSet&) = delete;
+  EpollSet& operator=(const EpollSet&) = delete;
+  void watch(int descriptor, std::uint32_t source) const {
+    epoll_event ev{};
+    ev.events = EPOLLIN;  // level-triggered: libzmq clears a socket's descriptor as it reads
+    ev.data.u32 = source;
+    if (::epoll_ctl(fd, EPOLL_CTL_ADD, descriptor, &ev) != 0) {
+      throw std::system_error(errno, std::generic_category(), "epoll_ctl");
+    }
+  }
+};
+
+}  // namespace
 
 int Broker::run(bool handle_signals) {
   const int signal_fd = handle_signals ? open_termination_signalfd() : -1;
+  // Not zmq_poll: it asks every socket for ZMQ_EVENTS before and after each wait, a poll() and a
+  // getpid() inside libzmq each, which at one request at a time was most of the broker's system
+  // calls. Here a socket is asked only when its descriptor signalled or `unread_` says so.
+  const EpollSet epoll;
+  epoll.watch(frontend_.get(zmq::sockopt::fd), kFrontend);
+  epoll.watch(backend_.get(zmq::sockopt::fd), kBackend);
+  unread_[kFrontend] = unread_[kBackend] = true;  // whatever arrived before the loop
+  if (zap_) {
+    epoll.watch(zap_.get(zmq::sockopt::fd), kZap);
+    epoll.watch(frontend_monitor_.get(zmq::sockopt::fd), kFrontendMonitor);
+    epoll.watch(backend_monitor_.get(zmq::sockopt::fd), kBackendMonitor);
+    unread_[kZap] = unread_[kFrontendMonitor] = unread_[kBackendMonitor] = true;
+  }
+  if (signal_fd >= 0) epoll.watch(signal_fd, kSignal);
   spdlog::info("broker {} ready: frontend {} backend {}", options_.dispatcher.broker_id,
                frontend_endpoint(), backend_endpoint());
   if (options_.curve) {
@@ -306,28 +362,23 @@ int Broker::run(bool handle_signals) {
       }
       break;
     }
-    // With CURVE, the ZAP socket and the two monitors; the signalfd last.
-    zmq::pollitem_t items[6] = {{frontend_.handle(), 0, ZMQ_POLLIN, 0},
-                                {backend_.handle(), 0, ZMQ_POLLIN, 0}};
-    int count = 2;
-    const int zap_index = zap_ ? count : -1;
-    if (zap_) {
-      items[count++] = {zap_.handle(), 0, ZMQ_POLLIN, 0};
-      items[count++] = {frontend_monitor_.handle(), 0, ZMQ_POLLIN, 0};
-      items[count++] = {backend_monitor_.handle(), 0, ZMQ_POLLIN, 0};
-    }
-    const int signal_index = signal_fd >= 0 ? count++ : -1;
-    if (signal_index >= 0) items[signal_index] = {nullptr, signal_fd, ZMQ_POLLIN, 0};
     // At most 100 ms, so that a snapshot asked for by the admin thread is made soon whatever the
-    // heartbeat interval.
+    // heartbeat interval; no wait at all while a socket may still hold messages. Rounded up: the
+    // last fraction of a millisecond before a tick, truncated to 0, would spin the loop.
+    const bool unread =
+        std::find(std::begin(unread_), std::end(unread_), true) != std::end(unread_);
     const auto wait =
-        std::clamp(std::chrono::duration_cast<std::chrono::milliseconds>(next_tick - Clock::now()),
-                   std::chrono::milliseconds(0), std::chrono::milliseconds(100));
-    try {
-      zmq::poll(items, count, wait);
-    } catch (const zmq::error_t& e) {
-      if (e.num() != EINTR) throw;
+        unread ? std::chrono::milliseconds(0)
+               : std::clamp(std::chrono::ceil<std::chrono::milliseconds>(next_tick - Clock::now()),
+                            std::chrono::milliseconds(0), std::chrono::milliseconds(100));
+    epoll_event events[kSources];
+    const int n = ::epoll_wait(epoll.fd, events, kSources, static_cast<int>(wait.count()));
+    if (n < 0 && errno != EINTR) {
+      throw std::system_error(errno, std::generic_category(), "epoll_wait");
     }
+    bool ready[kSources] = {};
+    for (int i = 0; i < n; ++i) ready[events[i].data.u32] = true;
+    for (std::uint32_t i = 0; i < kSources; ++i) ready[i] = ready[i] || unread_[i];
     const auto woke = Clock::now();
     if (woke - last_wake > stall_limit) {
       // Before anything that arrived meanwhile: a reply freeing a worker must not dispatch a
@@ -335,21 +386,26 @@ int Broker::run(bool handle_signals) {
       dispatcher_.on_stall(std::chrono::duration_cast<std::chrono::milliseconds>(woke - last_wake));
     }
     last_wake = woke;
-    if (signal_index >= 0 && (items[signal_index].revents & ZMQ_POLLIN)) {
+    ++dispatcher_.counters().loop_wakeups;
+    if (ready[kSignal]) {
       signalfd_siginfo info;
       if (::read(signal_fd, &info, sizeof info) == sizeof info) {
         spdlog::info("broker received signal {}", info.ssi_signo);
         stop_.store(true);
       }
     }
-    if (zap_index >= 0) {
-      if (items[zap_index].revents & ZMQ_POLLIN) answer_zap();
-      if (items[zap_index + 1].revents & ZMQ_POLLIN) read_monitor(frontend_monitor_, true);
-      if (items[zap_index + 2].revents & ZMQ_POLLIN) read_monitor(backend_monitor_, false);
+    // A batch that read until EAGAIN clears its socket's `unread_`; a send after that sets it
+    // again (send()); one stopped at its bound keeps it set.
+    if (ready[kZap] && !answer_zap()) unread_[kZap] = true;
+    if (ready[kFrontendMonitor] && frontend_monitor_) {
+      unread_[kFrontendMonitor] = !read_monitor(frontend_monitor_, true);
+    }
+    if (ready[kBackendMonitor] && backend_monitor_) {
+      unread_[kBackendMonitor] = !read_monitor(backend_monitor_, false);
     }
     // Replies first: they free capacity that waiting requests need.
-    if (items[1].revents & ZMQ_POLLIN) receive(backend_, false);
-    if (items[0].revents & ZMQ_POLLIN) receive(frontend_, true);
+    if (ready[kBackend] && !receive(backend_, false)) unread_[kBackend] = true;
+    if (ready[kFrontend] && !receive(frontend_, true)) unread_[kFrontend] = true;
     if (Clock::now() >= next_tick) {
       dispatcher_.on_tick(Now::current());
       next_tick = Clock::now() + tick;

@@ -1,5 +1,5 @@
-// The broker process: two ROUTER sockets (gateways in front, workers behind) polled by one thread
-// that feeds the Dispatcher. SIGTERM/SIGINT arrive through a signalfd in the same poll set, and
+// The broker process: two ROUTER sockets (gateways in front, workers behind) served by one thread
+// that feeds the Dispatcher. SIGTERM/SIGINT arrive through a signalfd in the same epoll set, and
 // with CURVE the ZAP requests of both sockets' handshakes too.
 #pragma once
 
@@ -71,10 +71,27 @@ class Broker : private Outbox {
   bool to_gateway(protocol::Frames& frames) override;
   bool to_worker(protocol::Frames& frames) override;
   bool send(zmq::socket_t& socket, protocol::Frames& frames);
-  void receive(zmq::socket_t& socket, bool from_gateway);
-  void answer_zap();
+  // Each reads a bounded batch and returns true if it read until the socket had nothing more
+  // (EAGAIN), false if it stopped at the bound with messages maybe left.
+  bool receive(zmq::socket_t& socket, bool from_gateway);
+  bool answer_zap();
   // Handshakes that failed before ZAP was asked (no CURVE, a wrong broker key): socket monitors.
-  void read_monitor(zmq::socket_t& monitor, bool frontend);
+  bool read_monitor(zmq::socket_t& monitor, bool frontend);
+
+  // The loop's sources, in the order it serves them. libzmq's ZMQ_FD signals commands, not
+  // messages: a socket is read when its descriptor signalled, and also after anything was sent on
+  // it (the send may have taken the command that announced a message) or when its last batch
+  // stopped at the bound. `unread_` holds those last two; epoll, the first.
+  enum Source : std::uint32_t {
+    kSignal,
+    kZap,
+    kFrontendMonitor,
+    kBackendMonitor,
+    kBackend,
+    kFrontend,
+    kSources
+  };
+  bool unread_[kSources] = {};
 
   BrokerOptions options_;
   zmq::context_t context_{1};

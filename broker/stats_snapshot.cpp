@@ -36,7 +36,8 @@ StatsCounts counter_counts(const Counters& c) {
           {"foreign_ids", c.foreign_ids},
           {"peers_disconnected", c.peers_disconnected},
           {"curve_denied_gateways", c.curve_denied_gateways},
-          {"curve_denied_workers", c.curve_denied_workers}};
+          {"curve_denied_workers", c.curve_denied_workers},
+          {"loop_wakeups", c.loop_wakeups}};
 }
 
 namespace {
@@ -93,7 +94,8 @@ BrokerStats::Service service_snapshot(const ServiceQueue& svc, const WorkerRegis
                         "foreign_cancels",
                         "peers_disconnected",
                         "curve_denied_gateways",
-                        "curve_denied_workers"}) {
+                        "curve_denied_workers",
+                        "loop_wakeups"}) {
     out.counters.erase(k);
   }
   return out;

@@ -377,5 +377,33 @@ TEST(BrokerSocket, StopAnswersQueuedRequestsWithBrokerUnavailableAndReturns) {
   EXPECT_EQ(envelope.error->code, "BROKER_UNAVAILABLE");
 }
 
+// The loop waits for its next tick, rounded up to a whole millisecond: truncated, the last
+// fraction of a millisecond before each tick became a zero-timeout wait, repeated until the tick
+// (hundreds of wake-ups per tick, most of an idle broker's system calls). Ticks are 25 ms here
+// (heartbeat 100 ms / 4): half a second is ~20 ticks, ~5 heartbeats to the gateway and the
+// STATS exchanges themselves.
+TEST(BrokerSocket, AnIdleBrokerWakesAboutOncePerTickWithoutSpinning) {
+  zmq::context_t context;
+  RunningBroker broker;
+  auto gateway = dealer(context, broker.frontend());
+  const auto wakeups = [](const nlohmann::json& s) {
+    return s["counters"]["loop_wakeups"].get<std::uint64_t>();
+  };
+  const auto before = stats_until(gateway, [](const nlohmann::json& s) {
+    return s.contains("counters") && s["counters"].contains("loop_wakeups");
+  });
+  ASSERT_TRUE(before.contains("counters"));
+  const auto start = SteadyClock::now();
+  std::this_thread::sleep_for(500ms);  // the idle interval measured, not a wait for readiness
+  const auto after = stats_until(gateway, [](const nlohmann::json&) { return true; });
+  ASSERT_TRUE(after.contains("counters"));
+  const auto elapsed = SteadyClock::now() - start;
+  const auto ticks = static_cast<std::uint64_t>(elapsed / 25ms) + 1;
+  EXPECT_LE(wakeups(after) - wakeups(before), 4 * ticks + 20)
+      << "over " << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count()
+      << " ms idle";
+  EXPECT_GE(wakeups(after) - wakeups(before), ticks / 2) << "the loop must still tick";
+}
+
 }  // namespace
 }  // namespace courier::broker

@@ -75,7 +75,8 @@ TEST_F(StatsSnapshotTest, TopLevelAndCounterKeysAreThoseTheGatewayReads) {
                                                                "foreign_ids",
                                                                "peers_disconnected",
                                                                "curve_denied_gateways",
-                                                               "curve_denied_workers"}));
+                                                               "curve_denied_workers",
+                                                               "loop_wakeups"}));
   EXPECT_EQ(stats["counters"]["requests"], 5);
   EXPECT_EQ(stats["counters"]["worker_lost"], 2);
 }
