@@ -2,6 +2,7 @@
 
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cerrno>
 
 #include "common/errors.hpp"
@@ -30,7 +31,9 @@ struct BrokerCall::State {
     }
   }
   tcp::socket* client = nullptr;
-  bool watching = false;  // a wait is pending on `client` and its result still matters
+  bool watching = false;   // a wait is pending on `client` and its result still matters
+  bool watch_due = false;  // submitted with a client to watch, the watch not yet armed
+  Clock::time_point watch_at;
   bool gone = false;
 };
 
@@ -49,7 +52,10 @@ BrokerCall::~BrokerCall() {
 void BrokerCall::submit(const protocol::RequestHeader& header, zmq::message_t envelope) {
   id_ = header.id;
   open_ = true;
-  if (state_->client) watch();
+  if (state_->client) {
+    state_->watch_due = true;
+    state_->watch_at = Clock::now() + kWatchAfter;
+  }
   broker_.submit(header, std::move(envelope), [state = state_](BrokerResult r) {
     auto& s = *state;
     asio::post(s.executor, [state, r = std::move(r)]() mutable {
@@ -94,6 +100,7 @@ void BrokerCall::watch() {
 }
 
 void BrokerCall::stop_watch() {
+  state_->watch_due = false;
   if (!state_->watching) return;
   state_->watching = false;
   beast::error_code ec;
@@ -107,8 +114,18 @@ asio::awaitable<BrokerCall::Wake> BrokerCall::wait(Clock::time_point deadline) {
   // and the wait that follows it.
   while (s.empty()) {
     if (s.gone) co_return Wake::kClientGone;
-    if (Clock::now() >= deadline) co_return Wake::kTimeout;
-    s.timer.expires_at(deadline);
+    const auto now = Clock::now();
+    if (now >= deadline) co_return Wake::kTimeout;
+    auto until = deadline;
+    if (s.watch_due) {
+      if (now >= s.watch_at) {
+        s.watch_due = false;
+        watch();
+      } else {
+        until = std::min(until, s.watch_at);
+      }
+    }
+    s.timer.expires_at(until);
     co_await s.timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
   }
   co_return Wake::kPart;

@@ -16,12 +16,17 @@
 namespace courier::gateway {
 
 // A request in flight at the broker, owned by one coroutine. The parts the BrokerClient delivers
-// are queued on the coroutine's executor. While it waits, the client's socket is watched: a peer
-// that closes (or resets) its connection is gone; bytes from it (a pipelined request) only end
-// the watch. Destroying it cancels the request at the broker unless its final part came.
+// are queued on the coroutine's executor. While it waits, from kWatchAfter after submit(), the
+// client's socket is watched: a peer that closes (or resets) its connection is gone; bytes from
+// it (a pipelined request) only end the watch. Destroying it cancels the request at the broker
+// unless its final part came.
 class BrokerCall {
  public:
   enum class Wake { kPart, kTimeout, kClientGone };
+  // A reply within this needs no watch: arming one costs an epoll_ctl() (Asio re-arms the
+  // descriptor for every wait) and its cancellation a handler, on every fast request. A client
+  // that leaves sooner is found gone this much later.
+  static constexpr std::chrono::milliseconds kWatchAfter{10};
 
   // `client` (may be null: no watch) must outlive this object or stop_watch() being called.
   BrokerCall(BrokerClient& broker, asio::any_io_executor executor, tcp::socket* client);
