@@ -34,7 +34,8 @@ protocol::Frames request_frames(const protocol::RequestHeader& header, zmq::mess
 BrokerResult local_error(const std::string& service, const std::string& detail,
                          const protocol::CorrelationId& id) {
   BrokerResult r;
-  r.local = make_error_reply(ErrorKind::kBrokerUnavailable, service, detail, id);
+  r.local = std::make_unique<ReplyEnvelope>(
+      make_error_reply(ErrorKind::kBrokerUnavailable, service, detail, id));
   return r;
 }
 

@@ -50,7 +50,9 @@ struct BrokerResult {
   // kReply, kHead: the reply envelope; kData, kEnd: body bytes; kAbort: why, as text (from the
   // worker or broker: untrusted, sanitize before logging).
   zmq::message_t envelope;
-  std::optional<ReplyEnvelope> local;  // kReply only: set instead of `envelope` for our own errors
+  // kReply only: set instead of `envelope` for our own errors. Behind a pointer: a call keeps a
+  // BrokerResult slot for its reply while it waits, and the envelope's fields would double it.
+  std::unique_ptr<ReplyEnvelope> local;
   // kReply only: its STAMPS frame (kGatewayReplyIn written), when it came with one; else empty.
   zmq::message_t stamps;
 

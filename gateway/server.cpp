@@ -267,15 +267,10 @@ asio::awaitable<void> Server::accept_loop(tcp::acceptor& acceptor, ConnectionTab
 struct Server::ReadResult {
   enum class Outcome { kRequest, kClosed, kRejected } outcome = Outcome::kRequest;
   Refusal refusal;  // when rejected
-  // Set when credentials and route were decided on the head (auth on, or Expect). A refusal in
-  // it goes with a small body that was read to keep the connection.
-  std::optional<Admission> admission;
 
   static ReadResult request() { return {}; }
-  static ReadResult closed() { return {Outcome::kClosed, {}, {}}; }
-  static ReadResult rejected(Refusal refusal) {
-    return {Outcome::kRejected, std::move(refusal), {}};
-  }
+  static ReadResult closed() { return {Outcome::kClosed, {}}; }
+  static ReadResult rejected(Refusal refusal) { return {Outcome::kRejected, std::move(refusal)}; }
 };
 
 asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
@@ -315,23 +310,19 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
       buffer.commit(n);
       if (!first) head_deadline = Clock::now() + options_.header_timeout;
     }
-    RequestParser parser;
-    apply_limits(parser, options_.max_header, options_.max_body);
-    auto read = co_await read_request(stream, buffer, parser, head_deadline, admin);
+    Exchange ex;
+    auto read = co_await read_request(stream, buffer, head_deadline, admin, ex);
     if (read.outcome == ReadResult::Outcome::kClosed) break;
     if (read.outcome == ReadResult::Outcome::kRejected) {
       co_await reject(stream, read.refusal, client);
       co_return;
     }
 
-    Exchange ex;
     ex.admin = admin;
     ex.client = client;
     ex.start = Clock::now();
     ex.start_us = protocol::unix_us_now();
-    ex.request = parser.release();
     ex.bytes_in = ex.request.body().size();
-    ex.admitted = std::move(read.admission);
     // While the request is away (up to a minute for a slow service) its connection holds no read
     // buffer; bytes of a pipelined next request keep it.
     if (buffer.size() == 0) buffer.shrink_to_fit();
@@ -369,11 +360,11 @@ asio::awaitable<void> Server::session(std::shared_ptr<beast::tcp_stream> owned,
 
 asio::awaitable<Server::ReadResult> Server::read_request(beast::tcp_stream& stream,
                                                          beast::flat_buffer& buffer,
-                                                         RequestParser& parser,
                                                          Clock::time_point head_deadline,
-                                                         bool admin) {
+                                                         bool admin, Exchange& ex) {
   beast::error_code ec;
-  auto result = ReadResult::request();
+  RequestParser parser;
+  apply_limits(parser, options_.max_header, options_.max_body);
   std::optional<HeadSnapshot> head_only;
   stream.expires_at(head_deadline);
   co_await http::async_read_header(stream, buffer, parser,
@@ -392,7 +383,8 @@ asio::awaitable<Server::ReadResult> Server::read_request(beast::tcp_stream& stre
       if (admission.refusal && (expect || !cheap_to_drain(parser))) {
         co_return ReadResult::rejected(std::move(*admission.refusal));
       }
-      result.admission = std::move(admission);
+      // A refusal here goes with a small body, read to keep the connection.
+      ex.admitted = std::move(admission);
     }
     if (expect && !parser.is_done()) {
       http::response<http::empty_body> cont{http::status::continue_, 11};
@@ -408,7 +400,8 @@ asio::awaitable<Server::ReadResult> Server::read_request(beast::tcp_stream& stre
   }
   if (!ec) {
     head_only->restore(parser);  // trailers never count as headers
-    co_return result;
+    ex.request = parser.release();
+    co_return ReadResult::request();
   }
   if (auto refusal = read_refusal(ec)) co_return ReadResult::rejected(std::move(*refusal));
   co_return ReadResult::closed();  // closed, timed out, or reset: nobody to answer

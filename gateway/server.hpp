@@ -103,13 +103,15 @@ class Server {
   asio::awaitable<void> session(std::shared_ptr<beast::tcp_stream> stream,
                                 ConnectionTable::Lease lease, std::string client, bool admin);
   struct ReadResult;
+  struct Exchange;
+  // Reads the next request into `ex` (its request and what was decided on its head). The parser
+  // lives in this coroutine's frame, not in the session's, which a connection holds while its
+  // request waits for the broker.
   asio::awaitable<ReadResult> read_request(beast::tcp_stream& stream, beast::flat_buffer& buffer,
-                                           RequestParser& parser,
                                            std::chrono::steady_clock::time_point head_deadline,
-                                           bool admin);
+                                           bool admin, Exchange& ex);
   asio::awaitable<void> reject(beast::tcp_stream& stream, const Refusal& refusal,
                                const std::string& client);
-  struct Exchange;
   asio::awaitable<void> handle(Exchange& ex);
   asio::awaitable<void> forward(Exchange& ex);
   // What forward() sends the broker; no `service` when the request was refused (`ex` failed).
