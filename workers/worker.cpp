@@ -271,37 +271,19 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
     ControlKey key;
     ~Forget() { worker.controls_.erase(key); }
   } forget{*this, {link, id}};
-  // Reply fields are stamped once, by whoever made the reply: the forwarder for a forwarded
-  // request (id, worker id, attempts, upstream time), this function for the refusals and
-  // failures it makes itself (id from the frame, worker id).
-  const auto refuse = [&](ErrorKind kind, const std::string& detail) {
-    auto r = make_error_reply(kind, service_.name, detail, id);
-    r.worker_id = options_.worker_id;
-    return r;
-  };
   std::optional<ReplyEnvelope> result;
   bool holds_slot = false;
   const auto started = std::chrono::steady_clock::now();
   try {
     RequestEnvelope request;
-    protocol::RequestHeader header;
-    header.id = id;
-    header.flags = flags;
     // Decoded before the wait for a slot, so that a request cancelled while it waits can be
     // logged by its request id.
-    if (const auto ec = decode(protocol::view(envelope), request)) {
-      note_malformed(*links_[link], "refused: " + ec.message());
-      result = refuse(ErrorKind::kBadRequest, "invalid request envelope: " + ec.message());
-    } else if (const auto why = protocol::request_mismatch(header, request); !why.empty()) {
-      // Frames are hostile input: run only what the frames and the envelope agree on.
-      note_malformed(*links_[link], "refused: " + std::string(why));
-      result = refuse(ErrorKind::kBadRequest, std::string(why));
-    } else {
+    if (admit(link, id, flags, envelope, request, result)) {
       envelope = zmq::message_t();  // free the request buffer before the wait and the upstream
       holds_slot = co_await acquire_slot(control->cancel);
       if (control->cancel.cancelled() && !control->stream.started()) {
         forwarder_->note_cancelled(request, "queued");
-        result = refuse(ErrorKind::kCancelled, "cancelled by the client (queued)");
+        refuse(id, ErrorKind::kCancelled, "cancelled by the client (queued)", result);
         forwarder_->log_access(request, *result, started);
       } else {
         UpstreamMarks marks;
@@ -313,18 +295,52 @@ asio::awaitable<void> Worker::run_request(std::size_t link, protocol::Correlatio
       }
     }
   } catch (const std::exception& e) {
-    // Whatever went wrong, the request is answered and its slot and credit come back.
-    spdlog::error("request failed with exception: {}", e.what());
-    if (control->stream.started()) {
-      result.reset();
-      if (!control->stream.finished()) control->stream.abort("worker error");
-    } else {
-      result = refuse(ErrorKind::kBadResponse, std::string("worker error: ") + e.what());
-    }
+    fail(id, *control, e, result);
   }
   if (holds_slot) release_slot();
   if (result) reply(link, id, *result, stamps);
   in_flight_.fetch_sub(1);
+}
+
+bool Worker::admit(std::size_t link, const protocol::CorrelationId& id, std::uint8_t flags,
+                   const zmq::message_t& envelope, RequestEnvelope& request,
+                   std::optional<ReplyEnvelope>& out) {
+  if (const auto ec = decode(protocol::view(envelope), request)) {
+    note_malformed(*links_[link], "refused: " + ec.message());
+    refuse(id, ErrorKind::kBadRequest, "invalid request envelope: " + ec.message(), out);
+    return false;
+  }
+  protocol::RequestHeader header;
+  header.id = id;
+  header.flags = flags;
+  if (const auto why = protocol::request_mismatch(header, request); !why.empty()) {
+    // Frames are hostile input: run only what the frames and the envelope agree on.
+    note_malformed(*links_[link], "refused: " + std::string(why));
+    refuse(id, ErrorKind::kBadRequest, std::string(why), out);
+    return false;
+  }
+  return true;
+}
+
+// Reply fields are stamped once, by whoever made the reply: the forwarder for a forwarded request
+// (id, worker id, attempts, upstream time), the worker for the refusals and failures it makes
+// itself (id from the frame, worker id).
+void Worker::refuse(const protocol::CorrelationId& id, ErrorKind kind, const std::string& detail,
+                    std::optional<ReplyEnvelope>& out) const {
+  out = make_error_reply(kind, service_.name, detail, id);
+  out->worker_id = options_.worker_id;
+}
+
+void Worker::fail(const protocol::CorrelationId& id, Control& control, const std::exception& e,
+                  std::optional<ReplyEnvelope>& out) const {
+  // Whatever went wrong, the request is answered and its slot and credit come back.
+  spdlog::error("request failed with exception: {}", e.what());
+  if (control.stream.started()) {
+    out.reset();
+    if (!control.stream.finished()) control.stream.abort("worker error");
+  } else {
+    refuse(id, ErrorKind::kBadResponse, std::string("worker error: ") + e.what(), out);
+  }
 }
 
 void Worker::note_malformed(const Link& link, std::string_view what) {

@@ -20,6 +20,7 @@
 #include "common/broker_peer.hpp"
 #include "common/config.hpp"
 #include "common/curve.hpp"
+#include "common/errors.hpp"
 #include "common/options.hpp"
 #include "common/status.hpp"
 #include "workers/forwarder.hpp"
@@ -94,6 +95,18 @@ class Worker {
                                     std::optional<protocol::Stamps> stamps);
   void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply,
              std::optional<protocol::Stamps>& stamps);
+  // run_request's steps between its waits. Each writes a refusal into `out` instead of returning
+  // it: g++ gives every temporary of a coroutine a slot in its frame, held for the whole request.
+  // Decodes `envelope` into `request`; false, with the refusal in `out`, if it does not decode or
+  // does not agree with the frames.
+  bool admit(std::size_t link, const protocol::CorrelationId& id, std::uint8_t flags,
+             const zmq::message_t& envelope, RequestEnvelope& request,
+             std::optional<ReplyEnvelope>& out);
+  void refuse(const protocol::CorrelationId& id, ErrorKind kind, const std::string& detail,
+              std::optional<ReplyEnvelope>& out) const;
+  // An exception escaped the forward: the request is still answered (or its stream aborted).
+  void fail(const protocol::CorrelationId& id, Control& control, const std::exception& e,
+            std::optional<ReplyEnvelope>& out) const;
   // At most worker_concurrency requests run at once. Brokers may together hold a little more
   // credit than that while shares move between them; the excess waits here.
   // False if `cancel` fired while it waited: it holds no slot then.
