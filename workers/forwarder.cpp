@@ -399,18 +399,20 @@ asio::awaitable<void> Forwarder::run_attempts(const RequestEnvelope& request, Re
         {retry_safe, short_budget, deadline}, progress, lease, last, out);
     give_back(next.failed);
     if (!next.retry) break;  // `out` holds the reply, or the response was streamed
-    asio::steady_timer backoff(executor_, next.wait);
-    {
-      Cancellation::Scope scope(cancel, [&] { backoff.cancel(); });
-      beast::error_code ec;
-      co_await backoff.async_wait(asio::redirect_error(asio::use_awaitable, ec));
-    }
+    co_await back_off(next.wait, cancel);
     if (cancel && cancel->cancelled()) {
       out = cancelled_reply(request, "backoff");
       break;
     }
   }
   finish(request, out, progress, started, marks);
+}
+
+asio::awaitable<void> Forwarder::back_off(std::chrono::milliseconds wait, Cancellation* cancel) {
+  asio::steady_timer timer(executor_, wait);
+  Cancellation::Scope scope(cancel, [&] { timer.cancel(); });
+  beast::error_code ec;
+  co_await timer.async_wait(asio::redirect_error(asio::use_awaitable, ec));
 }
 
 std::optional<ReplyEnvelope> Forwarder::refuse_early(const RequestEnvelope& request,

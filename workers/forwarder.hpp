@@ -143,6 +143,9 @@ class Forwarder {
   asio::awaitable<void> run_attempts(const RequestEnvelope& request, ReplyStream* stream,
                                      Cancellation* cancel, std::optional<ReplyEnvelope>& out,
                                      UpstreamMarks* marks);
+  // The wait between two attempts, ended early by `cancel`. A coroutine of its own so that its
+  // timer takes room only while a request backs off, not in the frame of every waiting request.
+  asio::awaitable<void> back_off(std::chrono::milliseconds wait, Cancellation* cancel);
   // The steps of run_attempts between its waits (see there why they are functions of their own).
   // What one attempt may do, fixed for the request.
   struct AttemptTerms {
