@@ -197,8 +197,10 @@ bool Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
       }
     } catch (const zmq::error_t& e) {
       if (e.num() == EINTR) continue;
-      // Closed, it leaves the epoll set too: a descriptor left signalling would spin the loop.
+      // Out of the epoll set first: a descriptor left signalling would spin the loop.
       spdlog::warn("broker: socket monitor failed, handshake failures go uncounted: {}", e.what());
+      if (epoll_fd_ >= 0)
+        ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, monitor.get(zmq::sockopt::fd), nullptr);
       monitor.close();
       return true;
     }
@@ -309,9 +311,10 @@ struct EpollSet {
 int Broker::run(bool handle_signals) {
   const int signal_fd = handle_signals ? open_termination_signalfd() : -1;
   // Not zmq_poll: it asks every socket for ZMQ_EVENTS before and after each wait, a poll() and a
-  // getpid() inside libzmq each, which at one request at a time was most of the broker's system
-  // calls. Here a socket is asked only when its descriptor signalled or `unread_` says so.
+  // getpid() inside libzmq each. Here a socket is asked only when its descriptor signalled or
+  // `unread_` says so.
   const EpollSet epoll;
+  epoll_fd_ = epoll.fd;
   epoll.watch(frontend_.get(zmq::sockopt::fd), kFrontend);
   epoll.watch(backend_.get(zmq::sockopt::fd), kBackend);
   unread_[kFrontend] = unread_[kBackend] = true;  // whatever arrived before the loop
@@ -412,6 +415,7 @@ int Broker::run(bool handle_signals) {
     }
   }
   serving_.store(false);
+  epoll_fd_ = -1;
   if (signal_fd >= 0) ::close(signal_fd);
   publish_snapshot();  // the final counts, for a scrape during shutdown
   const auto& c = dispatcher_.counters();

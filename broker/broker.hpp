@@ -92,6 +92,7 @@ class Broker : private Outbox {
     kSources
   };
   bool unread_[kSources] = {};
+  int epoll_fd_ = -1;  // run()'s epoll set, while it runs
 
   BrokerOptions options_;
   zmq::context_t context_{1};
