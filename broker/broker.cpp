@@ -150,10 +150,10 @@ bool Broker::send(zmq::socket_t& socket, protocol::Frames& frames) {
   }
 }
 
-bool Broker::answer_zap() {
+void Broker::answer_zap() {
   // Bounded like receive(): a flood of handshakes must not starve the traffic of admitted peers.
-  bool drained = false;
-  for (int i = 0; i < 256 && !drained; ++i) {
+  unread_[kZap] = true;
+  for (int i = 0; i < 256 && unread_[kZap]; ++i) {
     protocol::Frames request;
     std::optional<std::size_t> got;
     try {
@@ -163,8 +163,7 @@ bool Broker::answer_zap() {
       throw;
     }
     if (!got) {
-      unread_[kZap] = false;
-      drained = true;
+      unread_[kZap] = false;  // until something is sent on it
       break;
     }
     // [routing id, empty delimiter (libzmq's REQ), request...]
@@ -182,17 +181,17 @@ bool Broker::answer_zap() {
   auto& c = dispatcher_.counters();
   c.curve_denied_gateways = authenticator_.denied(kGatewayDomain) + failed_handshakes_[0];
   c.curve_denied_workers = authenticator_.denied(kWorkerDomain) + failed_handshakes_[1];
-  return drained;
 }
 
-bool Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
+void Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
   const int side = frontend ? 0 : 1;
-  bool drained = false;
-  for (int i = 0; i < 256 && !drained; ++i) {
+  bool& unread = unread_[frontend ? kFrontendMonitor : kBackendMonitor];
+  unread = true;
+  for (int i = 0; i < 256 && unread; ++i) {
     protocol::Frames event;
     try {
       if (!zmq::recv_multipart(monitor, std::back_inserter(event), zmq::recv_flags::dontwait)) {
-        drained = true;
+        unread = false;
         break;
       }
     } catch (const zmq::error_t& e) {
@@ -202,7 +201,8 @@ bool Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
       if (epoll_fd_ >= 0)
         ::epoll_ctl(epoll_fd_, EPOLL_CTL_DEL, monitor.get(zmq::sockopt::fd), nullptr);
       monitor.close();
-      return true;
+      unread = false;
+      return;
     }
     if (event.size() != 2 || event[0].size() != 6) continue;
     std::uint16_t id = 0;
@@ -230,7 +230,6 @@ bool Broker::read_monitor(zmq::socket_t& monitor, bool frontend) {
   auto& c = dispatcher_.counters();
   c.curve_denied_gateways = authenticator_.denied(kGatewayDomain) + failed_handshakes_[0];
   c.curve_denied_workers = authenticator_.denied(kWorkerDomain) + failed_handshakes_[1];
-  return drained;
 }
 
 std::optional<BrokerStats> Broker::snapshot(std::chrono::milliseconds wait) const {
@@ -254,7 +253,9 @@ void Broker::publish_snapshot() {
 bool Broker::to_gateway(protocol::Frames& frames) { return send(frontend_, frames); }
 bool Broker::to_worker(protocol::Frames& frames) { return send(backend_, frames); }
 
-bool Broker::receive(zmq::socket_t& socket, bool from_gateway) {
+void Broker::receive(zmq::socket_t& socket, bool from_gateway) {
+  bool& unread = unread_[from_gateway ? kFrontend : kBackend];
+  unread = true;
   // Bounded batch so that one busy socket cannot starve the other or the timers.
   for (int i = 0; i < 512; ++i) {
     frames_.clear();
@@ -266,8 +267,8 @@ bool Broker::receive(zmq::socket_t& socket, bool from_gateway) {
       throw;
     }
     if (!got) {
-      unread_[from_gateway ? kFrontend : kBackend] = false;  // until something is sent on it
-      return true;
+      unread = false;  // until something is sent on it
+      return;
     }
     const auto now = Now::current();
     // Every frame is untrusted: whatever one message does, the broker goes on with the next.
@@ -282,7 +283,6 @@ bool Broker::receive(zmq::socket_t& socket, bool from_gateway) {
       dispatcher_.on_handler_error(e.what(), now);
     }
   }
-  return false;
 }
 
 namespace {
@@ -397,18 +397,12 @@ int Broker::run(bool handle_signals) {
         stop_.store(true);
       }
     }
-    // A batch that read until EAGAIN clears its socket's `unread_`; a send after that sets it
-    // again (send()); one stopped at its bound keeps it set.
-    if (ready[kZap] && !answer_zap()) unread_[kZap] = true;
-    if (ready[kFrontendMonitor] && frontend_monitor_) {
-      unread_[kFrontendMonitor] = !read_monitor(frontend_monitor_, true);
-    }
-    if (ready[kBackendMonitor] && backend_monitor_) {
-      unread_[kBackendMonitor] = !read_monitor(backend_monitor_, false);
-    }
+    if (ready[kZap]) answer_zap();
+    if (ready[kFrontendMonitor] && frontend_monitor_) read_monitor(frontend_monitor_, true);
+    if (ready[kBackendMonitor] && backend_monitor_) read_monitor(backend_monitor_, false);
     // Replies first: they free capacity that waiting requests need.
-    if (ready[kBackend] && !receive(backend_, false)) unread_[kBackend] = true;
-    if (ready[kFrontend] && !receive(frontend_, true)) unread_[kFrontend] = true;
+    if (ready[kBackend]) receive(backend_, false);
+    if (ready[kFrontend]) receive(frontend_, true);
     if (Clock::now() >= next_tick) {
       dispatcher_.on_tick(Now::current());
       next_tick = Clock::now() + tick;

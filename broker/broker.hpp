@@ -71,12 +71,12 @@ class Broker : private Outbox {
   bool to_gateway(protocol::Frames& frames) override;
   bool to_worker(protocol::Frames& frames) override;
   bool send(zmq::socket_t& socket, protocol::Frames& frames);
-  // Each reads a bounded batch and returns true if it read until the socket had nothing more
-  // (EAGAIN), false if it stopped at the bound with messages maybe left.
-  bool receive(zmq::socket_t& socket, bool from_gateway);
-  bool answer_zap();
+  // Each reads a bounded batch and leaves its source's `unread_` set if it stopped at the bound
+  // (messages may be left), clear if it read until the socket had nothing more (EAGAIN).
+  void receive(zmq::socket_t& socket, bool from_gateway);
+  void answer_zap();
   // Handshakes that failed before ZAP was asked (no CURVE, a wrong broker key): socket monitors.
-  bool read_monitor(zmq::socket_t& monitor, bool frontend);
+  void read_monitor(zmq::socket_t& monitor, bool frontend);
 
   // The loop's sources, in the order it serves them. libzmq's ZMQ_FD signals commands, not
   // messages: a socket is read when its descriptor signalled, and also after anything was sent on

@@ -31,9 +31,9 @@ struct BrokerCall::State {
     }
   }
   tcp::socket* client = nullptr;
-  bool watching = false;   // a wait is pending on `client` and its result still matters
-  bool watch_due = false;  // submitted with a client to watch, the watch not yet armed
-  Clock::time_point watch_at;
+  bool watching = false;  // a wait is pending on `client` and its result still matters
+  // Submitted with a client to watch, and the watch not yet armed: when to arm it.
+  std::optional<Clock::time_point> watch_at;
   bool gone = false;
 };
 
@@ -52,10 +52,7 @@ BrokerCall::~BrokerCall() {
 void BrokerCall::submit(const protocol::RequestHeader& header, zmq::message_t envelope) {
   id_ = header.id;
   open_ = true;
-  if (state_->client) {
-    state_->watch_due = true;
-    state_->watch_at = Clock::now() + kWatchAfter;
-  }
+  if (state_->client) state_->watch_at = Clock::now() + kWatchAfter;
   broker_.submit(header, std::move(envelope), [state = state_](BrokerResult r) {
     auto& s = *state;
     asio::post(s.executor, [state, r = std::move(r)]() mutable {
@@ -100,7 +97,7 @@ void BrokerCall::watch() {
 }
 
 void BrokerCall::stop_watch() {
-  state_->watch_due = false;
+  state_->watch_at.reset();
   if (!state_->watching) return;
   state_->watching = false;
   beast::error_code ec;
@@ -117,12 +114,12 @@ asio::awaitable<BrokerCall::Wake> BrokerCall::wait(Clock::time_point deadline) {
     const auto now = Clock::now();
     if (now >= deadline) co_return Wake::kTimeout;
     auto until = deadline;
-    if (s.watch_due) {
-      if (now >= s.watch_at) {
-        s.watch_due = false;
+    if (s.watch_at) {
+      if (now >= *s.watch_at) {
+        s.watch_at.reset();
         watch();
       } else {
-        until = std::min(until, s.watch_at);
+        until = std::min(until, *s.watch_at);
       }
     }
     s.timer.expires_at(until);

@@ -95,10 +95,11 @@ class Worker {
                                     std::optional<protocol::Stamps> stamps);
   void reply(std::size_t link, const protocol::CorrelationId& id, const ReplyEnvelope& reply,
              std::optional<protocol::Stamps>& stamps);
-  // run_request's steps between its waits. Each writes a refusal into `out` instead of returning
-  // it: g++ gives every temporary of a coroutine a slot in its frame, held for the whole request.
-  // Decodes `envelope` into `request`; false, with the refusal in `out`, if it does not decode or
-  // does not agree with the frames.
+  // run_request's steps between its waits, kept out of the coroutine so that their locals (the
+  // frames' header, the refusal's strings and reply) take no room in its frame, which a request
+  // holds until it is answered; each writes its refusal into `out`. Decodes `envelope` into
+  // `request`; false, with the refusal in `out`, if it does not decode or does not agree with the
+  // frames.
   bool admit(std::size_t link, const protocol::CorrelationId& id, std::uint8_t flags,
              const zmq::message_t& envelope, RequestEnvelope& request,
              std::optional<ReplyEnvelope>& out);
