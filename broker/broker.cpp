@@ -64,7 +64,7 @@ void block_termination_signals() {
 void check_plain_endpoints(const BrokerOptions& options) {
   if (options.curve) return;
   for (const auto* endpoint : {&options.frontend, &options.backend}) {
-    if (!curve::is_loopback_endpoint(*endpoint) && !options.insecure) {
+    if (!endpoint->empty() && !curve::is_loopback_endpoint(*endpoint) && !options.insecure) {
       throw ConfigError("refusing to listen on " + *endpoint +
                         " without CURVE: anyone who can reach it would be trusted. Configure "
                         "broker.curve.* (see docs/security.md), or set broker.insecure "
@@ -73,8 +73,10 @@ void check_plain_endpoints(const BrokerOptions& options) {
   }
 }
 
-Broker::Broker(BrokerOptions options)
+Broker::Broker(BrokerOptions options, zmq::context_t* shared_context)
     : options_(std::move(options)),
+      own_context_(shared_context ? nullptr : std::make_unique<zmq::context_t>(1)),
+      context_(shared_context ? *shared_context : *own_context_),
       frontend_(context_, zmq::socket_type::router),
       backend_(context_, zmq::socket_type::router),
       dispatcher_(options_.dispatcher, *this) {
@@ -117,10 +119,14 @@ Broker::Broker(BrokerOptions options)
   } else {
     check_plain_endpoints(options_);
   }
-  try {
-    frontend_.bind(options_.frontend);
-  } catch (const zmq::error_t& e) {
-    throw std::runtime_error("cannot bind frontend " + options_.frontend + ": " + e.what());
+  // The local endpoint first: frontend_endpoint() names the last one bound.
+  for (const auto* endpoint : {&options_.local_frontend, &options_.frontend}) {
+    if (endpoint->empty()) continue;
+    try {
+      frontend_.bind(*endpoint);
+    } catch (const zmq::error_t& e) {
+      throw std::runtime_error("cannot bind frontend " + *endpoint + ": " + e.what());
+    }
   }
   try {
     backend_.bind(options_.backend);

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <condition_variable>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -29,7 +30,11 @@ struct CurveServerOptions {
 
 struct BrokerOptions {
   std::string frontend = options::broker::kFrontend.default_text();  // gateways connect here
-  std::string backend = options::broker::kBackend.default_text();    // workers connect here
+  // An inproc:// endpoint bound on the frontend too, for a gateway in the same process: the
+  // broker then runs on that gateway's ZeroMQ context (see Broker's constructor). Such a
+  // broker may leave `frontend` empty, to serve no other gateway.
+  std::string local_frontend;
+  std::string backend = options::broker::kBackend.default_text();  // workers connect here
   // On SIGTERM: wait this long for replies.
   std::chrono::milliseconds drain_timeout = options::broker::kDrainTimeout.default_seconds();
   // ZMQ_MAXMSGSIZE per socket: a peer that sends a larger frame is disconnected by libzmq before
@@ -48,7 +53,10 @@ void check_plain_endpoints(const BrokerOptions& options);
 
 class Broker : private Outbox {
  public:
-  explicit Broker(BrokerOptions options);
+  // With `shared_context`, the broker's sockets live in that context (which must outlive it):
+  // a gateway in the same process reaches `local_frontend` through it, with no I/O thread in
+  // between. Otherwise the broker has a context of its own.
+  explicit Broker(BrokerOptions options, zmq::context_t* shared_context = nullptr);
   ~Broker() override;
 
   // Endpoints actually bound (a "*" port resolved), for tests and logs.
@@ -95,7 +103,8 @@ class Broker : private Outbox {
   int epoll_fd_ = -1;  // run()'s epoll set, while it runs
 
   BrokerOptions options_;
-  zmq::context_t context_{1};
+  std::unique_ptr<zmq::context_t> own_context_;  // null when the context is shared
+  zmq::context_t& context_;
   zmq::socket_t frontend_;
   zmq::socket_t backend_;
   zmq::socket_t zap_;  // ROUTER on inproc://zeromq.zap.01, with CURVE only
