@@ -164,6 +164,11 @@ inline constexpr ComponentOption kTrustedProxies{
 inline constexpr ComponentOption kHopStamps =
     boolean({"gateway.hop_stamps", "--hop-stamps", "COURIER_HOP_STAMPS", "true",
              "Stamp each request at every hop; per-hop latency in /metrics"});
+// A broker in the gateway's own process, on the broker.* settings (docs/operations.md,
+// "Embedded broker").
+inline constexpr ComponentOption kEmbeddedBroker = boolean(
+    {"gateway.embedded_broker", "--embedded-broker", "COURIER_GATEWAY_EMBEDDED_BROKER", "false",
+     "Run a broker in this process, reached over inproc:// (its settings: broker.*)"});
 // CURVE on the broker link: both or neither.
 inline constexpr ComponentOption kCurveSecretKeyFile{
     "gateway.curve.secret_key_file", "--curve-secret-key-file",
@@ -294,6 +299,7 @@ inline constexpr const ComponentOption* kAll[] = {
     &gateway::kAuthIssuer,
     &gateway::kTrustedProxies,
     &gateway::kHopStamps,
+    &gateway::kEmbeddedBroker,
     &gateway::kCurveSecretKeyFile,
     &gateway::kCurveBrokerKeyFile,
     &broker::kFrontend,

@@ -33,6 +33,9 @@
 
 namespace courier::gateway {
 
+// Where a gateway reaches the broker it runs itself (gateway.embedded_broker).
+inline constexpr std::string_view kEmbeddedBrokerEndpoint = "inproc://courier-embedded-broker";
+
 struct BrokerClientOptions {
   std::vector<std::string> endpoints = {options::gateway::kBroker.default_text()};
   std::chrono::milliseconds heartbeat_interval = options::gateway::kHeartbeat.default_seconds();

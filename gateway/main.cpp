@@ -1,8 +1,13 @@
 // courier-gateway: the HTTP front door; forwards /{service}/... through the broker.
+#include <signal.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <thread>
 
+#include "broker/broker_setup.hpp"
 #include "common/asio.hpp"
 #include "common/cli.hpp"
 #include "common/signals.hpp"
@@ -84,6 +89,50 @@ courier::gateway::AuthOptions load_auth(const courier::OptionFlags& flags,
   return auth;
 }
 
+// A broker run by the gateway on its own thread, sharing the gateway's ZeroMQ context. Stopped
+// (drained) and joined on stop() or destruction; a broker that fails stops the gateway.
+class EmbeddedBroker {
+ public:
+  EmbeddedBroker(courier::broker::BrokerOptions options, zmq::context_t& context,
+                 const std::string& admin_listen) {
+    courier::broker::log_declared_services(options);
+    broker_ = std::make_unique<courier::broker::Broker>(std::move(options), &context);
+    admin_ = courier::broker::make_admin(*broker_, admin_listen);
+  }
+  ~EmbeddedBroker() { stop(); }
+  EmbeddedBroker(const EmbeddedBroker&) = delete;
+  EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
+
+  // After the termination handler is installed: the thread inherits its signal mask.
+  void start() {
+    thread_ = std::thread([this] {
+      try {
+        broker_->run(false);
+      } catch (const std::exception& e) {
+        spdlog::critical("embedded broker failed: {}; stopping the gateway", e.what());
+        failed_.store(true);
+        ::kill(::getpid(), SIGTERM);  // to the process: whichever thread waits for it
+      }
+    });
+    if (admin_) admin_->start();
+  }
+  // True if the broker had failed.
+  bool stop() {
+    if (thread_.joinable()) {
+      broker_->stop();
+      thread_.join();
+    }
+    if (admin_) admin_->stop();
+    return failed_.load();
+  }
+
+ private:
+  std::unique_ptr<courier::broker::Broker> broker_;
+  std::unique_ptr<courier::AdminHttpServer> admin_;
+  std::thread thread_;
+  std::atomic<bool> failed_{false};
+};
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -140,8 +189,25 @@ int main(int argc, char** argv) {
     }
     const auto shutdown_grace = flags.seconds(opt::kShutdownGrace, file);
 
+    // With an embedded broker the gateway links to it over inproc://, and to other brokers only
+    // if gateway.broker names them; the broker serves other gateways only if broker.frontend is
+    // set (both defaults name the same loopback port, which would be the broker itself).
+    std::optional<broker::BrokerOptions> embedded;
+    if (flags.boolean(opt::kEmbeddedBroker, file)) {
+      embedded = broker::load_broker_options(flags, file, settings);
+      embedded->local_frontend = std::string(gateway::kEmbeddedBrokerEndpoint);
+      if (flags.sourced(options::broker::kFrontend, file).source == ConfigSource::kDefault) {
+        embedded->frontend.clear();
+      }
+      broker::check_plain_endpoints(*embedded);
+    }
     gateway::BrokerClientOptions link;
     link.endpoints = flags.endpoints(opt::kBroker, file);
+    if (embedded) {
+      if (flags.sourced(opt::kBroker, file).source == ConfigSource::kDefault)
+        link.endpoints.clear();
+      link.endpoints.insert(link.endpoints.begin(), std::string(gateway::kEmbeddedBrokerEndpoint));
+    }
     const auto heartbeat = read_heartbeat(flags, opt::kHeartbeat, opt::kLiveness, file);
     link.heartbeat_interval = heartbeat.interval;
     link.liveness = heartbeat.liveness;
@@ -150,6 +216,11 @@ int main(int argc, char** argv) {
         opt::kCurveBrokerKeyFile.setting(), flags.text(opt::kCurveBrokerKeyFile, file));
     if (config_only(app, common, [&] {
           auto rows = option_rows(flags, file, "gateway.");
+          if (embedded) {
+            for (auto& row : option_rows(flags, file, "broker.")) {
+              if (row.key.starts_with("broker.")) rows.push_back(std::move(row));
+            }
+          }
           for (auto& row : service_rows(trace)) rows.push_back(std::move(row));
           return rows;
         })) {
@@ -164,17 +235,25 @@ int main(int argc, char** argv) {
           opt::kCurveSecretKeyFile.setting());
     }
     zmq::context_t context(1);
+    std::optional<EmbeddedBroker> local_broker;  // bound before the links connect to it
+    if (embedded) {
+      local_broker.emplace(std::move(*embedded), context,
+                           flags.text(options::broker::kAdminListen, file));
+    }
     gateway::BrokerClient client(context, link);
     gateway::Server http(server, std::move(settings), client);
 
     TerminationSignals signals;  // installed before work starts: no signal is missed
+    if (local_broker) local_broker->start();
     client.start();
     http.start();
     const int signo = signals.wait();
     spdlog::info("gateway received signal {}; finishing in-flight requests", signo);
     http.stop(shutdown_grace);
     client.stop();
+    // After the gateway's own requests are answered; other gateways' get the broker's drain.
+    const bool broker_failed = local_broker && local_broker->stop();
     spdlog::info("gateway stopped");
-    return 0;
+    return broker_failed ? 1 : 0;
   });
 }

@@ -23,6 +23,8 @@
 #   PORT_BASE [18400] (uses PORT_BASE+1..+5)  BENCH_OUT [run/bench-load]
 #   TRANSPORT [tcp]: tcp (loopback ports) or ipc (Unix sockets in BENCH_OUT) between the
 #   gateway, the broker and the worker
+#   EMBEDDED_BROKER [false]: true runs the broker inside the gateway (gateway.embedded_broker:
+#   no broker process, the gateway reaches it over inproc://, the worker its backend as usual)
 #   HOP_STAMPS [true]: the gateway's gateway.hop_stamps; each Courier run prints the mean time
 #   per hop from courier_gateway_hop_seconds (docs/protocol.md, "Stamps"), also in hops.txt,
 #   with what one bare libzmq hop costs just before it (bench/zmq_hop_bench, when built)
@@ -227,14 +229,19 @@ start_courier() {  # start_courier CONNECTIONS
   export COURIER_LOG_LEVEL=warn COURIER_ACCESS_LOG=false COURIER_MAX_CONNECTIONS=$((SLOW_CONNECTIONS + 1000))
   export COURIER_MAX_QUEUE=$((2 * SLOW_CONNECTIONS)) COURIER_WORKER_CONCURRENCY=$concurrency
   export COURIER_HOP_STAMPS=${HOP_STAMPS:-true}
-  start broker "$BIN/broker/courier-broker" --frontend "$FRONT_EP" --backend "$BACK_EP" --id bench
-  local n
+  local n broker_link=(--broker "$FRONT_EP")
+  if [[ ${EMBEDDED_BROKER:-false} == true ]]; then
+    export COURIER_BROKER_BACKEND=$BACK_EP COURIER_BROKER_ID=bench
+    broker_link=(--embedded-broker true)
+  else
+    start broker "$BIN/broker/courier-broker" --frontend "$FRONT_EP" --backend "$BACK_EP" --id bench
+  fi
   for ((n=1; n<=WORKERS; n++)); do
     start "worker-$n" "$BIN/workers/courier-worker" --service rule-engine \
       --broker "$BACK_EP" --id "bench-$n" --concurrency "$concurrency"
   done
   start gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GW_PORT" \
-    --admin-listen "127.0.0.1:$ADMIN_PORT" --broker "$FRONT_EP" --threads "$GATEWAY_THREADS" \
+    --admin-listen "127.0.0.1:$ADMIN_PORT" "${broker_link[@]}" --threads "$GATEWAY_THREADS" \
     --max-connections $((2 * SLOW_CONNECTIONS + 1000)) --max-connections-per-client 0
   wait_until 15 courier_ready
   wait_until 10 http_ok "http://127.0.0.1:$GW_PORT/rule-engine/health"
@@ -245,7 +252,7 @@ note_idle_rss() {  # note_idle_rss nginx|courier: after start-up and one request
   RSS_AT_START[$label]=$(rss_kib "${pids[@]}"); RSS_EACH_AT_START[$label]=""
   for p in "${pids[@]}"; do RSS_EACH_AT_START[$label]+=" $(tr -d '\0' </proc/"$p"/comm 2>/dev/null):$(rss_kib "$p")"; done
 }
-courier_pids() { local n; echo "${PROC[broker]}"; echo "${PROC[gateway]}"; for ((n=1; n<=WORKERS; n++)); do echo "${PROC[worker-$n]}"; done; }
+courier_pids() { local n; [[ -n ${PROC[broker]:-} ]] && echo "${PROC[broker]}"; echo "${PROC[gateway]}"; for ((n=1; n<=WORKERS; n++)); do echo "${PROC[worker-$n]}"; done; }
 nginx_pids() { echo "${PROC[nginx]}"; pgrep -P "${PROC[nginx]}" || true; }
 
 rss_kib() {  # rss_kib PID...: summed VmRSS
@@ -450,7 +457,7 @@ run_triple() {  # run_triple SCENARIO CASE PATH CONNECTIONS DURATION SCRIPT [ENV
 
 # ---------------------------------------------------------------- scenarios
 echo "Courier load benchmark: $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2), $("$NGINX" -v 2>&1 | sed 's/.*: //')"
-echo "Courier: $BIN ($build_type), 1 broker, $WORKERS worker(s), gateway --threads $GATEWAY_THREADS; NGINX: 1 worker process; upstream: --threads $UPSTREAM_THREADS; wrk -t$WRK_THREADS"
+echo "Courier: $BIN ($build_type), $([[ ${EMBEDDED_BROKER:-false} == true ]] && echo "the broker in the gateway" || echo "1 broker"), $WORKERS worker(s), gateway --threads $GATEWAY_THREADS; NGINX: 1 worker process; upstream: --threads $UPSTREAM_THREADS; wrk -t$WRK_THREADS"
 echo "logs and raw results: $OUT"
 
 scenario_on() { [[ ,$SCENARIOS, == *,$1,* ]]; }

@@ -24,11 +24,11 @@ Topology::Topology(TopologyOptions options) : options_(std::move(options)) {
   };
   gateway_port_ = reserve();
   admin_port_ = reserve();
-  for (int i = 0; i < options_.brokers; ++i) {
+  for (int i = 0; i < (options_.embedded_broker ? 1 : options_.brokers); ++i) {
     frontend_ports_.push_back(reserve());
     backend_ports_.push_back(reserve());
   }
-  brokers_.resize(frontend_ports_.size());
+  brokers_.resize(options_.embedded_broker ? 0 : frontend_ports_.size());
   if (!options_.start) return;
   for (std::size_t i = 0; i < brokers_.size(); ++i) start_broker(i);
   for (const auto& [service, url] : options_.upstreams) {
@@ -99,10 +99,19 @@ ChildProcess& Topology::start_worker(const std::string& service, std::vector<std
 void Topology::start_gateway() {
   std::vector<std::string> args = {"--listen",       "127.0.0.1:" + std::to_string(gateway_port_),
                                    "--admin-listen", "127.0.0.1:" + std::to_string(admin_port_),
-                                   "--broker",       frontends(),
                                    "--threads",      std::to_string(options_.gateway_threads)};
+  auto env = environment();
+  if (options_.embedded_broker) {
+    // Its frontend on the reserved port too, so that a test may add another gateway.
+    args.insert(args.end(), {"--embedded-broker", "true"});
+    env.emplace_back("COURIER_BROKER_FRONTEND", frontends());
+    env.emplace_back("COURIER_BROKER_BACKEND", backends());
+    env.emplace_back("COURIER_BROKER_ID", "test-broker-embedded");
+  } else {
+    args.insert(args.end(), {"--broker", frontends()});
+  }
   args.insert(args.end(), options_.gateway_args.begin(), options_.gateway_args.end());
-  gateway_ = std::make_unique<ChildProcess>(COURIER_GATEWAY_BIN, args, environment());
+  gateway_ = std::make_unique<ChildProcess>(COURIER_GATEWAY_BIN, args, env);
 }
 
 bool Topology::wait_ready(std::chrono::milliseconds timeout) {

@@ -3,6 +3,7 @@
 // gateway's admin listener (/metrics, /services, /dashboard) gets a port of its own too.
 #pragma once
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <string>
@@ -17,7 +18,11 @@ struct TopologyOptions {
   std::map<std::string, std::string> upstreams;  // service -> URL; becomes <SVC>_URL
   int workers_per_service = 1;
   int brokers = 1;  // every worker and the gateway connect to all of them
-  EnvList env;      // extra environment for every process
+  // The gateway runs the one broker itself (gateway.embedded_broker): no broker process, the
+  // workers connect to the gateway's broker backend. Set for a whole suite by
+  // COURIER_TEST_EMBEDDED_BROKER=1 (CTest runs some suites both ways).
+  bool embedded_broker = std::getenv("COURIER_TEST_EMBEDDED_BROKER") != nullptr;
+  EnvList env;  // extra environment for every process
   std::vector<std::string> broker_args;
   std::vector<std::string> worker_args;
   std::vector<std::string> gateway_args;
@@ -48,7 +53,9 @@ class Topology {
   // Every broker's endpoints, comma-separated (what --broker takes).
   std::string frontends() const;
   std::string backends() const;
+  // A broker process; none when the gateway embeds the broker.
   ChildProcess& broker(std::size_t index = 0) { return *brokers_.at(index); }
+  bool embedded_broker() const { return options_.embedded_broker; }
   ChildProcess& gateway() { return *gateway_; }
   std::vector<std::unique_ptr<ChildProcess>>& workers() { return workers_; }
 
