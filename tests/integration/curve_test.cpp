@@ -143,6 +143,42 @@ TEST(Curve, ProxiedRequestSucceedsWithTheRightKeys) {
   if (HasFailure()) std::cerr << topology.logs();
 }
 
+// The broker inside the gateway takes its keys from the broker.* settings (here the
+// environment); the gateway's own link to it is in-process and needs none, while a worker
+// still needs its listed key.
+TEST(Curve, AnEmbeddedBrokerRequiresKeysOfWorkersButNotOfItsOwnGateway) {
+  KeyDir keys;
+  TestUpstream upstream;
+  TopologyOptions options;
+  options.upstreams = {{"rule-engine", upstream.url()}, {"ai-gm", upstream.url()}};
+  options.embedded_broker = true;
+  options.start = false;
+  options.env = {{"COURIER_BROKER_CURVE_SECRET_KEY_FILE", keys("broker.key")},
+                 {"COURIER_BROKER_CURVE_GATEWAY_KEYS_FILE", keys("gateways.authorized")},
+                 {"COURIER_BROKER_CURVE_WORKER_KEYS_FILE", keys("workers.authorized")}};
+  Topology topology(options);
+  topology.start_worker("rule-engine", keys.client_args("worker"));
+  topology.start_worker("ai-gm", keys.client_args("worker"));
+  topology.start_gateway();
+  ASSERT_TRUE(topology.wait_ready()) << topology.logs();
+  EXPECT_EQ(topology.get("/rule-engine/hello").status, 200u) << topology.logs();
+  EXPECT_EQ(upstream.hits("/hello"), 1u);
+  EXPECT_NE(topology.gateway().log_text().find("broker CURVE on"), std::string::npos)
+      << topology.logs();
+
+  // A worker without keys never registers, and never takes a request.
+  auto& stranger = topology.start_worker("rule-engine");
+  const auto registered = wait_until(
+      [&] {
+        const auto r = topology.admin("/services", {}, 1s);
+        const auto j = nlohmann::json::parse(r.body, nullptr, false);
+        return !j.is_discarded() && j["services"]["rule-engine"].value("workers", 0) >= 2;
+      },
+      1500ms, 50ms);
+  EXPECT_FALSE(registered) << topology.logs();
+  EXPECT_TRUE(stranger.running());
+}
+
 TEST(Curve, PeersWithoutAListedKeyNeverGetAnAnswerWhileTrafficFlows) {
   KeyDir keys;
   TestUpstream upstream;
