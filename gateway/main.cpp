@@ -228,6 +228,8 @@ int main(int argc, char** argv) {
     }
     if (link.curve) {
       spdlog::info("broker links: CURVE on, public key {}", link.curve->own.public_key);
+    } else if (embedded && link.endpoints.size() == 1) {
+      spdlog::info("broker link: in-process ({}), no CURVE needed", link.endpoints.front());
     } else {
       spdlog::warn(
           "broker links: CURVE off (no {}): traffic to the broker is neither "
