@@ -135,11 +135,6 @@ Broker::Broker(BrokerOptions options, zmq::context_t* shared_context)
   }
 }
 
-Broker::~Broker() {
-  if (frontend_monitor_) zmq_socket_monitor(frontend_.handle(), nullptr, 0);
-  if (backend_monitor_) zmq_socket_monitor(backend_.handle(), nullptr, 0);
-}
-
 std::string Broker::frontend_endpoint() const { return frontend_.get(zmq::sockopt::last_endpoint); }
 std::string Broker::backend_endpoint() const { return backend_.get(zmq::sockopt::last_endpoint); }
 
@@ -314,12 +309,41 @@ struct EpollSet {
 
 }  // namespace
 
+// What one run of the loop keeps between its steps.
+struct Broker::Loop {
+  EpollSet epoll;
+  int signal_fd = -1;
+  std::chrono::milliseconds tick{};
+  std::chrono::milliseconds stall_limit{};
+  Clock::time_point next_tick;
+  Clock::time_point last_wake;
+  std::optional<Clock::time_point> drain_until;
+  ~Loop() {
+    if (signal_fd >= 0) ::close(signal_fd);
+  }
+};
+
+Broker::~Broker() {
+  if (frontend_monitor_) zmq_socket_monitor(frontend_.handle(), nullptr, 0);
+  if (backend_monitor_) zmq_socket_monitor(backend_.handle(), nullptr, 0);
+}
+
 int Broker::run(bool handle_signals) {
-  const int signal_fd = handle_signals ? open_termination_signalfd() : -1;
+  begin(handle_signals);
+  while (step(next_wait())) {
+  }
+  end();
+  return 0;
+}
+
+void Broker::begin(bool handle_signals) {
+  loop_ = std::make_unique<Loop>();
+  auto& loop = *loop_;
+  loop.signal_fd = handle_signals ? open_termination_signalfd() : -1;
   // Not zmq_poll: it asks every socket for ZMQ_EVENTS before and after each wait, a poll() and a
   // getpid() inside libzmq each. Here a socket is asked only when its descriptor signalled or
   // `unread_` says so.
-  const EpollSet epoll;
+  const auto& epoll = loop.epoll;
   epoll_fd_ = epoll.fd;
   epoll.watch(frontend_.get(zmq::sockopt::fd), kFrontend);
   epoll.watch(backend_.get(zmq::sockopt::fd), kBackend);
@@ -330,7 +354,7 @@ int Broker::run(bool handle_signals) {
     epoll.watch(backend_monitor_.get(zmq::sockopt::fd), kBackendMonitor);
     unread_[kZap] = unread_[kFrontendMonitor] = unread_[kBackendMonitor] = true;
   }
-  if (signal_fd >= 0) epoll.watch(signal_fd, kSignal);
+  if (loop.signal_fd >= 0) epoll.watch(loop.signal_fd, kSignal);
   spdlog::info("broker {} ready: frontend {} backend {}", options_.dispatcher.broker_id,
                frontend_endpoint(), backend_endpoint());
   if (options_.curve) {
@@ -341,82 +365,90 @@ int Broker::run(bool handle_signals) {
     spdlog::warn("broker running without CURVE: anyone who can reach {} or {} is trusted",
                  frontend_endpoint(), backend_endpoint());
   }
-  const auto tick =
-      std::max(std::chrono::milliseconds(10), options_.dispatcher.heartbeat_interval / 4);
-  auto next_tick = Clock::now();
+  loop.tick = std::max(std::chrono::milliseconds(10), options_.dispatcher.heartbeat_interval / 4);
+  loop.next_tick = Clock::now();
   // A gap this long between two wake-ups means the broker was not running (SIGSTOP, a paused
   // container, CPU starvation) for about as long as its peers wait before declaring it lost: one
   // heartbeat short of it, as the last heartbeat it sent may have been that much older.
   // At least four ticks, so that an idle loop's ordinary lateness never counts.
-  const auto stall_limit = std::max<std::chrono::milliseconds>(
+  loop.stall_limit = std::max<std::chrono::milliseconds>(
       options_.dispatcher.heartbeat_interval * std::max(1, options_.dispatcher.liveness - 1),
-      4 * tick);
-  auto last_wake = Clock::now();
-  std::optional<Clock::time_point> drain_until;
+      4 * loop.tick);
+  loop.last_wake = Clock::now();
   serving_.store(true);
-  while (true) {
-    if (snapshot_wanted_.exchange(false)) publish_snapshot();
-    if (stop_.load() && !drain_until) {
-      serving_.store(false);
-      drain_until = Clock::now() + options_.drain_timeout;
-      dispatcher_.begin_shutdown(Now::current());
-      spdlog::info("broker stopping: waiting up to {} ms for {} requests in flight",
-                   options_.drain_timeout.count(), dispatcher_.in_flight());
+}
+
+int Broker::loop_fd() const { return loop_ ? loop_->epoll.fd : -1; }
+
+std::chrono::milliseconds Broker::next_wait() const {
+  // At most 100 ms, so that a snapshot asked for by the admin thread is made soon whatever the
+  // heartbeat interval; no wait at all while a socket may still hold messages. Rounded up: the
+  // last fraction of a millisecond before a tick, truncated to 0, would spin the loop.
+  const bool unread = std::find(std::begin(unread_), std::end(unread_), true) != std::end(unread_);
+  if (unread || !loop_) return std::chrono::milliseconds(0);
+  return std::clamp(std::chrono::ceil<std::chrono::milliseconds>(loop_->next_tick - Clock::now()),
+                    std::chrono::milliseconds(0), std::chrono::milliseconds(100));
+}
+
+bool Broker::step(std::chrono::milliseconds wait) {
+  auto& loop = *loop_;
+  if (snapshot_wanted_.exchange(false)) publish_snapshot();
+  if (stop_.load() && !loop.drain_until) {
+    serving_.store(false);
+    loop.drain_until = Clock::now() + options_.drain_timeout;
+    dispatcher_.begin_shutdown(Now::current());
+    spdlog::info("broker stopping: waiting up to {} ms for {} requests in flight",
+                 options_.drain_timeout.count(), dispatcher_.in_flight());
+  }
+  if (loop.drain_until && (dispatcher_.in_flight() == 0 || Clock::now() >= *loop.drain_until)) {
+    if (dispatcher_.in_flight() > 0) {
+      spdlog::warn("broker drain timeout: answering {} requests still in flight with 503",
+                   dispatcher_.in_flight());
+      dispatcher_.fail_in_flight("broker stopped before the worker answered");
     }
-    if (drain_until && (dispatcher_.in_flight() == 0 || Clock::now() >= *drain_until)) {
-      if (dispatcher_.in_flight() > 0) {
-        spdlog::warn("broker drain timeout: answering {} requests still in flight with 503",
-                     dispatcher_.in_flight());
-        dispatcher_.fail_in_flight("broker stopped before the worker answered");
-      }
-      break;
-    }
-    // At most 100 ms, so that a snapshot asked for by the admin thread is made soon whatever the
-    // heartbeat interval; no wait at all while a socket may still hold messages. Rounded up: the
-    // last fraction of a millisecond before a tick, truncated to 0, would spin the loop.
-    const bool unread =
-        std::find(std::begin(unread_), std::end(unread_), true) != std::end(unread_);
-    const auto wait =
-        unread ? std::chrono::milliseconds(0)
-               : std::clamp(std::chrono::ceil<std::chrono::milliseconds>(next_tick - Clock::now()),
-                            std::chrono::milliseconds(0), std::chrono::milliseconds(100));
-    epoll_event events[kSources];
-    const int n = ::epoll_wait(epoll.fd, events, kSources, static_cast<int>(wait.count()));
-    if (n < 0 && errno != EINTR) {
-      throw std::system_error(errno, std::generic_category(), "epoll_wait");
-    }
-    bool ready[kSources] = {};
-    for (int i = 0; i < n; ++i) ready[events[i].data.u32] = true;
-    for (std::uint32_t i = 0; i < kSources; ++i) ready[i] = ready[i] || unread_[i];
-    const auto woke = Clock::now();
-    if (woke - last_wake > stall_limit) {
-      // Before anything that arrived meanwhile: a reply freeing a worker must not dispatch a
-      // request whose client was already answered.
-      dispatcher_.on_stall(std::chrono::duration_cast<std::chrono::milliseconds>(woke - last_wake));
-    }
-    last_wake = woke;
-    ++dispatcher_.counters().loop_wakeups;
-    if (ready[kSignal]) {
-      signalfd_siginfo info;
-      if (::read(signal_fd, &info, sizeof info) == sizeof info) {
-        spdlog::info("broker received signal {}", info.ssi_signo);
-        stop_.store(true);
-      }
-    }
-    if (ready[kZap]) answer_zap();
-    if (ready[kFrontendMonitor] && frontend_monitor_) read_monitor(frontend_monitor_, true);
-    if (ready[kBackendMonitor] && backend_monitor_) read_monitor(backend_monitor_, false);
-    // Replies first: they free capacity that waiting requests need.
-    if (ready[kBackend]) receive(backend_, false);
-    if (ready[kFrontend]) receive(frontend_, true);
-    if (Clock::now() >= next_tick) {
-      dispatcher_.on_tick(Now::current());
-      next_tick = Clock::now() + tick;
+    return false;
+  }
+  epoll_event events[kSources];
+  const int n = ::epoll_wait(loop.epoll.fd, events, kSources, static_cast<int>(wait.count()));
+  if (n < 0 && errno != EINTR) {
+    throw std::system_error(errno, std::generic_category(), "epoll_wait");
+  }
+  bool ready[kSources] = {};
+  for (int i = 0; i < n; ++i) ready[events[i].data.u32] = true;
+  for (std::uint32_t i = 0; i < kSources; ++i) ready[i] = ready[i] || unread_[i];
+  const auto woke = Clock::now();
+  if (woke - loop.last_wake > loop.stall_limit) {
+    // Before anything that arrived meanwhile: a reply freeing a worker must not dispatch a
+    // request whose client was already answered.
+    dispatcher_.on_stall(
+        std::chrono::duration_cast<std::chrono::milliseconds>(woke - loop.last_wake));
+  }
+  loop.last_wake = woke;
+  ++dispatcher_.counters().loop_wakeups;
+  if (ready[kSignal]) {
+    signalfd_siginfo info;
+    if (::read(loop.signal_fd, &info, sizeof info) == sizeof info) {
+      spdlog::info("broker received signal {}", info.ssi_signo);
+      stop_.store(true);
     }
   }
+  if (ready[kZap]) answer_zap();
+  if (ready[kFrontendMonitor] && frontend_monitor_) read_monitor(frontend_monitor_, true);
+  if (ready[kBackendMonitor] && backend_monitor_) read_monitor(backend_monitor_, false);
+  // Replies first: they free capacity that waiting requests need.
+  if (ready[kBackend]) receive(backend_, false);
+  if (ready[kFrontend]) receive(frontend_, true);
+  if (Clock::now() >= loop.next_tick) {
+    dispatcher_.on_tick(Now::current());
+    loop.next_tick = Clock::now() + loop.tick;
+  }
+  return true;
+}
+
+void Broker::end() {
   serving_.store(false);
   epoll_fd_ = -1;
-  if (signal_fd >= 0) ::close(signal_fd);
+  loop_.reset();
   publish_snapshot();  // the final counts, for a scrape during shutdown
   const auto& c = dispatcher_.counters();
   spdlog::info("broker stopped: {} requests, {} replies, {} malformed, {} unroutable", c.requests,
@@ -428,7 +460,6 @@ int Broker::run(bool handle_signals) {
         authenticator_.admitted(kGatewayDomain), c.curve_denied_gateways,
         authenticator_.admitted(kWorkerDomain), c.curve_denied_workers, authenticator_.malformed());
   }
-  return 0;
 }
 
 }  // namespace courier::broker

@@ -63,8 +63,22 @@ class Broker : private Outbox {
   std::string frontend_endpoint() const;
   std::string backend_endpoint() const;
 
-  // Runs until stop() or a termination signal (if handle_signals). Returns 0 on a clean exit.
+  // Runs until stop() or a termination signal (if handle_signals), then drains. Returns 0 on a
+  // clean exit. It is begin(), step(next_wait()) until false, end().
   int run(bool handle_signals);
+  // The same loop for a caller that waits itself, in an event loop of its own: begin() once;
+  // step(0) whenever loop_fd() is readable or next_wait() has passed, until it returns false
+  // (stopped and drained); end(). One thread at a time, as for every ZeroMQ socket.
+  void begin(bool handle_signals);
+  // An epoll descriptor, readable when a source of the loop may have something; -1 before
+  // begin() and after end().
+  int loop_fd() const;
+  // How long the loop may sleep before its next step: 0 while a socket may still hold messages,
+  // else until its next tick, at most 100 ms.
+  std::chrono::milliseconds next_wait() const;
+  // Waits up to `wait` in epoll, then serves what is ready; false once stopped and drained.
+  bool step(std::chrono::milliseconds wait);
+  void end();
   void stop() { stop_.store(true); }
   // Not synchronised with run(): read only before run() starts or after it returns.
   const Counters& counters() const { return dispatcher_.counters(); }
@@ -100,7 +114,9 @@ class Broker : private Outbox {
     kSources
   };
   bool unread_[kSources] = {};
-  int epoll_fd_ = -1;  // run()'s epoll set, while it runs
+  int epoll_fd_ = -1;  // the loop's epoll set, while it runs
+  struct Loop;
+  std::unique_ptr<Loop> loop_;  // between begin() and end()
 
   BrokerOptions options_;
   std::unique_ptr<zmq::context_t> own_context_;  // null when the context is shared

@@ -89,8 +89,12 @@ courier::gateway::AuthOptions load_auth(const courier::OptionFlags& flags,
   return auth;
 }
 
-// A broker run by the gateway on its own thread, sharing the gateway's ZeroMQ context. Stopped
-// (drained) and joined on stop() or destruction; a broker that fails stops the gateway.
+// A broker run by the gateway, sharing its ZeroMQ context: on the HTTP thread when the broker
+// links run there (one HTTP thread), so that a request and its reply cross no thread between the
+// gateway and the broker, else on a thread of its own. Stopped (drained) on stop() or
+// destruction; a broker that fails stops the gateway.
+namespace asio = courier::asio;
+
 class EmbeddedBroker {
  public:
   EmbeddedBroker(courier::broker::BrokerOptions options, zmq::context_t& context,
@@ -103,33 +107,82 @@ class EmbeddedBroker {
   EmbeddedBroker(const EmbeddedBroker&) = delete;
   EmbeddedBroker& operator=(const EmbeddedBroker&) = delete;
 
-  // After the termination handler is installed: the thread inherits its signal mask.
-  void start() {
-    thread_ = std::thread([this] {
-      try {
-        broker_->run(false);
-      } catch (const std::exception& e) {
-        spdlog::critical("embedded broker failed: {}; stopping the gateway", e.what());
-        failed_.store(true);
-        ::kill(::getpid(), SIGTERM);  // to the process: whichever thread waits for it
-      }
-    });
+  // After the termination handler is installed: a thread inherits its signal mask. With `io`
+  // (run by one thread), the loop runs there: its epoll descriptor is one more source of `io`.
+  void start(asio::io_context* io) {
+    if (io) {
+      broker_->begin(false);
+      begun_ = true;
+      asio::co_spawn(*io, drive(*io), [this](std::exception_ptr e) {
+        if (e) failed(e);
+      });
+    } else {
+      thread_ = std::thread([this] {
+        try {
+          broker_->run(false);
+        } catch (...) {
+          failed(std::current_exception());
+        }
+      });
+    }
     if (admin_) admin_->start();
   }
-  // True if the broker had failed.
+  // Once `io` no longer runs (or from any thread without it): drains and stops the broker. True
+  // if the broker had failed.
   bool stop() {
-    if (thread_.joinable()) {
-      broker_->stop();
-      thread_.join();
+    broker_->stop();
+    if (thread_.joinable()) thread_.join();
+    if (begun_ && !failed_.load()) {
+      // The io_context stopped mid-loop: the drain goes on here, with nothing else on its sockets.
+      while (broker_->step(broker_->next_wait())) {
+      }
     }
+    if (begun_) broker_->end();
+    begun_ = false;
     if (admin_) admin_->stop();
     return failed_.load();
   }
 
  private:
+  asio::awaitable<void> drive(asio::io_context& io) {
+    // A duplicate, so that the descriptor's owner here may close it.
+    asio::posix::stream_descriptor ready(io, ::dup(broker_->loop_fd()));
+    asio::steady_timer timer(io);
+    while (broker_->step(std::chrono::milliseconds(0))) {
+      const auto wait = broker_->next_wait();
+      if (wait.count() == 0) {  // a socket may hold more: after what else is ready on `io`
+        co_await asio::post(io, asio::use_awaitable);
+        continue;
+      }
+      timer.expires_after(wait);
+      timer.async_wait([&ready](const boost::system::error_code& ec) {
+        if (!ec) ready.cancel();
+      });
+      boost::system::error_code ec;
+      co_await ready.async_wait(asio::posix::descriptor_base::wait_read,
+                                asio::redirect_error(asio::use_awaitable, ec));
+      timer.cancel();
+    }
+    broker_->end();
+    begun_ = false;
+  }
+
+  void failed(std::exception_ptr e) {
+    try {
+      std::rethrow_exception(e);
+    } catch (const std::exception& x) {
+      spdlog::critical("embedded broker failed: {}; stopping the gateway", x.what());
+    } catch (...) {
+      spdlog::critical("embedded broker failed; stopping the gateway");
+    }
+    failed_.store(true);
+    ::kill(::getpid(), SIGTERM);  // to the process: whichever thread waits for it
+  }
+
   std::unique_ptr<courier::broker::Broker> broker_;
   std::unique_ptr<courier::AdminHttpServer> admin_;
   std::thread thread_;
+  bool begun_ = false;  // begin() called on the io_context's thread, end() not yet
   std::atomic<bool> failed_{false};
 };
 
@@ -246,7 +299,7 @@ int main(int argc, char** argv) {
     gateway::Server http(server, std::move(settings), client);
 
     TerminationSignals signals;  // installed before work starts: no signal is missed
-    if (local_broker) local_broker->start();
+    if (local_broker) local_broker->start(http.links_io());
     client.start();
     http.start();
     const int signo = signals.wait();

@@ -88,6 +88,10 @@ class Server {
 
   // Binds and starts the worker threads; returns the bound port.
   std::uint16_t start();
+  // The io_context of the one HTTP thread when the broker links run on it too
+  // (broker_links_on_http_thread with one thread); null otherwise. Work spawned on it before
+  // start() runs on that thread, and stops with it.
+  asio::io_context* links_io() { return runs_broker_links_ ? &io_ : nullptr; }
   // The admin listener's bound port once started; 0 when there is none.
   std::uint16_t admin_port() const { return admin_port_; }
   // Stops accepting, lets in-flight requests finish (up to `grace`), then stops the threads.

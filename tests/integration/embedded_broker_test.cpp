@@ -8,6 +8,7 @@
 
 #include <future>
 #include <nlohmann/json.hpp>
+#include <thread>
 
 #include "tests/integration/topology.hpp"
 #include "tests/support/test_upstream.hpp"
@@ -175,6 +176,22 @@ TEST(EmbeddedBroker, ItsAdminListenerServesTheBrokersMetrics) {
       << metrics.body;
   EXPECT_NE(metrics.body.find("courier_broker_workers{service=\"ai-gm\"} 1"), std::string::npos)
       << metrics.body;
+
+  // On the gateway's HTTP thread the loop waits in the gateway's event loop: idle, it wakes for
+  // its ticks (25 ms at the tests' 0.1 s heartbeat) and the heartbeats, about 75 times a second
+  // here, and never spins (a spinning loop wakes tens of thousands of times).
+  const auto wakeups = [&] {
+    const auto body = http_request(port, "GET", "/metrics").body;
+    const std::string key = "courier_broker_events_total{event=\"loop_wakeups\"} ";
+    const auto at = body.find(key);
+    return at == std::string::npos ? -1.0 : std::stod(body.substr(at + key.size()));
+  };
+  const auto before = wakeups();
+  std::this_thread::sleep_for(1s);  // the interval measured, not a wait for readiness
+  const auto after = wakeups();
+  ASSERT_GE(before, 0) << metrics.body;
+  EXPECT_GT(after - before, 20);
+  EXPECT_LT(after - before, 400);
 }
 
 TEST(EmbeddedBroker, CheckConfigRefusesAPlainBackendOffLoopbackAndListsTheBrokerSettings) {
