@@ -6,6 +6,8 @@
 #   WORKERS_PER_SERVICE=2  GATEWAY_PORT=8080  GATEWAY_ADMIN_PORT=9901  BROKER_PORT=5555 (and +1)
 #   DEMO_PORT=8031 (and +1)  DEMO_AI_GM_LATENCY=uniform:200:800 (ms per AI GM call)
 #   BROKERS=1 (more: broker k uses BROKER_PORT+2k and +2k+1; gateway and workers use them all)
+#   EMBEDDED_BROKER=1: no broker process; the gateway runs the broker itself
+#            (gateway.embedded_broker, docs/operations.md), workers connect to BROKER_PORT+1
 #   CURVE=1 (broker links authenticated and encrypted; keys made on first start in run/keys;
 #            CURVE=0: without, which the broker allows on loopback only)
 #   COURIER_BUILD_DIR=build  COURIER_RUN_DIR=run (logs and keys)
@@ -99,13 +101,28 @@ if [[ -z "${AI_GM_URL:-}" ]]; then
     --listen "127.0.0.1:$((DEMO_PORT + 1))" --latency-dist "${DEMO_AI_GM_LATENCY:-uniform:200:800}"
   export AI_GM_URL="http://127.0.0.1:$((DEMO_PORT + 1))"
 fi
-frontends=""; backends=""
+frontends=""; backends=""; gateway_link=()  # set below
+if [[ "${EMBEDDED_BROKER:-0}" != 0 ]]; then
+  ((BROKERS == 1)) || { echo "EMBEDDED_BROKER=1 runs one broker, in the gateway: unset BROKERS" >&2; exit 2; }
+  BROKERS=0
+  backends="tcp://127.0.0.1:$((BROKER_PORT + 1))"
+  # The broker's settings through its environment variables (the gateway's flags are its own);
+  # its link from the gateway is in-process and needs no keys.
+  export COURIER_BROKER_BACKEND=$backends COURIER_BROKER_ID=broker-1
+  if ((${#broker_keys[@]})); then
+    export COURIER_BROKER_CURVE_SECRET_KEY_FILE="$KEYS/broker.key"
+    export COURIER_BROKER_CURVE_GATEWAY_KEYS_FILE="$KEYS/gateways.authorized"
+    export COURIER_BROKER_CURVE_WORKER_KEYS_FILE="$KEYS/workers.authorized"
+  fi
+  gateway_link=(--embedded-broker true)
+fi
 for ((k=0; k<BROKERS; k++)); do
   front="tcp://127.0.0.1:$((BROKER_PORT + 2 * k))"; back="tcp://127.0.0.1:$((BROKER_PORT + 2 * k + 1))"
   start broker "broker-$((k + 1))" "$BIN/broker/courier-broker" --frontend "$front" --backend "$back" \
     --id "broker-$((k + 1))" "${broker_keys[@]}"
   frontends+="${frontends:+,}$front"; backends+="${backends:+,}$back"
 done
+((${#gateway_link[@]})) || gateway_link=(--broker "$frontends" "${gateway_keys[@]}")
 for service in rule-engine ai-gm; do
   for ((n=1; n<=WORKERS; n++)); do
     start worker "worker-$service-$n" "$BIN/workers/courier-worker" --service "$service" \
@@ -115,7 +132,7 @@ done
 # The admin port (/metrics, /services, /dashboard) through its environment variable.
 COURIER_GATEWAY_ADMIN_LISTEN="127.0.0.1:$GATEWAY_ADMIN_PORT" \
   start gateway gateway "$BIN/gateway/courier-gateway" --listen "127.0.0.1:$GATEWAY_PORT" \
-  --broker "$frontends" "${gateway_keys[@]}"
+  "${gateway_link[@]}"
 
 ready=""
 for _ in $(seq 1 100); do

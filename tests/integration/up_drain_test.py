@@ -63,6 +63,7 @@ def alive(pid):
 
 def main():
     repo, build = sys.argv[1], os.path.abspath(sys.argv[2])
+    embedded = os.environ.get("EMBEDDED_BROKER", "0") != "0"
     ports = {name: free_port_pair() for name in ("GATEWAY", "ADMIN", "BROKER", "DEMO")}
     run_dir = tempfile.mkdtemp(prefix="courier-up-")
     env = dict(os.environ, COURIER_UP_SKIP_BUILD="1", COURIER_BUILD_DIR=build,
@@ -121,12 +122,20 @@ def main():
             failures.append(f"{len(lost)} of {REQUESTS} requests not 200: {statuses}")
         if code != 0:
             failures.append(f"up.sh exit status {code}")
-        order = [text.find(f"  {group} stopped") for group in
-                 ("gateway", "workers", "brokers", "demo upstreams")]
+        # With EMBEDDED_BROKER=1 the broker is the gateway's: no broker process to stop.
+        groups = ("gateway", "workers") + (() if embedded else ("brokers",)) + ("demo upstreams",)
+        order = [text.find(f"  {group} stopped") for group in groups]
         if -1 in order or order != sorted(order):
             failures.append(f"stop order wrong or incomplete: {order}")
-        if len(pids) < 6:
-            failures.append(f"expected at least 6 processes, saw pids {pids}")
+        if embedded and "  brokers stopped" in text:
+            failures.append("a broker process was started beside the embedded broker")
+        if embedded:
+            with open(os.path.join(run_dir, "logs", "gateway.log")) as log:
+                if "broker broker-1 ready" not in log.read():
+                    failures.append("the gateway's log does not show its broker ready")
+        expected = 5 if embedded else 6
+        if len(pids) < expected:
+            failures.append(f"expected at least {expected} processes, saw pids {pids}")
         still = [p for p in pids if alive(p)]
         if still:
             failures.append(f"processes still running after up.sh exited: {still}")
