@@ -408,6 +408,8 @@ bool Broker::step(std::chrono::milliseconds wait) {
     }
     return false;
   }
+  // What the checks above sent (a drain's 503s) may have left a socket to read: then no wait.
+  wait = std::min(wait, next_wait());
   epoll_event events[kSources];
   const int n = ::epoll_wait(loop.epoll.fd, events, kSources, static_cast<int>(wait.count()));
   if (n < 0 && errno != EINTR) {
