@@ -177,7 +177,9 @@ kill_under_load() {
   local load=$!
   sleep 1  # part of the load: kill while requests are in flight
   local victim
-  victim=$(compose ps -q worker-ai-gm | head -1)
+  # Not `head -1`: it may close the pipe before compose has written every id, and with pipefail
+  # the SIGPIPE (status 141) fails the step (seen once in CI).
+  victim=$(compose ps -q worker-ai-gm | awk 'NR == 1')
   "$DOCKER" kill "$victim" >/dev/null
   say "killed worker container ${victim:0:12} under load"
   wait "$load"
