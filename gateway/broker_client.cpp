@@ -139,6 +139,12 @@ void BrokerClient::stop() {
   io_.stop();
   if (thread_.joinable()) thread_.join();
   fail_all("gateway shutting down");
+  // Links opened on a borrowed io_context hold descriptors of its reactor: they go now, while it
+  // still exists (its owner stops this client before destroying it), not with this object.
+  if (links_io_ != &io_) {
+    std::lock_guard lock(mutex_);
+    links_.clear();
+  }
 }
 
 bool BrokerClient::connected() const {
