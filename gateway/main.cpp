@@ -89,12 +89,12 @@ courier::gateway::AuthOptions load_auth(const courier::OptionFlags& flags,
   return auth;
 }
 
+namespace asio = courier::asio;
+
 // A broker run by the gateway, sharing its ZeroMQ context: on the HTTP thread when the broker
 // links run there (one HTTP thread), so that a request and its reply cross no thread between the
 // gateway and the broker, else on a thread of its own. Stopped (drained) on stop() or
 // destruction; a broker that fails stops the gateway.
-namespace asio = courier::asio;
-
 class EmbeddedBroker {
  public:
   EmbeddedBroker(courier::broker::BrokerOptions options, zmq::context_t& context,
